@@ -1,0 +1,162 @@
+"""What a policy sees (:class:`EpochState`) and what it returns (:class:`Decision`).
+
+The engine builds one read-only :class:`EpochState` per scheduling epoch. Everything a decision
+module needs is in it as numpy arrays indexed by task ``i`` (0..n-1) and server ``j`` (0..m-1),
+with SI units throughout (seconds, bits, hertz, watts). Policies never touch the simulation; the
+engine validates and applies the returned :class:`Decision`.
+
+Example:
+    >>> import numpy as np
+    >>> from mecsim.state import Decision
+    >>> d = Decision(bandwidth_hz=np.array([1e6, 1e6]), server=np.array([0, 1]))
+    >>> d.server.tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: ``Decision.server`` value: drop the task now (recorded with reason ``"policy"``).
+DROP = -1
+#: ``Decision.server`` value: leave the task waiting for the next epoch.
+DEFER = -2
+
+
+def _frozen(a: Any, dtype: Any = None) -> np.ndarray:
+    arr = np.array(a, dtype=dtype, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class EpochState:
+    """Read-only snapshot of the network at one scheduling epoch.
+
+    Task arrays have length ``n`` (the tasks to decide now, oldest first); server arrays have
+    length ``m``; matrices are ``n x m``. Infeasible pairs (the server does not host the task's
+    model, or is down) have ``feasible[i, j] == False`` and ``service_s[i, j] == inf``.
+
+    Attributes:
+        now: simulation time of the epoch (s).
+        epoch: epoch index (0, 1, ...).
+        task_id: global task ids (int64).
+        device: device index of each task.
+        model: AIGC model name of each task (tuple of str, length n).
+        input_bits: upload size D_i (bits).
+        output_bits: result size O_i (bits).
+        steps: denoising steps s_i.
+        t_arrival: arrival time of each task (s).
+        deadline: absolute deadline of each task (s); ``inf`` when none.
+        tx_power_w: transmit power p_i (W).
+        gain: current uplink channel gain g_i (linear power gain: path loss, shadowing, fading).
+        noise_psd_w_per_hz: noise power spectral density N0 including the noise figure (W/Hz).
+        bandwidth_budget_hz: uplink bandwidth free for this epoch's tasks (Hz).
+        min_bandwidth_hz: smallest share a scheduled task may get (Hz).
+        ideal_radio: True when uploads take no time (classic queueing special cases).
+        server_names: names of the servers.
+        slots: concurrent GPU slots c_j of each server.
+        server_up: whether each server accepts tasks.
+        backlog_s: expected time from ``now`` until server j could start a newly arriving task,
+            counting the work queued, in service and already dispatched but still in transit (s).
+        queued: number of tasks at or heading to server j (in service + waiting + in transit).
+        feasible: ``feasible[i, j]`` is True when server j can run task i.
+        service_s: expected service time of task i on server j, steps x seconds-per-step (s).
+        backhaul_s: delay from the access point to server j for task i's input (s).
+        return_s: delay of the result from server j back to the device: backhaul plus downlink (s).
+        server_energy_w: busy power draw of one slot of server j (W).
+    """
+
+    now: float
+    epoch: int
+    task_id: np.ndarray
+    device: np.ndarray
+    model: tuple[str, ...]
+    input_bits: np.ndarray
+    output_bits: np.ndarray
+    steps: np.ndarray
+    t_arrival: np.ndarray
+    deadline: np.ndarray
+    tx_power_w: np.ndarray
+    gain: np.ndarray
+    noise_psd_w_per_hz: float
+    bandwidth_budget_hz: float
+    min_bandwidth_hz: float
+    ideal_radio: bool
+    server_names: tuple[str, ...]
+    slots: np.ndarray
+    server_up: np.ndarray
+    backlog_s: np.ndarray
+    queued: np.ndarray
+    feasible: np.ndarray
+    service_s: np.ndarray
+    backhaul_s: np.ndarray
+    return_s: np.ndarray
+    server_energy_w: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks to decide in this epoch."""
+        return int(self.task_id.shape[0])
+
+    @property
+    def n_servers(self) -> int:
+        """Number of servers."""
+        return int(self.slots.shape[0])
+
+    @property
+    def snr_per_hz(self) -> np.ndarray:
+        """``p_i g_i / N0`` per task (1/Hz x Hz = SNR at 1 Hz of bandwidth, linear)."""
+        return self.tx_power_w * self.gain / self.noise_psd_w_per_hz
+
+    def rate_bps(self, bandwidth_hz: np.ndarray) -> np.ndarray:
+        """Shannon rate ``b log2(1 + p g / (N0 b))`` of each task for the given shares."""
+        b = np.asarray(bandwidth_hz, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = b * np.log2(1.0 + self.snr_per_hz / b)
+        return np.where(b > 0, r, 0.0)
+
+    def upload_s(self, bandwidth_hz: np.ndarray) -> np.ndarray:
+        """Upload time ``D_i / r_i(b_i)`` on the current (static) channel; 0 with an ideal radio.
+
+        With block fading the engine's real upload time differs when an upload spans a coherence
+        boundary; the traces record the real one.
+        """
+        if self.ideal_radio:
+            return np.zeros(self.n_tasks)
+        r = self.rate_bps(bandwidth_hz)
+        with np.errstate(divide="ignore"):
+            return np.where(r > 0, self.input_bits / np.where(r > 0, r, 1.0), np.inf)
+
+    def equal_share(self) -> np.ndarray:
+        """The budget split equally among the epoch's tasks (Hz)."""
+        n = self.n_tasks
+        if n == 0:
+            return np.zeros(0)
+        return np.full(n, self.bandwidth_budget_hz / n)
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """A policy's answer for one epoch.
+
+    Attributes:
+        bandwidth_hz: uplink share of each task (Hz). Tasks that are dropped or deferred may get
+            0; the shares of dispatched tasks must sum to at most the budget and each be at least
+            ``min_bandwidth_hz`` (the engine checks, with a relative tolerance of 1e-9).
+        server: server index of each task, or :data:`DROP` / :data:`DEFER`.
+        info: free-form numbers and labels for the epochs table (solver name, energy, repairs,
+            ...). Keys become columns; values must be scalars (str, int, float, bool, None).
+    """
+
+    bandwidth_hz: np.ndarray
+    server: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bandwidth_hz", _frozen(self.bandwidth_hz, float))
+        object.__setattr__(self, "server", _frozen(self.server, np.int64))
