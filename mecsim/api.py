@@ -1,0 +1,56 @@
+"""The one-call entry point: :func:`simulate`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mecsim.engine import Simulation
+from mecsim.results import Result, collect
+from mecsim.scenario import Scenario, load_scenario
+
+
+def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
+             policy: Any = None, seed: int | None = None, *, policy_params: dict[str, Any] | None = None,
+             progress: bool = False, **overrides: Any) -> Result:
+    """Run one simulation and return its :class:`~mecsim.results.Result`.
+
+    Args:
+        scenario: a registered name (``"paper-small-v1"``), a YAML path, a dict or a Scenario.
+        policy: a registered name, ``"package.module:Object"``, or a policy object/class/function;
+            default: the scenario's ``policy``.
+        seed: the run seed (default: the scenario's ``seed``).
+        policy_params: parameters for building the policy (default: the scenario's, when the
+            policy is the scenario's).
+        progress: show a progress bar over simulated time.
+        **overrides: scenario field overrides, dotted or with double underscores:
+            ``duration_s=60``, ``radio__bandwidth_hz=10e6``, ``**{"servers.0.slots": 2}``.
+
+    Returns:
+        Result with ``tasks``, ``epochs``, ``servers`` DataFrames and a ``summary`` dict.
+
+    Example:
+        >>> import mecsim
+        >>> r = mecsim.simulate("smoke-v1", policy="round-robin", seed=1, duration_s=30)
+        >>> r.summary["tasks_generated"] == len(r.tasks)
+        True
+    """
+    from mecsim.policies import make_policy
+
+    sc = load_scenario(scenario, **overrides)
+    if policy is None:
+        pol = make_policy(sc.policy.name, **(policy_params if policy_params is not None
+                                              else sc.policy.params))
+    elif isinstance(policy, str) or isinstance(policy, type) or policy_params:
+        params = policy_params
+        if params is None:
+            params = sc.policy.params if policy == sc.policy.name else {}
+        pol = make_policy(policy, **params)
+    else:
+        pol = make_policy(policy)
+    if hasattr(pol, "bind"):
+        pol.bind({"server_names": tuple(s.name for s in sc.servers),
+                  "models": {m for s in sc.servers for m in s.models}, "scenario": sc})
+    sim = Simulation(sc, pol, sc.seed if seed is None else seed, progress=progress)
+    sim.run()
+    return collect(sim)

@@ -1,0 +1,507 @@
+"""The time-domain engine: one SimPy Environment per run.
+
+Flow of a task: it arrives at its device and waits for the next scheduling epoch; the epoch's
+policy gives it an uplink share and a server (or drops or defers it); it uploads over its fading
+channel, crosses the backhaul, queues at the server, is served by one GPU slot
+(steps x seconds-per-step x jitter), and its result travels back over the backhaul and downlink.
+
+Lean by design: arrivals are generated in vectorised windows and picked up at epochs (no event
+per arrival unless the epoch length is 0), uploads are computed in closed form over the coherence
+blocks at decision time, and a task costs two SimPy events (arrival at the server and end of
+service). Records are numpy columns (see :mod:`mecsim.traces`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from typing import Any
+
+import numpy as np
+import simpy
+
+from mecsim.arrivals import TaskSource
+from mecsim.errors import PolicyError
+from mecsim.radio import Channel, Trajectory, dbm_to_w
+from mecsim.scenario import Scenario, merged_profiles
+from mecsim.state import DEFER, DROP, Decision, EpochState
+from mecsim.streams import Streams
+from mecsim.traces import (
+    DISPATCHED,
+    DROPPED,
+    SERVED,
+    SERVER_COLUMNS,
+    TASK_COLUMNS,
+    Columns,
+)
+
+_INFO_TYPES = (str, int, float, bool, type(None), np.integer, np.floating, np.bool_)
+
+
+class GPUServer:
+    """One AIGC server: ``slots`` GPU slots and a queue (epoch-SPT or FIFO)."""
+
+    __slots__ = ("sim", "j", "slots", "busy", "queue", "in_service", "transit", "transit_work",
+                 "queued_work", "fifo", "power_w", "return_lat", "ret_rate")
+
+    def __init__(self, sim: Simulation, j: int, slots: int, power_w: float, fifo: bool) -> None:
+        self.sim = sim
+        self.j = j
+        self.slots = slots
+        self.busy = 0
+        self.queue: list[tuple[float, float, int]] = []
+        self.in_service: dict[int, float] = {}  # task -> expected end (for backlog estimates)
+        self.transit = 0
+        self.transit_work = 0.0
+        self.queued_work = 0.0
+        self.fifo = fifo
+        self.power_w = power_w
+
+    def backlog(self, now: float) -> float:
+        """Expected wait before a task arriving now could start (s); exact for one slot, the
+        fluid approximation (total work / slots) for several."""
+        if self.busy + len(self.queue) + self.transit < self.slots:
+            return 0.0
+        rem = 0.0
+        for end in self.in_service.values():
+            if end > now:
+                rem += end - now
+        return (rem + self.queued_work + self.transit_work) / self.slots
+
+    def arrive(self, tid: int) -> None:
+        sim = self.sim
+        exp = sim.expected_service[tid]
+        self.transit -= 1
+        self.transit_work -= exp
+        if self.busy < self.slots and not self.queue:
+            self._start(tid)
+        else:
+            key1 = sim.env.now if self.fifo else float(sim.T_epoch[tid])
+            key2 = 0.0 if self.fifo else exp
+            heapq.heappush(self.queue, (key1, key2, tid))
+            self.queued_work += exp
+        sim.monitor(self)
+
+    def _start(self, tid: int) -> None:
+        sim = self.sim
+        now = sim.env.now
+        if sim.drop_expired and now > sim.T_deadline[tid]:
+            sim.drop(tid, 3, now)
+            return
+        self.busy += 1
+        st = sim.actual_service[tid]
+        sim.T_service_start[tid] = now
+        self.in_service[tid] = now + sim.expected_service[tid]
+        ev = sim.env.timeout(st)
+        ev.callbacks.append(lambda _ev, tid=tid: self._finish(tid))
+
+    def _finish(self, tid: int) -> None:
+        sim = self.sim
+        now = sim.env.now
+        self.busy -= 1
+        del self.in_service[tid]
+        sim.finish(tid, now, self)
+        while self.queue and self.busy < self.slots:
+            _, _, nxt = heapq.heappop(self.queue)
+            self.queued_work -= sim.expected_service[nxt]
+            self._start(nxt)
+        sim.monitor(self)
+
+
+class Simulation:
+    """One run of a scenario with a policy and a seed.
+
+    Args:
+        scenario: a validated :class:`~mecsim.scenario.Scenario`.
+        policy: an object with ``decide(state) -> Decision`` (see :mod:`mecsim.policies.base`).
+        seed: the run seed; every random stream is spawned from it.
+        progress: show a progress bar over simulated time.
+    """
+
+    def __init__(self, scenario: Scenario, policy: Any, seed: int, progress: bool = False) -> None:
+        self.sc = sc = scenario
+        self.policy = policy
+        self.seed = int(seed)
+        self.progress = progress
+        self.streams = Streams(self.seed)
+        models, gpus = merged_profiles(sc.profiles)
+        self.source = TaskSource(sc, models, self.streams)
+        self.model_names = self.source.model_names
+        self.server_names = tuple(s.name for s in sc.servers)
+        self.env = simpy.Environment()
+        self.t_end = sc.duration_s + sc.drain_s
+        self.drop_expired = sc.deadline_action == "drop"
+
+        # devices ----------------------------------------------------------------------------
+        pl_rng = self.streams.get("placement")
+        dist, power, traj = [], [], []
+        d_idx = 0
+        for grp in sc.devices:
+            for _ in range(grp.count):
+                dm = grp.placement.distance_m
+                d = pl_rng.uniform(dm[0], dm[1]) if isinstance(dm, tuple) else float(dm)
+                ang = pl_rng.uniform(0, 2 * math.pi)
+                dist.append(d)
+                power.append(float(dbm_to_w(grp.tx_power_dbm)))
+                if grp.mobility.model == "random-waypoint":
+                    xy = np.array([d * math.cos(ang), d * math.sin(ang)])
+                    traj.append(Trajectory(grp.mobility, xy, self.streams.keyed("mobility", d_idx)))
+                else:
+                    traj.append(None)
+                d_idx += 1
+        self.tx_power_w = np.array(power)
+        self.device_distance_m = np.array(dist)
+        self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj,
+                               self.streams)
+
+        # servers ----------------------------------------------------------------------------
+        m, nm = len(sc.servers), len(self.model_names)
+        self.t_step = np.full((m, nm), np.inf)
+        self.slots = np.array([s.slots for s in sc.servers], dtype=np.int64)
+        self.server_power = np.array([gpus[s.gpu].power_w for s in sc.servers], dtype=float)
+        for j, s in enumerate(sc.servers):
+            for mname in s.models:
+                self.t_step[j, self.source.model_code[mname]] = gpus[s.gpu].seconds_per_step[mname]
+        self.host = np.isfinite(self.t_step)
+        self.bh_lat = np.array([s.backhaul.latency_s for s in sc.servers], dtype=float)
+        self.bh_rate = np.array([s.backhaul.rate_bps or np.inf for s in sc.servers], dtype=float)
+        self.server_up = np.ones(m, dtype=bool)
+        fifo = sc.service.discipline == "fifo"
+        self.servers = [GPUServer(self, j, int(self.slots[j]), float(self.server_power[j]), fifo)
+                        for j in range(m)]
+        self.dl_rate = sc.radio.downlink.rate_bps
+        self.dl_lat = sc.radio.downlink.latency_s
+
+        # records ----------------------------------------------------------------------------
+        self.tasks = Columns(TASK_COLUMNS, 4096)
+        self.server_log = Columns(SERVER_COLUMNS, 4096)
+        self.epoch_rows: list[dict[str, Any]] = []
+        self.waiting: list[int] = []
+        self.n_arrived = 0  # tasks [0, n_arrived) have arrived
+        self.held: list[tuple[float, float]] = []  # (upload end, bandwidth) of ongoing uploads
+        self.held_bw = 0.0
+        self.epoch_index = 0
+        self.decision_wall_total = 0.0
+        self.expected_service = np.zeros(0)
+        self.actual_service = np.zeros(0)
+        self._bind_views()
+        self.complete = False
+
+    # -- buffers -------------------------------------------------------------------------------
+    def _bind_views(self) -> None:
+        c = self.tasks.cols
+        self.T_epoch = c["epoch"]
+        self.T_deadline = c["deadline"]
+        self.T_service_start = c["t_service_start"]
+
+    def _generate_until(self, t: float) -> None:
+        """Make sure every task arriving at or before t is in the task table."""
+        src = self.source
+        while src.t_next <= t and src.t_next < src.duration:
+            b = src.next_batch()
+            if b is None or len(b) == 0:
+                continue
+            a, z = self.tasks.append_many(
+                device=b.device, model=b.model, input_bits=b.input_bits,
+                output_bits=b.output_bits, steps=b.steps, deadline=b.t_arrival + b.deadline_rel,
+                service_factor=b.jitter, t_arrival=b.t_arrival,
+            )
+            self._bind_views()
+            # service times are known per (task, server) once the server is chosen; store the
+            # server-independent parts now
+            need = self.tasks.cap
+            if len(self.expected_service) < need:
+                self.expected_service = np.resize(self.expected_service, need)
+                self.actual_service = np.resize(self.actual_service, need)
+
+    def _ingest(self, now: float) -> None:
+        self._generate_until(now)
+        t_arr = self.tasks.cols["t_arrival"]
+        n = self.tasks.n
+        k = self.n_arrived + int(np.searchsorted(t_arr[self.n_arrived:n], now, side="right"))
+        if k > self.n_arrived:
+            self.waiting.extend(range(self.n_arrived, k))
+            self.n_arrived = k
+
+    def _next_arrival_time(self) -> float:
+        while self.n_arrived >= self.tasks.n:
+            if self.source.t_next >= self.source.duration:
+                return math.inf
+            self._generate_until(self.source.t_next)
+        return float(self.tasks.cols["t_arrival"][self.n_arrived])
+
+    # -- records -------------------------------------------------------------------------------
+    def monitor(self, srv: GPUServer) -> None:
+        log = self.server_log
+        if log.n >= log.cap:
+            log.reserve(1)
+        i = log.n
+        c = log.cols
+        c["t"][i] = self.env.now
+        c["server"][i] = srv.j
+        c["queue_len"][i] = len(srv.queue)
+        c["busy_slots"][i] = srv.busy
+        c["in_transit"][i] = srv.transit
+        log.n = i + 1
+
+    def drop(self, tid: int, reason: int, now: float) -> None:
+        c = self.tasks.cols
+        c["state"][tid] = DROPPED
+        c["drop_reason"][tid] = reason
+        if np.isnan(c["t_decision"][tid]):
+            c["t_decision"][tid] = now
+
+    def finish(self, tid: int, now: float, srv: GPUServer) -> None:
+        c = self.tasks.cols
+        c["t_service_end"][tid] = now
+        c["energy_server_j"][tid] = srv.power_w * (now - c["t_service_start"][tid])
+        out = c["output_bits"][tid]
+        j = srv.j
+        c["t_complete"][tid] = (now + self.bh_lat[j] + out / self.bh_rate[j] + out / self.dl_rate
+                                + self.dl_lat)
+        c["state"][tid] = SERVED
+
+    # -- the epoch -----------------------------------------------------------------------------
+    def _release_bandwidth(self, now: float) -> None:
+        held = self.held
+        while held and held[0][0] <= now:
+            _, b = heapq.heappop(held)
+            self.held_bw -= b
+        if not held:
+            self.held_bw = 0.0
+
+    def _admit(self, now: float) -> tuple[list[int], float]:
+        """The tasks decided now (oldest first) and the free bandwidth."""
+        radio = self.sc.radio
+        k = len(self.waiting)
+        if self.sc.epoch.max_tasks is not None:
+            k = min(k, self.sc.epoch.max_tasks)
+        if radio.ideal:
+            return self.waiting[:k], radio.bandwidth_hz
+        self._release_bandwidth(now)
+        free = max(radio.bandwidth_hz - self.held_bw, 0.0)
+        k = min(k, int(free / radio.min_bandwidth_hz * (1 + 1e-12)))
+        return self.waiting[:k], free
+
+    def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
+        """The read-only snapshot a policy sees for the given waiting tasks."""
+        c = self.tasks.cols
+        idx = np.asarray(ids, dtype=np.int64)
+        dev = c["device"][idx].astype(np.int64)
+        mod = c["model"][idx].astype(np.int64)
+        steps = c["steps"][idx].astype(float)
+        bits = c["input_bits"][idx]
+        out = c["output_bits"][idx]
+        feasible = self.host[:, mod].T & self.server_up[None, :]
+        service = steps[:, None] * self.t_step[:, mod].T
+        service = np.where(feasible, service, np.inf)
+        backhaul = self.bh_lat[None, :] + bits[:, None] / self.bh_rate[None, :]
+        ret = self.bh_lat[None, :] + out[:, None] / self.bh_rate[None, :] + (
+            out / self.dl_rate + self.dl_lat)[:, None]
+        gain = self.channel.gain_now(dev, now) if not self.sc.radio.ideal else np.ones(len(idx))
+        return EpochState(
+            now=now, epoch=self.epoch_index, task_id=idx, device=dev,
+            model=tuple(self.model_names[k] for k in mod), input_bits=bits, output_bits=out,
+            steps=steps, t_arrival=c["t_arrival"][idx], deadline=c["deadline"][idx],
+            tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
+            bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
+            ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
+            server_up=self.server_up.copy(),
+            backlog_s=np.array([s.backlog(now) for s in self.servers]),
+            queued=np.array([s.busy + len(s.queue) + s.transit for s in self.servers]),
+            feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
+            server_energy_w=self.server_power,
+        )
+
+    def _check(self, dec: Any, state: EpochState) -> Decision:
+        name = getattr(self.policy, "name", type(self.policy).__name__)
+        if not isinstance(dec, Decision):
+            raise PolicyError(f"policy {name!r} returned {type(dec).__name__}, not a Decision")
+        n = state.n_tasks
+        if dec.server.shape != (n,) or dec.bandwidth_hz.shape != (n,):
+            raise PolicyError(f"policy {name!r}: decision arrays must have shape ({n},), got "
+                              f"server {dec.server.shape}, bandwidth_hz {dec.bandwidth_hz.shape}")
+        srv = dec.server
+        m = state.n_servers
+        if ((srv < DEFER) | (srv >= m)).any():
+            bad = int(srv[(srv < DEFER) | (srv >= m)][0])
+            raise PolicyError(f"policy {name!r}: server index {bad} out of range "
+                              f"(0..{m - 1}, DROP=-1, DEFER=-2)")
+        go = srv >= 0
+        if go.any():
+            ok = state.feasible[np.flatnonzero(go), srv[go]]
+            if not ok.all():
+                i = int(np.flatnonzero(go)[~ok][0])
+                raise PolicyError(
+                    f"policy {name!r}: task {int(state.task_id[i])} (model {state.model[i]!r}) "
+                    f"sent to server {state.server_names[srv[i]]!r}, which cannot run it")
+            if not state.ideal_radio:
+                bw = dec.bandwidth_hz[go]
+                if not np.isfinite(bw).all() or (bw < state.min_bandwidth_hz * (1 - 1e-9)).any():
+                    raise PolicyError(f"policy {name!r}: a dispatched task got a bandwidth below "
+                                      f"min_bandwidth_hz={state.min_bandwidth_hz:g} or not finite")
+                if bw.sum() > state.bandwidth_budget_hz * (1 + 1e-9):
+                    raise PolicyError(f"policy {name!r}: bandwidth shares sum to {bw.sum():g} Hz, "
+                                      f"above the budget {state.bandwidth_budget_hz:g} Hz")
+        for k, v in dec.info.items():
+            if not isinstance(v, _INFO_TYPES):
+                raise PolicyError(f"policy {name!r}: info[{k!r}] must be a scalar, "
+                                  f"got {type(v).__name__}")
+        return dec
+
+    def _decision_delay(self, info: dict[str, Any], n: int) -> float:
+        dt = self.sc.epoch.decision_time
+        if dt.mode == "zero":
+            return 0.0
+        solver = str(info.get("solver", ""))
+        if dt.mode == "fixed":
+            return dt.by_solver[solver].base_s if solver in dt.by_solver else dt.fixed_s
+        cost = dt.by_solver.get(solver, dt.cost)
+        return (cost.base_s + cost.per_task_s * n
+                + cost.per_variable_s * float(info.get("variables", 0) or 0)
+                + cost.per_interaction_s * float(info.get("interactions", 0) or 0))
+
+    def _epoch(self, now: float) -> Any:
+        """One scheduling epoch (a generator: the decision may take simulated time)."""
+        c = self.tasks.cols
+        if self.drop_expired and self.waiting:
+            w = np.asarray(self.waiting)
+            late = c["deadline"][w] < now
+            if late.any():
+                for tid in w[late]:
+                    self.drop(int(tid), 2, now)
+                self.waiting = w[~late].tolist()
+        ids, budget = self._admit(now)
+        n_waiting = len(self.waiting)
+        if not ids:
+            return
+        state = self.build_state(ids, now, budget)
+        t0 = time.perf_counter()
+        dec = self.policy.decide(state)
+        wall = time.perf_counter() - t0
+        self.decision_wall_total += wall
+        dec = self._check(dec, state)
+        delay = self._decision_delay(dec.info, len(ids))
+        if delay > 0:
+            yield self.env.timeout(delay)
+        t_dec = self.env.now
+        srv = dec.server
+        idx = state.task_id
+        deferred = idx[srv == DEFER].tolist()
+        drop_ids = idx[srv == DROP]
+        for tid in drop_ids:
+            self.drop(int(tid), 1, t_dec)
+        c["epoch"][idx[srv != DEFER]] = self.epoch_index
+        go = np.flatnonzero(srv >= 0)
+        if len(go):
+            self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
+        self.waiting = deferred + self.waiting[len(ids):]
+        row = {
+            "epoch": self.epoch_index, "t": now, "t_decision": t_dec, "n_waiting": n_waiting,
+            "n_decided": len(ids), "n_dispatched": len(go), "n_dropped": len(drop_ids),
+            "n_deferred": len(deferred), "bandwidth_budget_hz": budget,
+            "decision_wall_s": wall, "decision_delay_s": delay,
+        }
+        row.update(dec.info)
+        self.epoch_rows.append(row)
+        self.epoch_index += 1
+
+    def _dispatch(self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray,
+                  t: float) -> None:
+        c = self.tasks.cols
+        dev = c["device"][tids].astype(np.int64)
+        bits = c["input_bits"][tids]
+        if self.sc.radio.ideal:
+            up = np.zeros(len(tids))
+        else:
+            up = self.channel.upload_durations(dev, bits, bw, t)
+            for end, b in zip((t + up).tolist(), bw.tolist(), strict=True):
+                heapq.heappush(self.held, (end, b))
+                self.held_bw += b
+        mod = c["model"][tids].astype(np.int64)
+        expected = c["steps"][tids] * self.t_step[srv, mod]
+        self.expected_service[tids] = expected
+        self.actual_service[tids] = expected * c["service_factor"][tids]
+        arrive = t + up + self.bh_lat[srv] + bits / self.bh_rate[srv]
+        c["server"][tids] = srv
+        c["bandwidth_hz"][tids] = bw
+        c["t_decision"][tids] = t
+        c["t_upload_start"][tids] = t
+        c["t_upload_end"][tids] = t + up
+        c["t_server_arrival"][tids] = arrive
+        c["energy_tx_j"][tids] = self.tx_power_w[dev] * up
+        c["state"][tids] = DISPATCHED
+        env = self.env
+        servers = self.servers
+        for tid, j, ta, ex in zip(tids.tolist(), srv.tolist(), arrive.tolist(), expected.tolist(),
+                                  strict=True):
+            s = servers[j]
+            s.transit += 1
+            s.transit_work += ex
+            ev = env.timeout(ta - t)
+            ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
+        for j in set(srv.tolist()):
+            self.monitor(servers[j])
+
+    # -- the scheduler process -----------------------------------------------------------------
+    def _scheduler(self) -> Any:
+        env = self.env
+        length = self.sc.epoch.length_s
+        k_epoch = 0
+        while True:
+            now = env.now
+            self._ingest(now)
+            self.channel.forget_before(now)
+            if self.waiting:
+                yield from self._epoch(now)
+            self._tick(env.now)
+            now = env.now
+            if length > 0:
+                k_epoch = max(k_epoch + 1, math.ceil(now / length - 1e-9))
+                if not self.waiting:
+                    # skip empty epochs: go to the first boundary at or after the next arrival
+                    t_arr = self._next_arrival_time()
+                    if t_arr == math.inf:
+                        return
+                    k_epoch = max(k_epoch, math.ceil(t_arr / length - 1e-9))
+                t_next = k_epoch * length
+            else:
+                t_next = self._next_arrival_time()
+                if self.waiting and self.held:
+                    t_next = min(t_next, self.held[0][0])
+                if t_next == math.inf:
+                    return
+            if t_next >= self.t_end:
+                return
+            yield env.timeout(max(t_next - now, 0.0))
+
+    def _tick(self, now: float) -> None:
+        bar = self._bar
+        if bar is not None:
+            pos = int(min(now, self.t_end))
+            if pos > bar.n:
+                bar.update(pos - bar.n)
+
+    def run(self) -> Simulation:
+        """Run to ``duration_s + drain_s`` and return self (records are in ``self.tasks``)."""
+        self._bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=int(self.t_end), unit="s sim", desc=self.sc.name,
+                             leave=False, dynamic_ncols=True)
+        if hasattr(self.policy, "reset"):
+            self.policy.reset(self.streams.get("policy"))
+        self.env.process(self._scheduler())
+        t0 = time.perf_counter()
+        try:
+            self.env.run(until=self.t_end)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+        self.wall_s = time.perf_counter() - t0
+        # every generated task must be in the table, also those that arrive after the last epoch
+        self._generate_until(self.sc.duration_s)
+        self.complete = True
+        return self

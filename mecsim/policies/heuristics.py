@@ -1,0 +1,159 @@
+"""Heuristic baseline policies, each combined with a bandwidth rule (equal share by default).
+
+All of them only ever pick servers that can run the task (``state.feasible``); a task with no
+feasible server (every host down) is deferred to the next epoch.
+
+* ``random``: a uniformly random feasible server (the policy's own seeded stream).
+* ``round-robin``: feasible servers in turn, continuing across epochs.
+* ``nearest``: the feasible server with the lowest backhaul delay for the task.
+* ``least-loaded``: join the shortest backlog (expected wait, ties by tasks queued per slot);
+  the backlog grows with each task placed in the same epoch.
+* ``greedy``: earliest expected completion: upload + backhaul, wait for the server, service,
+  return; tasks placed one by one, each updating the server's expected availability.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mecsim.policies.base import BasePolicy
+from mecsim.registry import POLICIES
+from mecsim.state import DEFER, Decision, EpochState
+
+BANDWIDTH_RULES = ("equal", "sum", "minmax")
+
+
+def allocate(state: EpochState, rule: str) -> np.ndarray:
+    """Bandwidth shares for the epoch's tasks by rule ("equal", "sum", "minmax")."""
+    if state.n_tasks == 0:
+        return np.zeros(0)
+    if rule == "equal" or state.ideal_radio:
+        return state.equal_share()
+    from mecsim.decision.bandwidth import allocate_bandwidth
+
+    return allocate_bandwidth(state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
+                              state.min_bandwidth_hz, objective=rule)
+
+
+class HeuristicPolicy(BasePolicy):
+    """Shared parts: the bandwidth rule and the decision assembly."""
+
+    def __init__(self, bandwidth: str = "equal") -> None:
+        super().__init__()
+        if bandwidth not in BANDWIDTH_RULES:
+            from mecsim.errors import PolicyError
+
+            raise PolicyError(f"bandwidth: unknown rule {bandwidth!r}; use one of {BANDWIDTH_RULES}")
+        self.bandwidth = bandwidth
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def decide(self, state: EpochState) -> Decision:
+        bw = allocate(state, self.bandwidth)
+        server = np.full(state.n_tasks, DEFER, dtype=np.int64)
+        ok = state.feasible.any(axis=1)
+        if ok.any():
+            server = self.choose(state, bw)
+            server = np.where(ok, server, DEFER)
+        return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
+
+
+class RandomPolicy(HeuristicPolicy):
+    """A uniformly random feasible server per task, equal bandwidth."""
+
+    name = "random"
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        u = self.rng.random(state.feasible.shape)
+        return np.argmax(np.where(state.feasible, u, -1.0), axis=1)
+
+
+class RoundRobinPolicy(HeuristicPolicy):
+    """Feasible servers in turn, continuing across epochs."""
+
+    name = "round-robin"
+
+    def __init__(self, bandwidth: str = "equal") -> None:
+        super().__init__(bandwidth)
+        self.next = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.next = 0
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        m = state.n_servers
+        out = np.zeros(state.n_tasks, dtype=np.int64)
+        for i in range(state.n_tasks):
+            feas = state.feasible[i]
+            for k in range(m):
+                j = (self.next + k) % m
+                if feas[j]:
+                    out[i] = j
+                    self.next = (j + 1) % m
+                    break
+        return out
+
+
+class NearestPolicy(HeuristicPolicy):
+    """The feasible server with the lowest backhaul delay."""
+
+    name = "nearest"
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        return np.argmin(np.where(state.feasible, state.backhaul_s, np.inf), axis=1)
+
+
+class LeastLoadedPolicy(HeuristicPolicy):
+    """Join the shortest backlog (expected wait), updated as tasks are placed."""
+
+    name = "least-loaded"
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        backlog = state.backlog_s.astype(float).copy()
+        per_slot = state.queued / state.slots
+        out = np.zeros(state.n_tasks, dtype=np.int64)
+        for i in range(state.n_tasks):
+            feas = state.feasible[i]
+            key = np.where(feas, backlog + 1e-9 * per_slot, np.inf)
+            j = int(np.argmin(key))
+            out[i] = j
+            backlog[j] += state.service_s[i, j] / state.slots[j]
+            per_slot[j] += 1.0 / state.slots[j]
+        return out
+
+
+class GreedyPolicy(HeuristicPolicy):
+    """Earliest expected completion, tasks placed one by one."""
+
+    name = "greedy"
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        reach = state.upload_s(bw)[:, None] + state.backhaul_s
+        avail = state.backlog_s.astype(float).copy()
+        slots = state.slots
+        service = state.service_s
+        ret = state.return_s
+        feas = state.feasible
+        out = np.zeros(state.n_tasks, dtype=np.int64)
+        for i in range(state.n_tasks):
+            start = np.maximum(reach[i], avail)
+            done = np.where(feas[i], start + service[i] + ret[i], np.inf)
+            j = int(np.argmin(done))
+            out[i] = j
+            avail[j] = start[j] + service[i, j] / slots[j]
+        return out
+
+
+def _register() -> None:
+    for cls in (RandomPolicy, RoundRobinPolicy, NearestPolicy, LeastLoadedPolicy, GreedyPolicy):
+        POLICIES.register(cls.name)(cls)
+
+
+_register()
+
+__all__: list[Any] = ["RandomPolicy", "RoundRobinPolicy", "NearestPolicy", "LeastLoadedPolicy",
+                      "GreedyPolicy", "allocate", "BANDWIDTH_RULES"]
