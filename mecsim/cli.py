@@ -1,0 +1,172 @@
+"""The ``mecsim`` command line.
+
+Every error mecsim raises on purpose (bad scenario, unknown policy, ...) is printed as one line
+on stderr with exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import yaml
+
+from mecsim.errors import MecsimError, ScenarioError
+
+
+def _parse_assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError(f"{what} {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn mecsim errors into one line and exit code 2."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.pop("debug", False))
+        try:
+            return fn(*args, **kwargs)
+        except MecsimError as exc:
+            if debug:
+                raise
+            click.echo(f"mecsim: error: {' '.join(str(exc).split())}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("mecsim: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug or a user's plug-in failing: still one line
+            if debug:
+                raise
+            click.echo(f"mecsim: unexpected error: {type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())} (rerun with --debug for the traceback)",
+                       err=True)
+            sys.exit(1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}{unit}"
+    return f"{v}{unit}"
+
+
+def summary_table(s: dict[str, Any]) -> str:
+    """A short human-readable summary of a run."""
+    rows = [
+        ("scenario", f"{s['scenario']} (seed {s['seed']}, policy {s['policy']})"),
+        ("tasks", f"{s['tasks_generated']} generated: {s['tasks_completed']} completed, "
+                  f"{s['tasks_dropped']} dropped, {s['tasks_in_flight']} in flight at the end"),
+        ("latency (s)", f"mean {_fmt(s['latency_mean_s'])}  p50 {_fmt(s['latency_p50_s'])}  "
+                        f"p95 {_fmt(s['latency_p95_s'])}  p99 {_fmt(s['latency_p99_s'])}  "
+                        f"(n={s['latency_n']}, {s['latency_basis']})"),
+        ("deadline miss rate", _fmt(s["deadline_miss_rate"])),
+        ("throughput", _fmt(s["throughput_per_s"], " tasks/s")),
+        ("utilisation", "  ".join(f"{k} {v:.1%}" for k, v in s["utilisation"].items())),
+        ("decision time", f"{_fmt(s['decision_wall_s_total'])} s wall over {s['epochs']} epochs"),
+        ("run time", f"{_fmt(s['run_wall_s'])} s wall"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mecsim")
+def main() -> None:
+    """mecsim: simulate AIGC offloading in mobile edge computing networks."""
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--policy", "-p", default=None, help="Registered policy or package.module:Object "
+              "(default: the scenario's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Policy parameter (repeatable), e.g. --param solver=tabu.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Run seed "
+              "(default: the scenario's).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Simulated seconds (overrides duration_s).")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: on when stderr is a terminal).")
+@_guard
+def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | None,
+        duration: float | None, sets: tuple[str, ...], out_dir: str | None,
+        progress: bool | None) -> None:
+    """Run SCENARIO (a registered name or a YAML file) and print a summary."""
+    from mecsim.api import simulate
+
+    overrides = _parse_assignments(sets, "--set")
+    if duration is not None:
+        overrides["duration_s"] = duration
+    pparams = _parse_assignments(params, "--param") if params else None
+    if progress is None:
+        progress = sys.stderr.isatty()
+    res = simulate(scenario, policy=policy, seed=seed, policy_params=pparams, progress=progress,
+                   **overrides)
+    click.echo(summary_table(res.summary))
+    if out_dir:
+        path = res.save(out_dir)
+        click.echo(f"wrote {path}/{{tasks,epochs,servers}}.parquet, summary.json, scenario.yaml")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@_guard
+def validate(files: tuple[str, ...]) -> None:
+    """Validate scenario FILES (or registered names); exit 2 at the first invalid one."""
+    from mecsim.scenario import load_scenario
+
+    for f in files:
+        try:
+            sc = load_scenario(f)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{f}: {exc}") from None
+        click.echo(f"{f}: ok ({sc.name}: {sc.n_devices} devices, {len(sc.servers)} servers, "
+                   f"{sc.duration_s:g} s)")
+
+
+@main.command(name="list")
+@_guard
+def list_() -> None:
+    """List the registered scenarios, policies and solvers."""
+    from mecsim.policies import make_policy  # noqa: F401  (registers the policies)
+    from mecsim.registry import POLICIES, SOLVERS
+    from mecsim.scenario import project_root, registered_scenarios
+
+    try:
+        import mecsim.decision.solvers  # noqa: F401  (registers the solvers)
+    except ImportError:
+        pass
+    click.echo("scenarios:")
+    root = project_root()
+    for name, path in registered_scenarios().items():
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        click.echo(f"  {name:<20} {rel}")
+    click.echo("policies:")
+    for name, doc in POLICIES.describe().items():
+        click.echo(f"  {name:<20} {doc}")
+    click.echo("solvers:")
+    for name, doc in SOLVERS.describe().items():
+        click.echo(f"  {name:<20} {doc}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
