@@ -164,8 +164,15 @@ class Simulation:
             for mname in s.models:
                 self.t_step[j, self.source.model_code[mname]] = gpus[s.gpu].seconds_per_step[mname]
         self.host = np.isfinite(self.t_step)
+        # per-model rows (model x server) for fast snapshot building
+        self.t_step_T = np.ascontiguousarray(self.t_step.T)
+        self.host_T = np.ascontiguousarray(self.host.T)
+        self.all_up = True
         self.bh_lat = np.array([s.backhaul.latency_s for s in sc.servers], dtype=float)
         self.bh_rate = np.array([s.backhaul.rate_bps or np.inf for s in sc.servers], dtype=float)
+        self.inv_bh_rate = 1.0 / self.bh_rate
+        for arr in (self.slots, self.server_power, self.bh_lat, self.inv_bh_rate):
+            arr.setflags(write=False)  # handed to policies: read-only
         self.server_up = np.ones(m, dtype=bool)
         fifo = sc.service.discipline == "fifo"
         self.servers = [GPUServer(self, j, int(self.slots[j]), float(self.server_power[j]), fifo)
@@ -287,29 +294,33 @@ class Simulation:
     def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
         """The read-only snapshot a policy sees for the given waiting tasks."""
         c = self.tasks.cols
-        idx = np.asarray(ids, dtype=np.int64)
+        idx = np.array(ids, dtype=np.int64)
         dev = c["device"][idx].astype(np.int64)
-        mod = c["model"][idx].astype(np.int64)
+        mod = c["model"][idx]
         steps = c["steps"][idx].astype(float)
         bits = c["input_bits"][idx]
         out = c["output_bits"][idx]
-        feasible = self.host[:, mod].T & self.server_up[None, :]
-        service = steps[:, None] * self.t_step[:, mod].T
-        service = np.where(feasible, service, np.inf)
-        backhaul = self.bh_lat[None, :] + bits[:, None] / self.bh_rate[None, :]
-        ret = self.bh_lat[None, :] + out[:, None] / self.bh_rate[None, :] + (
-            out / self.dl_rate + self.dl_lat)[:, None]
+        if self.all_up:
+            feasible = self.host_T[mod]
+            service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
+        else:
+            feasible = self.host_T[mod] & self.server_up
+            service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
+        backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
+        ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
         gain = self.channel.gain_now(dev, now) if not self.sc.radio.ideal else np.ones(len(idx))
+        names = self.model_names
+        servers = self.servers
         return EpochState(
             now=now, epoch=self.epoch_index, task_id=idx, device=dev,
-            model=tuple(self.model_names[k] for k in mod), input_bits=bits, output_bits=out,
+            model=tuple([names[k] for k in mod.tolist()]), input_bits=bits, output_bits=out,
             steps=steps, t_arrival=c["t_arrival"][idx], deadline=c["deadline"][idx],
             tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
             bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
             ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
             server_up=self.server_up.copy(),
-            backlog_s=np.array([s.backlog(now) for s in self.servers]),
-            queued=np.array([s.busy + len(s.queue) + s.transit for s in self.servers]),
+            backlog_s=np.array([s.backlog(now) for s in servers]),
+            queued=np.array([s.busy + len(s.queue) + s.transit for s in servers]),
             feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
             server_energy_w=self.server_power,
         )

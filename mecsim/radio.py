@@ -20,7 +20,7 @@ import numpy as np
 from mecsim.scenario import Mobility, Radio
 from mecsim.streams import Streams
 
-_CHUNK = 1024  # coherence blocks per fading chunk
+_CHUNK = 4096  # coherence blocks per fading chunk
 
 
 def dbm_to_w(dbm: float | np.ndarray) -> float | np.ndarray:
@@ -155,7 +155,8 @@ class Channel:
             g = self.static_gain[devices]
         if self.fading:
             k = int(t // self.tc)
-            g = g * np.array([self._fade(int(d), np.array([k]))[0] for d in devices])
+            c, r = divmod(k, _CHUNK)
+            g = g * np.array([self._chunk(d, c)[r] for d in devices.tolist()])
         return g
 
     # -- uploads ------------------------------------------------------------------------------
@@ -178,9 +179,20 @@ class Channel:
         return out
 
     def _upload_one(self, d: int, bits: float, b: float, snr0: float, t0: float) -> float:
+        # Without fading, a moving device's path loss is refreshed every 10 s.
         tc = self.tc if self.fading else (10.0 if self.any_mobile else math.inf)
         k0 = int(t0 // tc)
         first = (k0 + 1) * tc - t0  # time left in the first block
+        # Fast path (most uploads): done within the first block; plain floats, no arrays.
+        traj = self.mobility[d]
+        g0 = (self.static_gain[d] if traj is None
+              else float(self.large_scale_gain(d, np.array([t0]))[0]))
+        if self.fading:
+            c, r = divmod(k0, _CHUNK)
+            g0 *= self._chunk(d, c)[r]
+        r0 = b * math.log2(1.0 + snr0 * g0 / b)
+        if r0 * first >= bits:
+            return bits / r0
         sent = 0.0
         n_blocks = 8
         k = k0

@@ -116,9 +116,9 @@ class EpochState:
     def rate_bps(self, bandwidth_hz: np.ndarray) -> np.ndarray:
         """Shannon rate ``b log2(1 + p g / (N0 b))`` of each task for the given shares."""
         b = np.asarray(bandwidth_hz, dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = b * np.log2(1.0 + self.snr_per_hz / b)
-        return np.where(b > 0, r, 0.0)
+        pos = b > 0
+        x = np.divide(self.snr_per_hz, b, out=np.zeros_like(b), where=pos)
+        return b * np.log2(1.0 + x)
 
     def upload_s(self, bandwidth_hz: np.ndarray) -> np.ndarray:
         """Upload time ``D_i / r_i(b_i)`` on the current (static) channel; 0 with an ideal radio.
@@ -129,8 +129,7 @@ class EpochState:
         if self.ideal_radio:
             return np.zeros(self.n_tasks)
         r = self.rate_bps(bandwidth_hz)
-        with np.errstate(divide="ignore"):
-            return np.where(r > 0, self.input_bits / np.where(r > 0, r, 1.0), np.inf)
+        return np.divide(self.input_bits, r, out=np.full_like(r, np.inf), where=r > 0)
 
     def equal_share(self) -> np.ndarray:
         """The budget split equally among the epoch's tasks (Hz)."""
