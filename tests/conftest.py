@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+# One BLAS thread: the machine has 2 shared cores, and scipy's reference solvers otherwise spawn
+# threads that slow every test when the machine is busy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURE = ROOT.parent / "shared" / "data" / "azure-llm-2023"

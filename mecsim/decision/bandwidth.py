@@ -1,0 +1,506 @@
+r"""Exact preallocation of a shared uplink bandwidth budget among n uploads.
+
+Model
+-----
+Task ``i`` uploads ``D_i`` bits over a share ``b_i`` (Hz) of an uplink budget ``B``. Its
+"SNR per Hz" is ``a_i = p_i g_i / N0``: with ``b`` Hz the received SNR is ``a_i / b`` and the
+Shannon rate and upload time are::
+
+    r_i(b) = b log2(1 + a_i / b),        T_i(b) = D_i / r_i(b).
+
+``r_i`` increases from 0 (at ``b = 0``) towards the power-limited rate ``a_i / ln 2``, so
+``T_i`` decreases towards ``D_i ln 2 / a_i``; more bandwidth always helps, hence every optimum
+spends the whole budget.
+
+Why the problems are convex
+---------------------------
+``r_i(b) = b * phi(a_i / b)`` with ``phi(z) = log2(1 + z)`` concave, i.e. ``r_i`` is the
+*perspective* of ``z -> log2(1 + a_i z)``, and perspectives of concave functions are concave.
+``T_i = D_i / r_i`` is then convex: the reciprocal of a positive concave function is convex.
+Minimising ``sum_i T_i(b_i)`` subject to ``sum_i b_i = B`` and ``b_i >= b_min`` is therefore a
+smooth convex program whose KKT conditions are necessary and sufficient:
+
+    -T_i'(b_i) = lambda   if b_i > b_min,        -T_i'(b_min) <= lambda   if b_i = b_min,
+
+with ``-T_i'(b) = D_i r_i'(b) / r_i(b)^2`` and
+``r_i'(b) = log2(1 + x) - x / ((1 + x) ln 2)``, ``x = a_i / b``.
+
+How the KKT system is solved
+----------------------------
+Everything is done in scaled units (``s = b / B``, ``alpha_i = a_i / B``, ``c_i = D_i ln 2 / B``)
+and in logarithms, so no intermediate overflows whatever the magnitudes. Writing
+``x = alpha_i / s = e^u`` the marginal value of bandwidth becomes
+
+    -T_i'(s) = (c_i / alpha_i^2) h(x),     h(x) = x^2 (ln(1+x) - x/(1+x)) / ln(1+x)^2,
+
+a *single* increasing function ``h`` shared by all tasks. In log-space ``H(u) = ln h(e^u)`` is
+almost a straight line: its slope lies in ``[1.79, 2]`` (``h ~ x^2/2`` for small ``x``,
+``h ~ x^2 / ln x`` for large ``x``). So for a trial multiplier ``lambda = e^L`` every task's
+equation ``H(u_i) = L + 2 ln alpha_i - ln c_i`` is solved *for all tasks at once* by Newton's
+method, which is globally convergent here: each step cuts the error at least ~8-fold, and then
+quadratically. The shares are ``s_i = max(b_min / B, alpha_i e^{-u_i})``. Their sum falls
+monotonically with ``L``; a safeguarded Newton iteration on ``ln(sum_i s_i) = ln(1)`` (exact
+derivative ``d ln s_i / dL = -1 / H'(u_i)``, bisection fallback inside a bracket derived from the
+equal split) finds the multiplier to ~1e-13, warm-starting each inner solve. A last rescaling of
+the shares above the floor makes them sum to ``B`` to rounding.
+
+The "minmax" objective (minimise the slowest upload) equalises the upload times instead: for a
+common time ``t`` each task needs the ``s_i`` with ``s ln(1 + alpha_i / s) = c_i / t``, i.e.
+``psi(u_i) = ln(c_i / (alpha_i t))`` with ``psi(u) = ln(ln(1+x)/x)`` concave and decreasing, so
+Newton started from the explicit upper bound ``x <= 1/q^2 - 1`` (from
+``ln(1+x) <= x / sqrt(1+x)``) converges monotonically. ``sum_i s_i`` decreases with ``t``, and the
+outer safeguarded Newton iteration runs on ``ln sum_i s_i`` as above, with the level
+``ln ln(t / t_pole)``, where ``t_pole = max_i D_i ln 2 / a_i`` is the time below which some task
+cannot finish even with unlimited bandwidth. Measuring ``t`` from that pole keeps full precision
+when a nearly power-limited task needs almost the whole budget (its share grows like
+``1 / ln(t / t_pole)``). Tasks whose floor ``b_min`` already finishes by ``t`` keep the floor.
+
+Special tasks: a task with ``D_i = 0`` needs no time and gets ``b_min``; so does a task with
+``a_i = 0`` and ``D_i > 0``, whose upload can never finish (its time is ``inf`` whatever it is
+given). If no task can use bandwidth at all, the budget is split equally.
+
+Example:
+    >>> import numpy as np
+    >>> from mecsim.decision.bandwidth import allocate_bandwidth, upload_times
+    >>> bits = np.array([1e6, 4e6])          # the second upload is 4x larger
+    >>> snr = np.array([1e9, 1e9])           # same channel
+    >>> b = allocate_bandwidth(bits, snr, 20e6)
+    >>> [round(float(x) / 1e6, 3) for x in b]   # MHz: roughly proportional to sqrt(D), not D
+    [6.406, 13.594]
+    >>> float(b.sum())
+    20000000.0
+    >>> t = upload_times(bits, snr, allocate_bandwidth(bits, snr, 20e6, objective="minmax"))
+    >>> bool(np.isclose(t[0], t[1], rtol=1e-12))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from mecsim.errors import MecsimError
+
+__all__ = ["OBJECTIVES", "InfeasibleBandwidthError", "allocate_bandwidth", "upload_times"]
+
+#: Objectives understood by :func:`allocate_bandwidth`.
+OBJECTIVES = ("sum", "minmax", "equal")
+
+_LN2 = math.log(2.0)
+#: Relative slack allowed when checking ``n * min_hz <= budget_hz`` (rounding of ``B / n``).
+_FLOOR_SLACK = 1e-12
+#: The outer iterations stop once ``|ln(sum s / R)|`` is below this.
+_OUTER_TOL = 1e-13
+#: Inner Newton iterations stop once every step is below this (relative to ``1 + |u|``).
+_INNER_TOL = 1e-13
+_MAX_OUTER = 200
+_MAX_INNER = 100
+_LN_TENTH = math.log(0.1)
+# Bounds of H'(u) = d ln h / d ln x over the whole real line (numerically 1.7938... and 2).
+_DH_MIN, _DH_MAX = 1.75, 2.0
+# Coefficients 1/2, 1/3, ..., 1/19 of  g(x) / y^2 = sum_{k>=2} y^(k-2) / k,  y = x / (1 + x),
+# highest power first for Horner; used for y < 0.1 where ln(1+x) - y cancels.
+_G_SERIES = 1.0 / np.arange(19.0, 1.0, -1.0)
+# Coefficients of  ln(1+x)/x - 1 = sum_{k>=1} (-1)^k x^k / (k+1)  (x < 0.1), highest first.
+_Q_SERIES = np.array([(-1.0) ** k / (k + 1) for k in range(17, 0, -1)] + [0.0])
+
+
+class InfeasibleBandwidthError(MecsimError, ValueError):
+    """The bandwidth allocation problem is malformed or has no feasible point.
+
+    Raised for negative or non-finite inputs, mismatched shapes, an unknown objective and a
+    floor ``min_hz`` that the budget cannot give every task.
+
+    Attributes:
+        field: name of the offending argument, e.g. ``"snr_per_hz"``.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def upload_times(
+    input_bits: ArrayLike, snr_per_hz: ArrayLike, bandwidth_hz: ArrayLike
+) -> np.ndarray:
+    """Upload times ``D / (b log2(1 + a / b))`` (s), element-wise with broadcasting.
+
+    Args:
+        input_bits: upload sizes ``D`` (bits), finite and >= 0.
+        snr_per_hz: ``a = p g / N0`` (SNR with 1 Hz of bandwidth, linear), finite and >= 0.
+        bandwidth_hz: shares ``b`` (Hz), finite and >= 0.
+
+    Returns:
+        The times, ``inf`` where ``b == 0`` or ``a == 0`` (with ``D > 0``) and ``0`` where
+        ``D == 0``.
+
+    Raises:
+        InfeasibleBandwidthError: an argument is negative or not finite (named in the message).
+    """
+    d = _nonnegative(input_bits, "input_bits")
+    a = _nonnegative(snr_per_hz, "snr_per_hz")
+    b = _nonnegative(bandwidth_hz, "bandwidth_hz")
+    d, a, b = np.broadcast_arrays(d, a, b)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        x = a / b
+        nats = np.log1p(x)
+        # a / b overflowed (tiny b): ln(1 + a/b) = ln a - ln b to double precision.
+        nats = np.where(np.isinf(x) & (b > 0), np.log(a) - np.log(b), nats)
+        rate = b * nats / _LN2
+        t = d / rate
+    t = np.where(rate > 0, t, np.inf)
+    return np.where(d == 0, 0.0, t)
+
+
+def allocate_bandwidth(
+    input_bits: ArrayLike,
+    snr_per_hz: ArrayLike,
+    budget_hz: float,
+    min_hz: float = 0.0,
+    objective: str = "sum",
+) -> np.ndarray:
+    """Split an uplink budget among tasks, exactly optimising the chosen objective.
+
+    Args:
+        input_bits: upload size ``D_i`` of each task (bits), 1-D, finite, >= 0.
+        snr_per_hz: ``a_i = p_i g_i / N0`` of each task (linear SNR with 1 Hz), 1-D, finite,
+            >= 0, same length as ``input_bits``.
+        budget_hz: total bandwidth ``B`` (Hz), finite, >= 0.
+        min_hz: floor ``b_min`` on every share (Hz), finite, >= 0, ``n * min_hz <= B``.
+        objective: ``"sum"`` minimises ``sum_i T_i(b_i)``; ``"minmax"`` minimises
+            ``max_i T_i(b_i)`` (equal times for all tasks above the floor); ``"equal"`` gives
+            ``B / n`` to everybody.
+
+    Returns:
+        The shares ``b`` (Hz), shape ``(n,)``: finite, ``>= min_hz``, summing to ``B`` up to
+        rounding (``sum b <= B (1 + 1e-12)``). Tasks with ``D_i = 0`` (and tasks that can never
+        upload, ``a_i = 0``) get ``min_hz`` unless no task can use bandwidth, in which case the
+        budget is split equally. One task gets the whole budget.
+
+    Raises:
+        InfeasibleBandwidthError: an argument is negative, non-finite or mis-shaped,
+            ``n * min_hz > B``, or ``objective`` is unknown (it is a ``ValueError``).
+    """
+    if objective not in OBJECTIVES:
+        raise InfeasibleBandwidthError(
+            f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}",
+            field="objective",
+        )
+    d = _vector(input_bits, "input_bits")
+    a = _vector(snr_per_hz, "snr_per_hz")
+    if d.shape != a.shape:
+        raise InfeasibleBandwidthError(
+            f"input_bits has {d.size} entries but snr_per_hz has {a.size}", field="snr_per_hz"
+        )
+    budget = _scalar(budget_hz, "budget_hz")
+    floor = _scalar(min_hz, "min_hz")
+    n = d.size
+    if n == 0:
+        return np.zeros(0)
+    if floor * n > budget * (1.0 + _FLOOR_SLACK):
+        raise InfeasibleBandwidthError(
+            f"n={n} tasks at min_hz={floor} Hz each need {floor * n} Hz, more than the "
+            f"budget budget_hz={budget} Hz",
+            field="min_hz",
+        )
+    if n == 1:
+        return np.array([max(budget, floor)])
+    if floor * n >= budget * (1.0 - _FLOOR_SLACK):
+        # Floors use the whole budget: the only feasible point (up to rounding).
+        return np.full(n, max(floor, budget / n))
+    if objective == "equal" or budget == 0.0:
+        return np.full(n, budget / n)
+
+    active = (d > 0) & (a > 0)
+    n_active = int(np.count_nonzero(active))
+    if n_active == 0:
+        return np.full(n, budget / n)
+    m = floor / budget
+    rest = 1.0 - m * (n - n_active)  # scaled budget left for the active tasks
+    shares = np.full(n, m)
+    ln_alpha = np.log(a[active]) - math.log(budget)
+    ln_c = np.log(d[active]) + math.log(_LN2) - math.log(budget)
+    if n_active == 1:
+        shares[active] = rest
+    elif objective == "sum":
+        shares[active] = _solve_sum(ln_alpha, ln_c, rest, m)
+    else:
+        shares[active] = _solve_minmax(ln_alpha, ln_c, rest, m)
+    # Floored shares come back as exactly min_hz (m * budget may round below it).
+    return np.maximum(shares * budget, floor)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _nonnegative(value: ArrayLike, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InfeasibleBandwidthError(f"must be numeric ({exc})", field=name) from None
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        if arr.ndim == 0:
+            index = ""
+        else:
+            index = f" at index {where[0] if arr.ndim == 1 else where}"
+        raise InfeasibleBandwidthError(
+            f"must be finite and >= 0; got {float(arr[where])}{index}", field=name
+        )
+    return arr
+
+
+def _vector(value: ArrayLike, name: str) -> np.ndarray:
+    arr = _nonnegative(value, name)
+    if arr.ndim != 1:
+        raise InfeasibleBandwidthError(
+            f"must be one-dimensional (one entry per task); got shape {arr.shape}", field=name
+        )
+    return arr
+
+
+def _scalar(value: float, name: str) -> float:
+    arr = _nonnegative(value, name)
+    if arr.ndim != 0:
+        raise InfeasibleBandwidthError(f"must be a scalar; got shape {arr.shape}", field=name)
+    return float(arr)
+
+
+# --------------------------------------------------------------------------------------------
+# Special functions, evaluated in log-space (u = ln x) without overflow or cancellation
+# --------------------------------------------------------------------------------------------
+
+
+def _ln_log1p_exp(u: np.ndarray, l1: np.ndarray) -> np.ndarray:
+    """``ln ln(1 + e^u)`` given ``l1 = ln(1 + e^u)``; stays finite where ``l1`` underflows."""
+    if u.min() >= -30.0:
+        return np.log(l1)
+    tiny = u < -30.0
+    with np.errstate(divide="ignore"):
+        out = np.log(l1)
+    # ln(1+x)/x = 1 - x/2 + O(x^2): for x < 1e-13 the O(x^2) term is below rounding.
+    out[tiny] = u[tiny] - 0.5 * np.exp(u[tiny])
+    return out
+
+
+def _h_log(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``H(u) = ln h(e^u)`` and its derivative ``H'(u)`` (clamped to its true range)."""
+    l1 = np.logaddexp(0.0, u)  # ln(1 + x)
+    ln_y = u - l1  # ln(x / (1 + x))
+    y = np.exp(ln_y)
+    small = y < 0.1
+    if small.any():
+        ln_g = np.empty_like(u)
+        big = ~small
+        ln_g[big] = np.log(l1[big] - y[big])
+        ys = y[small]
+        ln_g[small] = 2.0 * ln_y[small] + np.log(_horner(_G_SERIES, ys))
+    else:
+        ln_g = np.log(l1 - y)
+    ln_l1 = _ln_log1p_exp(u, l1)
+    h = 2.0 * u + ln_g - 2.0 * ln_l1
+    dh = 2.0 + np.exp(2.0 * ln_y - ln_g) - 2.0 * np.exp(ln_y - ln_l1)
+    return h, np.clip(dh, _DH_MIN, _DH_MAX)
+
+
+def _psi(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``psi(u) = ln(ln(1+x)/x)`` (<= 0) and ``-psi'(u) = 1 - x / ((1+x) ln(1+x))`` (in (0,1))."""
+    l1 = np.logaddexp(0.0, u)
+    small = u < _LN_TENTH  # x < 0.1
+    if small.any():
+        psi = np.empty_like(u)
+        slope = np.empty_like(u)
+        big = ~small
+        psi[big] = np.log(l1[big]) - u[big]
+        slope[big] = 1.0 - np.exp(u[big] - l1[big]) / l1[big]
+        xs = np.exp(u[small])
+        sigma = _horner(_Q_SERIES, xs)  # ln(1+x)/x - 1, accurate for small x
+        psi[small] = np.log1p(sigma)
+        slope[small] = (xs + sigma * (1.0 + xs)) / ((1.0 + xs) * (1.0 + sigma))
+    else:
+        psi = np.log(l1) - u
+        slope = 1.0 - np.exp(u - l1) / l1
+    return psi, np.maximum(slope, 1e-300)
+
+
+def _horner(coefficients: np.ndarray, x: np.ndarray) -> np.ndarray:
+    acc = np.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        acc = acc * x + c
+    return acc
+
+
+# --------------------------------------------------------------------------------------------
+# Solvers (all in scaled units: shares s = b / B of the budget)
+# --------------------------------------------------------------------------------------------
+
+
+def _solve_h(target: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``H(u) = target`` element-wise by Newton's method from ``u``; returns ``u, H'(u)``.
+
+    Because ``H'`` stays in ``[1.79, 2]``, the error after a Newton step is at most
+    ``2/1.79 - 1 ~ 0.12`` times the error before it, wherever it starts, and it shrinks
+    quadratically near the root.
+    """
+    for _ in range(_MAX_INNER):
+        h, dh = _h_log(u)
+        step = (h - target) / dh
+        u = u - step
+        if np.all(np.abs(step) <= _INNER_TOL * (1.0 + np.abs(u))):
+            break
+    return u, dh
+
+
+def _solve_psi(
+    target: np.ndarray, u: np.ndarray, u_max: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``psi(u) = target`` (< 0) by Newton's method; returns ``u, -psi'(u)``.
+
+    ``psi`` is concave and decreasing and ``u_max`` lies right of the root, so the iterates,
+    clipped to ``u_max``, sit right of the root after the first step and then decrease
+    monotonically to it.
+    """
+    u = np.minimum(u, u_max)
+    for _ in range(_MAX_INNER):
+        psi, slope = _psi(u)
+        step = (psi - target) / slope
+        u = np.minimum(u + step, u_max)
+        if np.all(np.abs(step) <= _INNER_TOL * (1.0 + np.abs(u))):
+            break
+    return u, slope
+
+
+def _find_level(
+    shares_at: Callable[[float], tuple[np.ndarray, np.ndarray]],
+    lo: float,
+    hi: float,
+    start: float,
+    rest: float,
+    m: float,
+) -> np.ndarray:
+    """Find the level ``L`` in ``[lo, hi]`` where ``sum_i max(m, s_i(L)) = rest``.
+
+    ``shares_at(L)`` returns the unfloored shares ``s_i(L)`` (decreasing in ``L``) and
+    ``d ln s_i / dL``. Safeguarded Newton on ``ln sum - ln rest``: a Newton step that leaves the
+    current bracket is replaced by bisection. The shares above the floor are finally rescaled so
+    that the sum is exactly ``rest`` (to rounding).
+    """
+    level = min(max(start, lo), hi)
+    ln_rest = math.log(rest)
+    for _ in range(_MAX_OUTER):
+        raw, dlog = shares_at(level)
+        free = raw > m
+        total = float(np.sum(np.where(free, raw, m)))
+        gap = math.log(total) - ln_rest if math.isfinite(total) else math.inf
+        if abs(gap) <= _OUTER_TOL:
+            break
+        if gap > 0:
+            lo = level
+        else:
+            hi = level
+        if hi - lo <= 4e-16 * max(1.0, abs(level)):
+            break
+        slope = float(np.sum(raw[free] * dlog[free])) / total if math.isfinite(gap) else 0.0
+        candidate = level - gap / slope if slope < 0 else math.nan
+        if not lo < candidate < hi:
+            candidate = 0.5 * (lo + hi)
+        level = candidate
+    if not math.isfinite(total):  # stopped on the infeasible side of a collapsed bracket
+        raw, _ = shares_at(hi)
+        free = raw > m
+    if not free.any():
+        return np.full(raw.size, rest / raw.size)
+    target_free = rest - m * (raw.size - np.count_nonzero(free))
+    scaled = raw[free] * (target_free / float(np.sum(raw[free])))
+    out = np.full(raw.size, m)
+    out[free] = np.maximum(scaled, m)
+    return out
+
+
+def _solve_sum(ln_alpha: np.ndarray, ln_c: np.ndarray, rest: float, m: float) -> np.ndarray:
+    """Minimise ``sum c_i / f_i(s_i)`` over ``sum s_i = rest``, ``s_i >= m`` (scaled units)."""
+    n = ln_alpha.size
+    k = 2.0 * ln_alpha - ln_c  # task i's inner equation: H(u_i) = L + k_i
+    # Multipliers -T_i'(equal share) bracket the optimum: at the smallest every task wants at
+    # least the equal share, at the largest at most.
+    h_eq, _ = _h_log(ln_alpha - math.log(rest / n))
+    marginal = h_eq - k
+    lo, hi = float(marginal.min()), float(marginal.max())
+    if hi - lo <= 4e-16 * max(1.0, abs(hi)):
+        return np.full(n, rest / n)
+    # Start from the small-x approximation H(u) ~ 2u - ln 2, which gives sum s in closed form.
+    w = ln_alpha - 0.5 * (k + _LN2)
+    start = 2.0 * (float(np.logaddexp.reduce(w)) - math.log(rest))
+    state = {"level": start, "u": 0.5 * (start + k + _LN2), "dh": np.full(n, 2.0)}
+
+    def shares_at(level: float) -> tuple[np.ndarray, np.ndarray]:
+        # Warm start: first-order prediction of u from the previous level.
+        guess = state["u"] + (level - state["level"]) / state["dh"]
+        u, dh = _solve_h(level + k, guess)
+        state.update(level=level, u=u, dh=dh)
+        return np.exp(ln_alpha - u), -1.0 / dh
+
+    return _find_level(shares_at, lo, hi, start, rest, m)
+
+
+def _solve_minmax(ln_alpha: np.ndarray, ln_c: np.ndarray, rest: float, m: float) -> np.ndarray:
+    """Minimise ``max c_i / f_i(s_i)`` over ``sum s_i = rest``, ``s_i >= m`` (scaled units).
+
+    The common time is parametrised as ``t = t_pole e^delta`` with
+    ``t_pole = max_i c_i / alpha_i`` (below it some task cannot finish even with unlimited
+    bandwidth) and the level is ``ln delta``. Near the pole the binding task's share behaves
+    like ``1 / delta``, so this keeps full relative precision when that task needs almost the
+    whole budget, where ``ln t`` itself would be resolved to only a few digits.
+    """
+    n = ln_alpha.size
+    # ln of the time with unlimited bandwidth, c_i / alpha_i, relative to the largest one.
+    ln_t_min = ln_c - ln_alpha
+    offset = ln_t_min - ln_t_min.max()  # <= 0, exactly 0 for the binding task
+
+    def ln_time(share: float) -> tuple[np.ndarray, np.ndarray]:
+        # ln(T_i(s) / t_pole) = offset_i - psi(u_i): time with the same share for every task.
+        u = ln_alpha - math.log(share)
+        return offset - _psi(u)[0], u
+
+    excess_eq, u_eq = ln_time(rest / n)
+    excess_all, _ = ln_time(rest)
+    # At the largest equal-share time every task needs at most the equal share; below the
+    # smallest one every task needs more, and below T_i(rest) task i needs more than everything.
+    hi = float(excess_eq.max())
+    lo = max(float(excess_all.max()), float(excess_eq.min()), 1e-300)
+    if hi <= lo * (1.0 + 1e-15):
+        return np.full(n, rest / n)
+    ln_hi = math.log(hi)
+    state = {"level": ln_hi, "u": u_eq, "slope": np.ones(n)}
+
+    def shares_at(level: float) -> tuple[np.ndarray, np.ndarray]:
+        delta = math.exp(level)
+        target = offset - delta  # psi(u_i) = ln(c_i / (alpha_i t)) = ln q_i
+        feasible = target < 0
+        raw = np.full(n, np.inf)
+        dlog = np.full(n, -np.inf)
+        if feasible.any():
+            tq = target[feasible]
+            # ln(1+x)/x <= (1+x)^(-1/2) gives the root's upper bound x <= q^-2 - 1.
+            u_max = -2.0 * tq + np.log(-np.expm1(2.0 * tq))
+            du = (delta - math.exp(state["level"])) / state["slope"][feasible]
+            u, slope = _solve_psi(tq, state["u"][feasible] + du, u_max)
+            raw[feasible] = np.exp(ln_alpha[feasible] - u)
+            dlog[feasible] = -delta / slope  # d ln s / d ln delta
+            state["u"][feasible] = u
+            state["slope"][feasible] = slope
+        state["level"] = level
+        return raw, dlog
+
+    return _find_level(shares_at, math.log(lo), ln_hi, ln_hi, rest, m)
