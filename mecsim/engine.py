@@ -154,6 +154,7 @@ class Simulation:
         self.device_distance_m = np.array(dist)
         self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj,
                                self.streams)
+        self.channel.horizon = sc.duration_s + sc.drain_s
 
         # servers ----------------------------------------------------------------------------
         m, nm = len(sc.servers), len(self.model_names)
@@ -445,11 +446,14 @@ class Simulation:
         c["state"][tids] = DISPATCHED
         env = self.env
         servers = self.servers
+        t_end = self.t_end
         for tid, j, ta, ex in zip(tids.tolist(), srv.tolist(), arrive.tolist(), expected.tolist(),
                                   strict=True):
             s = servers[j]
             s.transit += 1
             s.transit_work += ex
+            if ta > t_end:
+                continue  # arrives after the run: stays in transit (in flight)
             ev = env.timeout(ta - t)
             ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
         for j in set(srv.tolist()):

@@ -108,6 +108,9 @@ class Channel:
         self.tc = radio.fading.coherence_time_s
         self.streams = streams
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
+        #: uploads are integrated block by block only up to this time; beyond it (the run has
+        #: ended) the rest is extrapolated at the mean rate so far, which bounds the work.
+        self.horizon = math.inf
         self._chunk_floor = 0
 
     # -- gains --------------------------------------------------------------------------------
@@ -214,5 +217,8 @@ class Channel:
                 t_start_block = starts[idx]
                 return float(t_start_block + (bits - before) / r[idx] - t0)
             sent = float(cum[-1])
+            elapsed = float(starts[-1] + dur[-1] - t0)
+            if t0 + elapsed > self.horizon:
+                return elapsed * bits / sent if sent > 0 else math.inf
             k += n_blocks
             n_blocks = min(n_blocks * 4, 65536)

@@ -38,6 +38,12 @@ from pydantic import (
 from mecsim.errors import ScenarioError
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+#: Sanity limits that keep a run bounded in time and memory (each error names the field).
+MAX_EXPECTED_TASKS = 5e7
+MAX_SPEED_MPS = 100.0
+MIN_EPOCH_S = 1e-3
+MAX_BITS = 1e12
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -87,7 +93,7 @@ class Fading(_Model):
     """Small-scale fading: Rayleigh block fading re-drawn every coherence time, or none."""
 
     model: Literal["none", "rayleigh"] = "rayleigh"
-    coherence_time_s: PosFloat = 0.01
+    coherence_time_s: float = Field(default=0.01, ge=1e-4, le=1e6, allow_inf_nan=False)
 
 
 class Downlink(_Model):
@@ -140,6 +146,17 @@ class Mobility(_Model):
     radius_m: PosFloat = 300.0
 
     _v = field_validator("speed_mps", mode="before")(lambda v: _check_range(v, positive=True))
+
+    @field_validator("speed_mps")
+    @classmethod
+    def _max_speed(cls, v: Any) -> Any:
+        top = v[1] if isinstance(v, tuple) else v
+        if top > MAX_SPEED_MPS:
+            raise ValueError(f"must be at most {MAX_SPEED_MPS:g} m/s, got {top!r}")
+        low = v[0] if isinstance(v, tuple) else v
+        if low < 1e-3:
+            raise ValueError(f"must be at least 0.001 m/s, got {low!r}")
+        return v
 
 
 class PoissonArrivals(_Model):
@@ -212,12 +229,22 @@ class Workload(_Model):
     @field_validator("input_bits", "output_bits", mode="before")
     @classmethod
     def _bits(cls, v: Any) -> Any:
-        return None if v is None else _check_range(v)
+        if v is None:
+            return None
+        r = _check_range(v)
+        if (max(r) if isinstance(r, tuple) else r) > MAX_BITS:
+            raise ValueError(f"must be at most {MAX_BITS:g} bits")
+        return r
 
     @field_validator("steps", mode="before")
     @classmethod
     def _steps(cls, v: Any) -> Any:
-        return None if v is None else _check_range(v, positive=True, integer=True)
+        if v is None:
+            return None
+        r = _check_range(v, positive=True, integer=True)
+        if (max(r) if isinstance(r, tuple) else r) > 1e6:
+            raise ValueError("must be at most 1e6 steps")
+        return r
 
 
 class DeviceGroup(_Model):
@@ -307,6 +334,13 @@ class Epoch(_Model):
     bandwidth allows at ``min_bandwidth_hz`` each."""
 
     length_s: NonNegFloat = 0.5
+
+    @field_validator("length_s")
+    @classmethod
+    def _len(cls, v: float) -> float:
+        if 0 < v < MIN_EPOCH_S:
+            raise ValueError(f"must be 0 (decide at every arrival) or at least {MIN_EPOCH_S:g} s, got {v!r}")
+        return v
     max_tasks: int | None = Field(default=None, ge=1)
     decision_time: DecisionTime = DecisionTime()
 
@@ -385,6 +419,17 @@ class Scenario(_Model):
                         f"GPU {srv.gpu!r} has no seconds_per_step for model {mname!r}",
                         f"servers.{k}.models",
                     )
+        expected = 0.0
+        for g, grp in enumerate(self.devices):
+            a = grp.arrivals
+            rate = (a.rate_per_s if isinstance(a, PoissonArrivals)
+                    else max(a.rates_per_s) if isinstance(a, MMPPArrivals) else 0.0)
+            expected += grp.count * rate * self.duration_s
+            if expected > MAX_EXPECTED_TASKS:
+                raise ScenarioError(
+                    f"about {expected:.3g} tasks expected in {self.duration_s:g} s, above the limit "
+                    f"of {MAX_EXPECTED_TASKS:g} per run (lower the rate or duration_s)",
+                    f"devices.{g}.arrivals")
         hosted = {m for s in self.servers for m in s.models}
         for g, grp in enumerate(self.devices):
             for w, wl in enumerate(grp.workload):
@@ -484,7 +529,8 @@ def _format_validation_error(exc: ValidationError) -> ScenarioError:
         msg = "unknown field"
     val = first.get("input")
     shown = ""
-    if first["type"] not in ("missing",) and not isinstance(val, dict | list):
+    if (first["type"] not in ("missing",) and not isinstance(val, dict | list)
+            and "got " not in msg):
         shown = f" (got {val!r})"
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     inner = getattr(first.get("ctx", {}).get("error"), "field", None)
