@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from mecsim.engine import Simulation
+from mecsim.errors import MecsimError, RunError, RunInterrupted
 from mecsim.results import Result, collect
 from mecsim.scenario import Scenario, load_scenario
 
@@ -52,5 +53,23 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
         pol.bind({"server_names": tuple(s.name for s in sc.servers),
                   "models": {m for s in sc.servers for m in s.models}, "scenario": sc})
     sim = Simulation(sc, pol, sc.seed if seed is None else seed, progress=progress)
-    sim.run()
+    try:
+        sim.run()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"run interrupted at t={sim.env.now:.6g} s", _partial(sim)) from None
+    except MecsimError as exc:
+        exc.result = _partial(sim)  # type: ignore[attr-defined]
+        raise
+    except Exception as exc:
+        name = getattr(pol, "name", type(pol).__name__)
+        raise RunError(f"run stopped at t={sim.env.now:.6g} s: policy {name!r} or a plug-in raised "
+                       f"{type(exc).__name__}: {exc}", _partial(sim)) from exc
     return collect(sim)
+
+
+def _partial(sim: Simulation) -> Result | None:
+    """What was simulated before a stop, marked incomplete (None if that fails too)."""
+    try:
+        return collect(sim)
+    except Exception:  # pragma: no cover - best effort while already failing
+        return None

@@ -36,14 +36,14 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.pop("debug", False))
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("mecsim: interrupted", err=True)
+            sys.exit(130)
         except MecsimError as exc:
             if debug:
                 raise
             click.echo(f"mecsim: error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("mecsim: interrupted", err=True)
-            sys.exit(130)
         except Exception as exc:  # a bug or a user's plug-in failing: still one line
             if debug:
                 raise
@@ -119,8 +119,16 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
     pparams = _parse_assignments(params, "--param") if params else None
     if progress is None:
         progress = sys.stderr.isatty()
-    res = simulate(scenario, policy=policy, seed=seed, policy_params=pparams, progress=progress,
-                   **overrides)
+    try:
+        res = simulate(scenario, policy=policy, seed=seed, policy_params=pparams, progress=progress,
+                       **overrides)
+    except (MecsimError, KeyboardInterrupt) as exc:
+        partial = getattr(exc, "result", None)
+        if out_dir and partial is not None:
+            path = partial.save(out_dir)
+            click.echo(f"mecsim: the run stopped early; wrote what was simulated (complete: false) "
+                       f"to {path}", err=True)
+        raise
     click.echo(summary_table(res.summary))
     if out_dir:
         path = res.save(out_dir)

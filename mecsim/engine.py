@@ -515,7 +515,7 @@ class Simulation:
         finally:
             if self._bar is not None:
                 self._bar.close()
-        self.wall_s = time.perf_counter() - t0
+            self.wall_s = time.perf_counter() - t0
         # every generated task must be in the table, also those that arrive after the last epoch
         self._generate_until(self.sc.duration_s)
         self.complete = True

@@ -40,3 +40,24 @@ class MissingExtraError(MecsimError, ImportError):
             f"this feature needs the optional package {package!r}; "
             f"install it with: pip install 'mecsim[{extra}]'"
         )
+
+
+class RunError(MecsimError, RuntimeError):
+    """A run stopped early because of an error (e.g. in a user's policy).
+
+    Attributes:
+        result: the :class:`~mecsim.results.Result` of what was simulated before the stop,
+            marked ``complete=False`` (or None if nothing could be collected).
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RunInterrupted(MecsimError, KeyboardInterrupt):
+    """A run was interrupted (Ctrl-C); ``result`` holds what was simulated, marked incomplete."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -156,7 +156,11 @@ def _atomic(path: Path, write: Any) -> None:
 def collect(sim: Any) -> Result:
     """Build a :class:`Result` from a finished (or stopped) :class:`~mecsim.engine.Simulation`."""
     t_end = float(sim.env.now) if not sim.complete else sim.t_end
-    tasks = tasks_frame(sim.tasks.view(), sim.model_names, sim.server_names, t_end)
+    cols = sim.tasks.view()
+    if not sim.complete:  # tasks generated ahead of a stop had not arrived yet
+        keep = int(np.searchsorted(cols["t_arrival"], t_end, side="right"))
+        cols = {k: v[:keep] for k, v in cols.items()}
+    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end)
     epochs = pd.DataFrame(sim.epoch_rows)
     servers = servers_frame(sim.server_log.view(), sim.server_names)
     extra = {
@@ -168,5 +172,7 @@ def collect(sim: Any) -> Result:
     if sim.source.trace_rows_total:
         extra["trace_rows"] = sim.source.trace_rows_total
         extra["trace_rows_replayed"] = sim.source.trace_rows_used
+    if not sim.complete:
+        extra["stopped_at_s"] = t_end
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
     return Result(tasks, epochs, servers, summary, sim.sc, complete=sim.complete)

@@ -84,3 +84,40 @@ def test_greedy_places_single_task_on_earliest_completion():
     done = s.upload_s(d.bandwidth_hz)[:, None] + s.backhaul_s
     done = np.maximum(done, s.backlog_s) + s.service_s + s.return_s
     assert d.server[0] == int(np.argmin(np.where(s.feasible, done, np.inf)[0]))
+
+
+class FailsLater:
+    """A user's policy with a bug that shows only after a while."""
+
+    name = "fails-later"
+
+    def decide(self, state):
+        if state.now > 15.0:
+            raise ZeroDivisionError("bug in user code")
+        return Decision(state.equal_share(), np.argmax(state.feasible, axis=1))
+
+
+def test_exception_in_user_policy_keeps_partial_results(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from mecsim.cli import main
+    from mecsim.errors import RunError
+
+    with pytest.raises(RunError, match="ZeroDivisionError") as info:
+        mecsim.simulate("smoke-v1", policy=FailsLater(), duration_s=60)
+    part = info.value.result
+    assert part is not None and not part.complete
+    s = part.summary
+    assert 15.0 < s["stopped_at_s"] < 30.0
+    assert (part.tasks.t_arrival <= s["stopped_at_s"]).all()
+    assert s["tasks_completed"] + s["tasks_dropped"] + s["tasks_in_flight"] == len(part.tasks)
+    out = tmp_path / "partial"
+    r = CliRunner().invoke(main, ["run", "smoke-v1", "--policy", "tests.test_policies:FailsLater",
+                                  "--out", str(out)])
+    assert r.exit_code == 2
+    assert "ZeroDivisionError" in r.output and "Traceback" not in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
