@@ -13,6 +13,7 @@ service). Records are numpy columns (see :mod:`mecsim.traces`).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import time
@@ -30,9 +31,12 @@ from mecsim.streams import Streams
 from mecsim.traces import (
     DISPATCHED,
     DROPPED,
+    FAULT_COLUMNS,
+    FAULT_EVENTS,
     SERVED,
     SERVER_COLUMNS,
     TASK_COLUMNS,
+    WAITING,
     Columns,
 )
 
@@ -43,7 +47,7 @@ class GPUServer:
     """One AIGC server: ``slots`` GPU slots and a queue (epoch-SPT or FIFO)."""
 
     __slots__ = ("sim", "j", "slots", "busy", "queue", "in_service", "transit", "transit_work",
-                 "queued_work", "fifo", "power_w", "return_lat", "ret_rate")
+                 "queued_work", "fifo", "power_w", "up", "gen")
 
     def __init__(self, sim: Simulation, j: int, slots: int, power_w: float, fifo: bool) -> None:
         self.sim = sim
@@ -57,6 +61,8 @@ class GPUServer:
         self.queued_work = 0.0
         self.fifo = fifo
         self.power_w = power_w
+        self.up = True
+        self.gen = 0  # bumped at each failure: service ends scheduled before it are void
 
     def backlog(self, now: float) -> float:
         """Expected wait before a task arriving now could start (s); exact for one slot, the
@@ -74,7 +80,9 @@ class GPUServer:
         exp = sim.expected_service[tid]
         self.transit -= 1
         self.transit_work -= exp
-        if self.busy < self.slots and not self.queue:
+        if not self.up:
+            sim.server_failed_task(tid, self.j)
+        elif self.busy < self.slots and not self.queue:
             self._start(tid)
         else:
             key1 = sim.env.now if self.fifo else float(sim.T_epoch[tid])
@@ -94,9 +102,11 @@ class GPUServer:
         sim.T_service_start[tid] = now
         self.in_service[tid] = now + sim.expected_service[tid]
         ev = sim.env.timeout(st)
-        ev.callbacks.append(lambda _ev, tid=tid: self._finish(tid))
+        ev.callbacks.append(lambda _ev, tid=tid, gen=self.gen: self._finish(tid, gen))
 
-    def _finish(self, tid: int) -> None:
+    def _finish(self, tid: int, gen: int) -> None:
+        if gen != self.gen:
+            return  # the server failed while this task was in service
         sim = self.sim
         now = sim.env.now
         self.busy -= 1
@@ -107,6 +117,24 @@ class GPUServer:
             self.queued_work -= sim.expected_service[nxt]
             self._start(nxt)
         sim.monitor(self)
+
+
+    def fail(self) -> list[int]:
+        """Take the server down; return the tasks it held (in service first, then queued)."""
+        sim = self.sim
+        now = sim.env.now
+        c = sim.tasks.cols
+        held = list(self.in_service)
+        for tid in held:  # energy of the partial service
+            c["energy_server_j"][tid] += self.power_w * (now - c["t_service_start"][tid])
+        held += [tid for _, _, tid in sorted(self.queue)]
+        self.up = False
+        self.gen += 1
+        self.busy = 0
+        self.in_service.clear()
+        self.queue.clear()
+        self.queued_work = 0.0
+        return held
 
 
 class Simulation:
@@ -155,6 +183,8 @@ class Simulation:
         self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj,
                                self.streams)
         self.channel.horizon = sc.duration_s + sc.drain_s
+        for f in sc.faults.channels:
+            self.channel.add_outage(f.device, f.start_s, f.end_s)
 
         # servers ----------------------------------------------------------------------------
         m, nm = len(sc.servers), len(self.model_names)
@@ -172,6 +202,8 @@ class Simulation:
         self.bh_lat = np.array([s.backhaul.latency_s for s in sc.servers], dtype=float)
         self.bh_rate = np.array([s.backhaul.rate_bps or np.inf for s in sc.servers], dtype=float)
         self.inv_bh_rate = 1.0 / self.bh_rate
+        # nominal backhaul; faults replace bh_lat / inv_bh_rate by new arrays while degraded
+        self.bh_lat0, self.inv_bh_rate0 = self.bh_lat, self.inv_bh_rate
         for arr in (self.slots, self.server_power, self.bh_lat, self.inv_bh_rate):
             arr.setflags(write=False)  # handed to policies: read-only
         self.server_up = np.ones(m, dtype=bool)
@@ -185,6 +217,10 @@ class Simulation:
         self.tasks = Columns(TASK_COLUMNS, 4096)
         self.server_log = Columns(SERVER_COLUMNS, 4096)
         self.epoch_rows: list[dict[str, Any]] = []
+        self.fault_log = Columns(FAULT_COLUMNS, 64)
+        self.faulty = bool(sc.faults.servers or sc.faults.channels or sc.faults.backhaul)
+        self._degraded: list[Any] = []
+        self._wake: simpy.Event | None = None
         self.waiting: list[int] = []
         self.n_arrived = 0  # tasks [0, n_arrived) have arrived
         self.held: list[tuple[float, float]] = []  # (upload end, bandwidth) of ongoing uploads
@@ -263,12 +299,115 @@ class Simulation:
     def finish(self, tid: int, now: float, srv: GPUServer) -> None:
         c = self.tasks.cols
         c["t_service_end"][tid] = now
-        c["energy_server_j"][tid] = srv.power_w * (now - c["t_service_start"][tid])
+        c["energy_server_j"][tid] += srv.power_w * (now - c["t_service_start"][tid])
         out = c["output_bits"][tid]
         j = srv.j
-        c["t_complete"][tid] = (now + self.bh_lat[j] + out / self.bh_rate[j] + out / self.dl_rate
+        c["t_complete"][tid] = (now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate
                                 + self.dl_lat)
         c["state"][tid] = SERVED
+
+    # -- faults --------------------------------------------------------------------------------
+    def log_fault(self, event: str, server: int = -1, device: int = -1, task: int = -1) -> None:
+        self.fault_log.append_many(t=np.array([self.env.now]),
+                                   event=np.array([FAULT_EVENTS.index(event)]),
+                                   server=np.array([server]), device=np.array([device]),
+                                   task_id=np.array([task]))
+
+    def server_failed_task(self, tid: int, j: int) -> None:
+        """A task held by (or arriving at) a failed server: redispatch or drop it."""
+        now = self.env.now
+        c = self.tasks.cols
+        if self.sc.faults.on_server_failure == "drop":
+            self.drop(tid, 4, now)
+            self.log_fault("task_dropped", server=j, task=tid)
+            return
+        for k in ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
+                  "t_service_start", "t_service_end", "t_complete", "bandwidth_hz"):
+            c[k][tid] = np.nan
+        c["server"][tid] = -1
+        c["epoch"][tid] = -1
+        c["state"][tid] = WAITING
+        c["attempts"][tid] += 1
+        bisect.insort(self.waiting, tid)  # oldest first
+        self.log_fault("task_redispatched", server=j, task=tid)
+        self._wake_at(now)
+
+    def _server_down(self, j: int) -> None:
+        srv = self.servers[j]
+        if not srv.up:
+            return
+        self.server_up = self.server_up.copy()
+        self.server_up[j] = False
+        self.all_up = False
+        self.log_fault("server_down", server=j)
+        for tid in srv.fail():
+            self.server_failed_task(tid, j)
+        self.monitor(srv)
+
+    def _server_up(self, j: int) -> None:
+        srv = self.servers[j]
+        if srv.up:
+            return
+        srv.up = True
+        self.server_up = self.server_up.copy()
+        self.server_up[j] = True
+        self.all_up = bool(self.server_up.all())
+        self.log_fault("server_up", server=j)
+        self.monitor(srv)
+        self._wake_at(self.env.now)
+
+    def _server_fault_process(self, k: int, f: Any) -> Any:
+        env = self.env
+        j = self.server_names.index(f.server)
+        if f.mtbf_s is not None:
+            rng = self.streams.keyed("faults", k)
+            while True:
+                yield env.timeout(rng.exponential(f.mtbf_s))
+                self._server_down(j)
+                yield env.timeout(rng.exponential(f.mttr_s))
+                self._server_up(j)
+        for k2, t_down in enumerate(f.down_s):
+            yield env.timeout(max(t_down - env.now, 0.0))
+            self._server_down(j)
+            if k2 < len(f.up_s):
+                yield env.timeout(max(f.up_s[k2] - env.now, 0.0))
+                self._server_up(j)
+
+    def _backhaul_fault_process(self, f: Any) -> Any:
+        env = self.env
+        j = self.server_names.index(f.server)
+        yield env.timeout(f.start_s)
+        self._degraded.append(f)
+        self._apply_backhaul()
+        self.log_fault("backhaul_degraded", server=j)
+        yield env.timeout(max(f.end_s - env.now, 0.0))
+        self._degraded.remove(f)
+        self._apply_backhaul()
+        self.log_fault("backhaul_restored", server=j)
+
+    def _apply_backhaul(self) -> None:
+        lat = self.bh_lat0.copy()
+        inv = self.inv_bh_rate0.copy()
+        for f in self._degraded:
+            j = self.server_names.index(f.server)
+            lat[j] += f.extra_latency_s
+            inv[j] /= f.rate_factor
+        lat.setflags(write=False)
+        inv.setflags(write=False)
+        self.bh_lat, self.inv_bh_rate = lat, inv
+
+    def _channel_fault_process(self, f: Any) -> Any:
+        env = self.env
+        yield env.timeout(f.start_s)
+        self.log_fault("channel_down", device=f.device)
+        yield env.timeout(max(f.end_s - env.now, 0.0))
+        self.log_fault("channel_up", device=f.device)
+        self._wake_at(env.now)
+
+    def _wake_at(self, t: float) -> None:
+        """Ask the scheduler to look at the waiting list at time t (epoch length 0 only)."""
+        if self.sc.epoch.length_s == 0 and self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
 
     # -- the epoch -----------------------------------------------------------------------------
     def _release_bandwidth(self, now: float) -> None:
@@ -280,17 +419,22 @@ class Simulation:
             self.held_bw = 0.0
 
     def _admit(self, now: float) -> tuple[list[int], float]:
-        """The tasks decided now (oldest first) and the free bandwidth."""
+        """The tasks decided now (oldest first) and the free bandwidth. Tasks of a device whose
+        channel is out are not offered (they wait)."""
         radio = self.sc.radio
-        k = len(self.waiting)
+        cand = self.waiting
+        if self.channel.outages:
+            dev = self.tasks.cols["device"]
+            cand = [t for t in cand if not self.channel.in_outage(int(dev[t]), now)]
+        k = len(cand)
         if self.sc.epoch.max_tasks is not None:
             k = min(k, self.sc.epoch.max_tasks)
         if radio.ideal:
-            return self.waiting[:k], radio.bandwidth_hz
+            return cand[:k], radio.bandwidth_hz
         self._release_bandwidth(now)
         free = max(radio.bandwidth_hz - self.held_bw, 0.0)
         k = min(k, int(free / radio.min_bandwidth_hz * (1 + 1e-12)))
-        return self.waiting[:k], free
+        return cand[:k], free
 
     def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
         """The read-only snapshot a policy sees for the given waiting tasks."""
@@ -408,7 +552,11 @@ class Simulation:
         go = np.flatnonzero(srv >= 0)
         if len(go):
             self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
-        self.waiting = deferred + self.waiting[len(ids):]
+        if self.waiting[:len(ids)] == ids:  # the usual case: the oldest tasks were decided
+            self.waiting = deferred + self.waiting[len(ids):]
+        else:  # some waiting tasks were skipped (channel outage)
+            decided = set(idx.tolist())
+            self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
         row = {
             "epoch": self.epoch_index, "t": now, "t_decision": t_dec, "n_waiting": n_waiting,
             "n_decided": len(ids), "n_dispatched": len(go), "n_dropped": len(drop_ids),
@@ -435,14 +583,14 @@ class Simulation:
         expected = c["steps"][tids] * self.t_step[srv, mod]
         self.expected_service[tids] = expected
         self.actual_service[tids] = expected * c["service_factor"][tids]
-        arrive = t + up + self.bh_lat[srv] + bits / self.bh_rate[srv]
+        arrive = t + up + self.bh_lat[srv] + bits * self.inv_bh_rate[srv]
         c["server"][tids] = srv
         c["bandwidth_hz"][tids] = bw
         c["t_decision"][tids] = t
         c["t_upload_start"][tids] = t
         c["t_upload_end"][tids] = t + up
         c["t_server_arrival"][tids] = arrive
-        c["energy_tx_j"][tids] = self.tx_power_w[dev] * up
+        c["energy_tx_j"][tids] += self.tx_power_w[dev] * up
         c["state"][tids] = DISPATCHED
         env = self.env
         servers = self.servers
@@ -477,19 +625,30 @@ class Simulation:
                 if not self.waiting:
                     # skip empty epochs: go to the first boundary at or after the next arrival
                     t_arr = self._next_arrival_time()
-                    if t_arr == math.inf:
+                    if t_arr == math.inf and not self.faulty:
                         return
-                    k_epoch = max(k_epoch, math.ceil(t_arr / length - 1e-9))
+                    if t_arr < math.inf:
+                        k_epoch = max(k_epoch, math.ceil(t_arr / length - 1e-9))
+                    elif self.t_end < math.inf:  # faults may send tasks back: keep the beat
+                        k_epoch = max(k_epoch, math.ceil(now / length - 1e-9))
                 t_next = k_epoch * length
+                if t_next >= self.t_end:
+                    return
+                yield env.timeout(max(t_next - now, 0.0))
             else:
+                # decide at every arrival, and when something may let waiting tasks go:
+                # an upload ends (bandwidth), a server comes back, a channel recovers
                 t_next = self._next_arrival_time()
                 if self.waiting and self.held:
                     t_next = min(t_next, self.held[0][0])
-                if t_next == math.inf:
+                self._wake = env.event()
+                waits = [self._wake]
+                if t_next < self.t_end:
+                    waits.append(env.timeout(max(t_next - now, 0.0)))
+                elif not self.faulty:
                     return
-            if t_next >= self.t_end:
-                return
-            yield env.timeout(max(t_next - now, 0.0))
+                yield env.any_of(waits)
+                self._wake = None
 
     def _tick(self, now: float) -> None:
         bar = self._bar
@@ -508,6 +667,13 @@ class Simulation:
                              leave=False, dynamic_ncols=True)
         if hasattr(self.policy, "reset"):
             self.policy.reset(self.streams.get("policy"))
+        faults = self.sc.faults
+        for k, f in enumerate(faults.servers):
+            self.env.process(self._server_fault_process(k, f))
+        for f in faults.backhaul:
+            self.env.process(self._backhaul_fault_process(f))
+        for f in faults.channels:
+            self.env.process(self._channel_fault_process(f))
         self.env.process(self._scheduler())
         t0 = time.perf_counter()
         try:

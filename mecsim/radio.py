@@ -108,6 +108,9 @@ class Channel:
         self.tc = radio.fading.coherence_time_s
         self.streams = streams
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
+        #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
+        #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
+        self.outages: dict[int, list[tuple[float, float]]] = {}
         #: uploads are integrated block by block only up to this time; beyond it (the run has
         #: ended) the rest is extrapolated at the mean rate so far, which bounds the work.
         self.horizon = math.inf
@@ -149,6 +152,20 @@ class Channel:
         pl = path_loss_db(traj.distance(times), self.radio)
         return 10.0 ** (-pl / 10.0) * self.shadow[device]
 
+    def add_outage(self, device: int, start: float, end: float) -> None:
+        """Register an outage of a device's uplink from start to end (s)."""
+        self.outages.setdefault(device, []).append((start, end))
+
+    def in_outage(self, device: int, t: float) -> bool:
+        """Whether the device's uplink is out at time t."""
+        return any(a <= t < b for a, b in self.outages.get(device, ()))
+
+    def _outage_mask(self, device: int, times: np.ndarray) -> np.ndarray:
+        out = np.zeros(times.shape, dtype=bool)
+        for a, b in self.outages.get(device, ()):
+            out |= (times >= a) & (times < b)
+        return out
+
     def gain_now(self, devices: np.ndarray, t: float) -> np.ndarray:
         """Current channel gain of each listed device at time t."""
         devices = np.asarray(devices, dtype=np.int64)
@@ -160,6 +177,8 @@ class Channel:
             k = int(t // self.tc)
             c, r = divmod(k, _CHUNK)
             g = g * np.array([self._chunk(d, c)[r] for d in devices.tolist()])
+        if self.outages:
+            g = g * np.array([0.0 if self.in_outage(int(d), t) else 1.0 for d in devices])
         return g
 
     # -- uploads ------------------------------------------------------------------------------
@@ -171,7 +190,7 @@ class Channel:
         bw = np.asarray(bandwidth, dtype=float)
         out = np.zeros(len(devices))
         snr0 = self.tx_power_w[devices] / self.n0
-        if not self.fading and not self.any_mobile:
+        if not self.fading and not self.any_mobile and not self.outages:
             r = shannon_rate(bw, snr0 * self.static_gain[devices])
             with np.errstate(divide="ignore"):
                 return np.where(bits > 0, bits / r, 0.0)
@@ -183,7 +202,7 @@ class Channel:
 
     def _upload_one(self, d: int, bits: float, b: float, snr0: float, t0: float) -> float:
         # Without fading, a moving device's path loss is refreshed every 10 s.
-        tc = self.tc if self.fading else (10.0 if self.any_mobile else math.inf)
+        tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
         k0 = int(t0 // tc)
         first = (k0 + 1) * tc - t0  # time left in the first block
         # Fast path (most uploads): done within the first block; plain floats, no arrays.
@@ -193,8 +212,10 @@ class Channel:
         if self.fading:
             c, r = divmod(k0, _CHUNK)
             g0 *= self._chunk(d, c)[r]
+        if d in self.outages and self.in_outage(d, k0 * tc if math.isfinite(tc) else t0):
+            g0 = 0.0
         r0 = b * math.log2(1.0 + snr0 * g0 / b)
-        if r0 * first >= bits:
+        if r0 > 0 and r0 * first >= bits:
             return bits / r0
         sent = 0.0
         n_blocks = 8
@@ -206,6 +227,8 @@ class Channel:
             g = self.large_scale_gain(d, starts)
             if self.fading:
                 g = g * self._fade(d, ks)
+            if d in self.outages:
+                g = np.where(self._outage_mask(d, ks * tc), 0.0, g)
             r = b * np.log2(1.0 + snr0 * g / b)
             dur = np.full(n_blocks, tc)
             if k == k0:

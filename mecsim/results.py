@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mecsim.scenario import Scenario
-from mecsim.traces import servers_frame, tasks_frame
+from mecsim.traces import faults_frame, servers_frame, tasks_frame
 
 
 def _q(x: np.ndarray, q: float) -> float | None:
@@ -102,6 +102,8 @@ class Result:
         tasks: one row per generated task (see README for the columns).
         epochs: one row per scheduling epoch that decided tasks.
         servers: one row per change of a server's queue/busy/in-transit counts.
+        faults: one row per fault event (server down/up, channel, backhaul) and per task a
+            failure redispatched or dropped; empty without faults.
         summary: headline statistics (JSON-serialisable).
         scenario: the resolved scenario that ran.
         complete: False when the run stopped early (the tables hold what was simulated).
@@ -112,6 +114,7 @@ class Result:
     servers: pd.DataFrame
     summary: dict[str, Any]
     scenario: Scenario
+    faults: pd.DataFrame = field(default_factory=pd.DataFrame)
     complete: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +127,9 @@ class Result:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for name, df in (("tasks", self.tasks), ("epochs", self.epochs), ("servers", self.servers)):
+        frames = [("tasks", self.tasks), ("epochs", self.epochs), ("servers", self.servers),
+                  ("faults", self.faults)]
+        for name, df in frames:
             _atomic(out / f"{name}.parquet", lambda p, df=df: df.to_parquet(p, index=False))
         summary = dict(self.summary, complete=self.complete)
         _atomic(out / "summary.json",
@@ -174,5 +179,9 @@ def collect(sim: Any) -> Result:
         extra["trace_rows_replayed"] = sim.source.trace_rows_used
     if not sim.complete:
         extra["stopped_at_s"] = t_end
+    faults = faults_frame(sim.fault_log.view(), sim.server_names)
+    if len(faults):
+        extra["fault_events"] = {str(k): int(v) for k, v in faults["event"].value_counts().items() if v}
+        extra["tasks_redispatched"] = int((tasks["redispatches"] > 0).sum())
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
-    return Result(tasks, epochs, servers, summary, sim.sc, complete=sim.complete)
+    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete)

@@ -345,6 +345,74 @@ class Epoch(_Model):
     decision_time: DecisionTime = DecisionTime()
 
 
+class ServerFault(_Model):
+    """Outages of one server: at fixed times (``down_s[k]`` .. ``up_s[k]``) or by exponential
+    failure and repair times (``mtbf_s``, ``mttr_s``), drawn from the run's fault stream."""
+
+    server: str
+    down_s: list[NonNegFloat] = Field(default_factory=list)
+    up_s: list[NonNegFloat] = Field(default_factory=list)
+    mtbf_s: PosFloat | None = None
+    mttr_s: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _times(self) -> ServerFault:
+        if (self.mtbf_s is None) != (self.mttr_s is None):
+            raise ValueError("mtbf_s and mttr_s go together")
+        if self.mtbf_s is not None and self.down_s:
+            raise ValueError("give either down_s/up_s or mtbf_s/mttr_s, not both")
+        if self.mtbf_s is None and not self.down_s:
+            raise ValueError("give down_s/up_s or mtbf_s/mttr_s")
+        if len(self.up_s) > len(self.down_s) or len(self.down_s) - len(self.up_s) > 1:
+            raise ValueError("up_s needs one time per down_s (the last outage may stay down)")
+        seq = [t for pair in zip(self.down_s, self.up_s + [math.inf], strict=False) for t in pair]
+        if any(b <= a for a, b in zip(seq, seq[1:], strict=False)):
+            raise ValueError("down_s/up_s must alternate in increasing time")
+        return self
+
+
+class ChannelFault(_Model):
+    """A device's uplink is out (gain 0) from ``start_s`` to ``end_s``; its tasks wait."""
+
+    device: int = Field(ge=0)
+    start_s: NonNegFloat
+    end_s: PosFloat
+
+    @model_validator(mode="after")
+    def _order(self) -> ChannelFault:
+        if self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
+
+
+class BackhaulFault(_Model):
+    """A server's backhaul degrades from ``start_s`` to ``end_s``: extra latency and/or a rate
+    multiplied by ``rate_factor``."""
+
+    server: str
+    start_s: NonNegFloat
+    end_s: PosFloat
+    extra_latency_s: NonNegFloat = 0.0
+    rate_factor: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> BackhaulFault:
+        if self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
+
+
+class Faults(_Model):
+    """Simulated faults. ``on_server_failure``: tasks queued or in service on a failed server
+    (or arriving at it while down) go back to the waiting list for the next epoch
+    (``redispatch``) or are dropped with reason ``server_failure`` (``drop``)."""
+
+    on_server_failure: Literal["redispatch", "drop"] = "redispatch"
+    servers: list[ServerFault] = Field(default_factory=list)
+    channels: list[ChannelFault] = Field(default_factory=list)
+    backhaul: list[BackhaulFault] = Field(default_factory=list)
+
+
 class PolicySpec(_Model):
     """A policy by registered name or ``"package.module:Object"``, with its parameters."""
 
@@ -393,6 +461,7 @@ class Scenario(_Model):
     epoch: Epoch = Epoch()
     policy: PolicySpec = PolicySpec()
     profiles: Profiles = Profiles()
+    faults: Faults = Faults()
     base_dir: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -430,6 +499,18 @@ class Scenario(_Model):
                     f"about {expected:.3g} tasks expected in {self.duration_s:g} s, above the limit "
                     f"of {MAX_EXPECTED_TASKS:g} per run (lower the rate or duration_s)",
                     f"devices.{g}.arrivals")
+        for k, f in enumerate(self.faults.servers):
+            if f.server not in names:
+                raise ScenarioError(f"unknown server {f.server!r}; servers: {names}",
+                                    f"faults.servers.{k}.server")
+        for k, f in enumerate(self.faults.backhaul):
+            if f.server not in names:
+                raise ScenarioError(f"unknown server {f.server!r}; servers: {names}",
+                                    f"faults.backhaul.{k}.server")
+        for k, f in enumerate(self.faults.channels):
+            if f.device >= self.n_devices:
+                raise ScenarioError(f"device {f.device} does not exist (devices 0..{self.n_devices - 1})",
+                                    f"faults.channels.{k}.device")
         hosted = {m for s in self.servers for m in s.models}
         for g, grp in enumerate(self.devices):
             for w, wl in enumerate(grp.workload):

@@ -17,7 +17,11 @@ WAITING, DISPATCHED, SERVED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = ("completed", "dropped", "in_flight")
 
 #: Drop reasons (``drop_reason`` column).
-DROP_REASONS = ("", "policy", "deadline_expired_waiting", "deadline_expired_queue")
+DROP_REASONS = ("", "policy", "deadline_expired_waiting", "deadline_expired_queue", "server_failure")
+
+#: Events of the faults table.
+FAULT_EVENTS = ("server_down", "server_up", "channel_down", "channel_up", "backhaul_degraded",
+                "backhaul_restored", "task_redispatched", "task_dropped")
 
 
 class Columns:
@@ -87,6 +91,15 @@ TASK_COLUMNS: dict[str, tuple[Any, Any]] = {
     "drop_reason": (np.int8, 0),
     "energy_tx_j": (np.float64, 0.0),
     "energy_server_j": (np.float64, 0.0),
+    "attempts": (np.int16, 0),
+}
+
+FAULT_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "t": (np.float64, np.nan),
+    "event": (np.int8, 0),
+    "server": (np.int16, -1),
+    "device": (np.int32, -1),
+    "task_id": (np.int64, -1),
 }
 
 SERVER_COLUMNS: dict[str, tuple[Any, Any]] = {
@@ -139,6 +152,19 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     df["energy_tx_j"] = np.where(np.isnan(df["t_upload_end"]), 0.0, cols["energy_tx_j"])
     df["energy_server_j"] = np.where(np.isnan(df["t_service_end"]), 0.0, cols["energy_server_j"])
     df["service_factor"] = cols["service_factor"]
+    df["redispatches"] = cols["attempts"].astype(np.int64)
+    return df
+
+
+def faults_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> pd.DataFrame:
+    """The faults table: one row per fault event and per task it redispatched or dropped."""
+    df = pd.DataFrame({"t": cols["t"]})
+    df["event"] = pd.Categorical.from_codes(cols["event"].astype(np.int64),
+                                            categories=list(FAULT_EVENTS))
+    srv = cols["server"].astype(np.int64)
+    df["server"] = pd.Categorical.from_codes(srv, categories=list(server_names))
+    df["device"] = cols["device"].astype(np.int64)
+    df["task_id"] = cols["task_id"]
     return df
 
 
