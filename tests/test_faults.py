@@ -110,3 +110,30 @@ def test_conservation_under_random_faults(p):
     s = res.summary
     # latency statistics exclude nothing silently: the counts say what they are over
     assert s["latency_n"] == s["tasks_completed"]
+
+
+def test_ctrl_c_leaves_consistent_incomplete_output(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "mecsim.cli", "run", "paper-medium-v1",
+                             "--duration", "500000", "--no-progress", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["stopped_at_s"] > 0
+    tasks = pd.read_parquet(out / "tasks.parquet")
+    assert len(tasks) == summary["tasks_generated"] > 0
+    assert (tasks.t_arrival <= summary["stopped_at_s"]).all()
+    counts = tasks.status.value_counts()
+    assert counts.sum() == len(tasks)
