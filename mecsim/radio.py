@@ -108,6 +108,7 @@ class Channel:
         self.tc = radio.fading.coherence_time_s
         self.streams = streams
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
+        self._last: dict[int, tuple[int, np.ndarray]] = {}
         #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
         #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -127,11 +128,15 @@ class Channel:
         return parts[blocks - lo * _CHUNK]
 
     def _chunk(self, device: int, c: int) -> np.ndarray:
+        last = self._last.get(device)
+        if last is not None and last[0] == c:  # the common case: the device's current chunk
+            return last[1]
         key = (device, c)
         arr = self._chunks.get(key)
         if arr is None:
             arr = self.streams.keyed("fading", device, c).exponential(1.0, _CHUNK)
             self._chunks[key] = arr
+        self._last[device] = (c, arr)
         return arr
 
     def forget_before(self, t: float) -> None:
@@ -148,7 +153,7 @@ class Channel:
         """Path loss and shadowing (linear) of a device at the given times."""
         traj = self.mobility[device]
         if traj is None:
-            return np.full(np.shape(times), self.static_gain[device])
+            return self.static_gain[device] * np.ones(np.shape(times))
         pl = path_loss_db(traj.distance(times), self.radio)
         return 10.0 ** (-pl / 10.0) * self.shadow[device]
 
