@@ -1,0 +1,517 @@
+"""Server selection as a QUBO: formulation, penalty rule, decoder with repair, local search.
+
+Given the bandwidth shares ``b`` of an epoch (step 1 of the decision module), task ``i`` placed on
+server ``j`` costs
+
+* ``d_ij = upload_i(b_i) + backhaul_ij``: the time until its input reaches ``j``;
+* ``W_j``: the backlog already at ``j``;
+* ``s_ij``: its service time on ``j``; ``r_ij``: the return of its result.
+
+When the tasks an epoch puts on one single-slot server are served shortest-first (the engine does
+this within an epoch), task ``i`` waits for every task on ``j`` that is shorter than it, so the
+total latency is
+
+``L(x) = sum_ij x_ij (d_ij + W_j + s_ij + r_ij) + sum_j sum_{i<k} x_ij x_kj min(s_ij, s_kj) / c_j``
+
+(linear terms plus pairwise congestion terms). For ``c_j = 1`` the pair term is exact: under
+shortest-processing-time order every pair ``{i, k}`` on a server delays the longer task by the
+shorter one's service, ``min(s_ij, s_kj)``. Dividing by the slot count ``c_j`` is the documented
+multi-slot approximation (``c_j`` parallel slots spread the waiting about ``c_j`` ways). The engine
+starts a task at ``W_j`` regardless of when its input arrives, which is the model's approximation
+for staggered uploads; the traces record the real latencies.
+
+Binary variables ``x_ij`` exist only for pairs that can be chosen (``state.feasible[i, j]`` and
+``state.server_up[j]``). Each task with at least one variable gets the one-hot penalty
+``A (sum_j x_ij - 1)^2``, which is 0 on every feasible assignment, so the BQM energy equals ``L``
+there whatever ``A`` is. A task without any variable is not part of the problem: it is deferred
+(:data:`~mecsim.state.DEFER`) to the next epoch, as the heuristic policies do, since a server
+that hosts its model may be back up by then.
+
+The selection problem on its own is an assignment problem in disguise (unrelated parallel
+machines, total completion time; Horn 1973, Bruno, Coffman and Sethi 1974); see
+:mod:`mecsim.decision.milp` for the exact reference that uses this.
+
+Example:
+    >>> from mecsim.testing import random_epoch_state
+    >>> from mecsim.decision.qubo import build_selection_qubo
+    >>> import dimod
+    >>> s = random_epoch_state(3, 2, seed=1)
+    >>> q = build_selection_qubo(s, s.equal_share())
+    >>> q.bqm.num_variables
+    6
+    >>> best = dimod.ExactSolver().sample(q.bqm)
+    >>> server, info = q.decode(best)
+    >>> info["feasible_before_repair"], info["repairs"]
+    (True, 0)
+    >>> abs(q.objective(server) - info["best_energy"]) < 1e-9
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dimod
+import numpy as np
+
+from mecsim.errors import SolverError
+from mecsim.state import DEFER, EpochState
+
+__all__ = [
+    "DEFAULT_PENALTY_SCALE",
+    "SelectionQUBO",
+    "build_selection_qubo",
+    "congestion_matrix",
+    "local_search",
+    "penalty_bound",
+]
+
+#: Fraction of the safe bound used as the one-hot penalty by default (``penalty="auto"``).
+#:
+#: Chosen with ``tests/benchmarks/decision.py`` for the policy's whole pipeline (SA, repair,
+#: local search from the best reads). The bound of :func:`penalty_bound` is already tight: it is
+#: about 0.33 / 0.23 / 0.15 (medians at 10x4 / 30x6 / 60x8) of the textbook bound
+#: ``max_ij (l_ij + sum_k Q[j, i, k])``, i.e. where the project's earlier measurements found SA
+#: to work best (about 0.3 of the textbook bound). Going lower still makes the BQM's minimum
+#: infeasible (a costly task is cheaper dropped than placed): raw SA then scores better at 30+
+#: tasks, but after repair and local search the pipeline missed the optimum in 2.5% of small
+#: epochs at 0.5 against none at 1.0 (see the benchmark's docstring). Users who switch the local
+#: search off may prefer 0.3-0.5.
+DEFAULT_PENALTY_SCALE = 1.0
+
+#: Relative margin put on the supremum of the violation gain so that ``A_safe`` is strictly
+#: above it (a tie would let an infeasible state share the minimum energy).
+_SAFE_MARGIN = 1e-6
+
+
+def congestion_matrix(service_s: np.ndarray, slots: np.ndarray, variable: np.ndarray) -> np.ndarray:
+    """Pairwise congestion coefficients ``min(s_ij, s_kj) / c_j``, laid out ``m x n x n``.
+
+    Args:
+        service_s: ``n x m`` service times (may be ``inf`` where ``variable`` is False).
+        slots: ``m`` slot counts ``c_j``.
+        variable: ``n x m`` mask of the pairs that have a binary variable.
+
+    Returns:
+        ``Q`` with ``Q[j, i, k] = min(s_ij, s_kj) / c_j`` when both ``(i, j)`` and ``(k, j)`` are
+        variables and ``i != k``, else 0. Symmetric in ``i, k`` with a zero diagonal.
+    """
+    s = np.where(variable, service_s, 0.0).T  # m x n, zero where no variable keeps inf out
+    q = np.minimum(s[:, :, None], s[:, None, :]) / np.asarray(slots, dtype=float)[:, None, None]
+    both = variable.T[:, :, None] & variable.T[:, None, :]
+    q = np.where(both, q, 0.0)
+    n = service_s.shape[0]
+    q[:, np.arange(n), np.arange(n)] = 0.0
+    return q
+
+
+def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
+    """The automatic, provably safe one-hot penalty ``A_safe``.
+
+    Claim: let ``U_ij = l_ij + sum_{k != i} Q[j, i, k]`` (the cost of task ``i`` on ``j`` if every
+    other task that could go to ``j`` were there) and ``B = max_i min_j U_ij`` over the tasks and
+    servers that have variables. Then for every ``A > B`` each minimiser of the penalised energy
+    ``E(x) = L(x) + A sum_i (sum_j x_ij - 1)^2`` is a feasible (one-hot) assignment.
+
+    Proof sketch (in the spirit of Lucas 2014: the penalty must beat the best gain a violation can
+    buy). All costs are non-negative (times). Take an infeasible ``x``.
+
+    1. A task with ``k >= 2`` ones: clearing one of them lowers ``L`` or leaves it (every
+       coefficient is >= 0) and lowers the penalty by ``A ((k-1)^2 - (k-2)^2) = A (2k - 3) >= A``.
+       So for any ``A > 0`` the energy drops strictly. Repeat until every task has at most one 1.
+    2. A task ``i`` with no 1 (the others now have at most one each): putting it on
+       ``j* = argmin_j U_ij`` raises ``L`` by ``l_ij* + sum_{k on j*} Q[j*, i, k] <= U_ij* <= B``
+       and lowers the penalty by ``A``; with ``A > B`` the energy drops strictly.
+
+    Each step strictly lowers the energy and the steps end at a feasible assignment, so no
+    infeasible ``x`` is a minimiser. Using ``min_j`` rather than ``max_j`` is what makes this bound
+    tighter than the textbook "largest cost any variable can have" bound: the repair in step 2 may
+    choose the server. Only the *absence* of an assignment needs a large ``A``; duplicates are
+    always penalised enough.
+
+    Returns ``(1 + 1e-6) B`` (strictly above ``B``, so ties cannot make an infeasible state a
+    minimiser), or 1.0 when ``B`` is 0 (then any positive ``A`` is safe).
+
+    Args:
+        linear_cost: ``n x m`` linear costs ``l_ij``, ``inf`` where there is no variable.
+        congestion: ``m x n x n`` pair coefficients from :func:`congestion_matrix`.
+
+    Returns:
+        ``A_safe``; 0.0 when there are no variables at all.
+    """
+    lin = np.asarray(linear_cost, dtype=float)
+    if lin.size == 0 or not np.isfinite(lin).any():
+        return 0.0
+    worst = lin + congestion.sum(axis=2).T  # U_ij; inf stays inf where there is no variable
+    per_task = worst.min(axis=1)
+    b = float(per_task[np.isfinite(per_task)].max())
+    return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class SelectionQUBO:
+    """The server-selection QUBO of one epoch and what is needed to read its samples.
+
+    Attributes:
+        bqm: BINARY model over variables labelled ``(i, j)`` (task, server), energy
+            ``L(x) + A sum_i (sum_j x_ij - 1)^2`` including the constant ``A`` per placeable task.
+        one_hot: per task ``i``, its variables in server order (empty for tasks without any).
+        penalty: the one-hot weight ``A`` used in ``bqm``.
+        safe_penalty: ``A_safe`` from :func:`penalty_bound` for this instance.
+        linear_cost: ``n x m`` array ``d_ij + W_j + s_ij + r_ij``, ``inf`` where there is no
+            variable.
+        congestion: ``m x n x n`` array ``Q[j, i, k] = min(s_ij, s_kj) / c_j`` (0 on the diagonal
+            and where either pair has no variable). Chosen over ``n x n x m`` so that one server's
+            block is contiguous.
+        service_s: ``n x m`` service times ``s_ij`` (``inf`` where there is no variable).
+        slots: ``m`` slot counts ``c_j``.
+        placeable: ``n`` bools: the task has at least one variable (tasks without any are
+            decoded as :data:`DEFER`).
+    """
+
+    bqm: dimod.BinaryQuadraticModel
+    one_hot: tuple[tuple[tuple[int, int], ...], ...]
+    penalty: float
+    safe_penalty: float
+    linear_cost: np.ndarray
+    congestion: np.ndarray
+    service_s: np.ndarray
+    slots: np.ndarray
+    placeable: np.ndarray
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks n (placeable or not)."""
+        return int(self.linear_cost.shape[0])
+
+    @property
+    def n_servers(self) -> int:
+        """Number of servers m."""
+        return int(self.linear_cost.shape[1])
+
+    def _check_assignment(self, server: np.ndarray) -> np.ndarray:
+        server = np.asarray(server, dtype=np.int64)
+        if server.shape != (self.n_tasks,):
+            raise ValueError(f"assignment has shape {server.shape}, expected ({self.n_tasks},)")
+        idx = np.flatnonzero(self.placeable)
+        sv = server[idx]
+        bad = (sv < 0) | (sv >= self.n_servers)
+        if not bad.any():
+            bad = ~np.isfinite(self.linear_cost[idx, sv])
+        if bad.any():
+            i = int(idx[np.argmax(bad)])
+            raise ValueError(f"task {i} is assigned to server {int(server[i])}, which it cannot use")
+        return server
+
+    def objective(self, server: np.ndarray) -> float:
+        """The completion-time objective ``L`` of an assignment, computed from the cost arrays.
+
+        Args:
+            server: server index per task; entries of tasks that are not placeable are ignored.
+
+        Raises:
+            ValueError: a placeable task is unassigned or on a server it cannot use.
+        """
+        server = self._check_assignment(server)
+        idx = np.flatnonzero(self.placeable)
+        if idx.size == 0:
+            return 0.0
+        sv = server[idx]
+        total = float(self.linear_cost[idx, sv].sum())
+        # Pairs sharing a server: Q[s_i, i, k] where s_i == s_k, each unordered pair once.
+        same = sv[:, None] == sv[None, :]
+        pair = self.congestion[sv[:, None], idx[:, None], idx[None, :]]
+        total += float(np.triu(np.where(same, pair, 0.0), 1).sum())
+        return total
+
+    def marginal_cost(self, server: np.ndarray) -> np.ndarray:
+        """``n x m`` cost of putting task ``i`` on ``j`` given where the other tasks are.
+
+        Entry ``(i, j)`` is ``l_ij`` plus the congestion with the tasks ``k != i`` that ``server``
+        puts on ``j`` (negative entries of ``server`` count as nowhere); ``inf`` where ``(i, j)``
+        has no variable.
+        """
+        server = np.asarray(server, dtype=np.int64)
+        x = np.zeros((self.n_tasks, self.n_servers))
+        ok = server >= 0
+        x[np.flatnonzero(ok), server[ok]] = 1.0
+        return self.linear_cost + np.einsum("jik,kj->ij", self.congestion, x)
+
+    def decode(self, sampleset: dimod.SampleSet) -> tuple[np.ndarray, dict[str, Any]]:
+        """Read the lowest-energy sample as an assignment, repairing broken one-hots greedily.
+
+        A task with exactly one 1 keeps its server. Tasks with none or several are taken out and
+        put back one at a time, always the (task, server) pair with the least marginal objective
+        given the tasks already placed (cheapest insertion).
+
+        Args:
+            sampleset: a sample set over this model's variables.
+
+        Returns:
+            ``(server, info)``: server index per task (:data:`DEFER` for tasks that are not
+            placeable) and ``{"feasible_before_repair": bool, "repairs": int,
+            "best_energy": float}``, where ``repairs`` counts the tasks re-placed.
+
+        Raises:
+            SolverError: the sample set is empty or lacks some of the model's variables.
+        """
+        return self.decode_reads(sampleset, limit=1)[0]
+
+    def decode_reads(
+        self, sampleset: dimod.SampleSet, limit: int | None = None
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Decode (and repair) the ``limit`` lowest-energy distinct samples, lowest first.
+
+        Each entry is what :meth:`decode` returns for that sample (``best_energy`` being that
+        sample's energy). Below the safe penalty the energy order is only a hint of the
+        objective order after repair, which is why a policy may want to look at a few reads.
+
+        Raises:
+            SolverError: the sample set is empty or lacks some of the model's variables.
+        """
+        if len(sampleset) == 0:
+            raise SolverError("the sampler returned an empty sample set")
+        labels = list(self.bqm.variables)
+        try:
+            cols = np.array([sampleset.variables.index(v) for v in labels], dtype=np.int64)
+        except ValueError:
+            missing = [v for v in labels if v not in sampleset.variables]
+            raise SolverError(f"the sample set has no value for variable {missing[0]!r}") from None
+        vi = np.array([v[0] for v in labels], dtype=np.int64)
+        vj = np.array([v[1] for v in labels], dtype=np.int64)
+        record = sampleset.record
+        reads = np.asarray(record.sample)[:, cols]
+        energy = np.asarray(record.energy, dtype=float)
+        if sampleset.vartype is dimod.SPIN:
+            reads = (reads + 1) // 2
+        # Distinct reads, lowest energy first (stable, so ties keep the sampler's order).
+        _, first = np.unique(reads, axis=0, return_index=True)
+        order = first[np.argsort(energy[first], kind="stable")]
+        if limit is not None:
+            order = order[: max(1, int(limit))]
+        out = []
+        for r in order:
+            x = np.zeros((self.n_tasks, self.n_servers), dtype=np.int64)
+            x[vi, vj] = reads[r]
+            ones = x.sum(axis=1)
+            server = np.where(self.placeable, np.argmax(x, axis=1), DEFER).astype(np.int64)
+            broken = self.placeable & (ones != 1)
+            server[broken] = -1
+            self._insert_greedily(server, np.flatnonzero(broken))
+            info = {
+                "feasible_before_repair": not bool(broken.any()),
+                "repairs": int(broken.sum()),
+                "best_energy": float(energy[r]),
+            }
+            out.append((server, info))
+        return out
+
+    def greedy_assignment(self) -> np.ndarray:
+        """Cheapest-insertion assignment of every placeable task, starting from none placed."""
+        server = np.where(self.placeable, -1, DEFER).astype(np.int64)
+        self._insert_greedily(server, np.flatnonzero(self.placeable))
+        return server
+
+    def _insert_greedily(self, server: np.ndarray, todo: np.ndarray) -> None:
+        """Place the tasks ``todo`` (currently ``-1`` in ``server``) in place, cheapest first."""
+        if todo.size == 0:
+            return
+        cost = self.marginal_cost(server)[todo]  # rows of todo only
+        left = np.ones(todo.size, dtype=bool)
+        for _ in range(todo.size):
+            masked = np.where(left[:, None], cost, np.inf)
+            r, j = np.unravel_index(int(np.argmin(masked)), masked.shape)
+            i = int(todo[r])
+            server[i] = j
+            left[r] = False
+            # The tasks still waiting now see i on server j.
+            cost[:, j] += self.congestion[j, todo, i]
+
+
+def local_search(
+    q: SelectionQUBO,
+    server: np.ndarray,
+    *,
+    swaps: bool = True,
+    max_moves: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Best-improvement descent over feasible assignments: move one task, or swap two.
+
+    Each round evaluates every single-task reassignment (``n x m`` moves) in closed form from the
+    marginal costs and applies the best one if it lowers the objective; when none does and
+    ``swaps`` is on, it evaluates every exchange of two tasks on different servers (``n^2``
+    moves) and applies the best improving one. Swaps matter because a server that is full of
+    tasks is often only improved by trading, not by moving. The result is a local optimum for
+    both neighbourhoods.
+
+    Args:
+        q: the selection problem.
+        server: a feasible assignment (e.g. from :meth:`SelectionQUBO.decode`).
+        swaps: also try pairwise exchanges.
+        max_moves: stop after this many improving moves (default ``10 n``; the descent also stops
+            at a local optimum, which it always reaches since each move strictly improves).
+
+    Returns:
+        ``(server, n_moves)``: the improved assignment (a new array) and the moves applied.
+    """
+    server = q._check_assignment(server).copy()
+    idx = np.flatnonzero(q.placeable)
+    p = idx.size
+    if p == 0:
+        return server, 0
+    lin = q.linear_cost[idx]
+    cq = q.congestion[:, idx][:, :, idx]
+    s = server[idx].copy()
+    ar = np.arange(p)
+    x = np.zeros((p, q.n_servers))
+    x[ar, s] = 1.0
+    g = np.einsum("jik,kj->ij", cq, x)  # congestion of i with the others on j
+    limit = 10 * p if max_moves is None else max_moves
+    moves = 0
+    while moves < limit:
+        m_cost = lin + g
+        cur = m_cost[ar, s]
+        # A tolerance relative to the objective keeps float noise from cycling.
+        tol = 1e-12 * (float(cur.sum()) + 1.0)
+        delta = m_cost - cur[:, None]
+        k = int(np.argmin(delta))
+        best, move = float(delta.flat[k]), ("move", *divmod(k, q.n_servers))
+        # Swaps cost O(n^2) to evaluate against O(n m) for moves, so they are only looked at
+        # once no single move improves (same local optima, several times faster).
+        if swaps and p > 1 and not best < -tol:
+            # to_other[i, k]: cost of i on k's server once k has left it.
+            to_other = m_cost[:, s] - cq[s[None, :], ar[:, None], ar[None, :]]
+            gain = to_other + to_other.T - cur[:, None] - cur[None, :]
+            gain[s[:, None] == s[None, :]] = np.inf
+            k2 = int(np.argmin(gain))
+            if gain.flat[k2] < best:
+                best, move = float(gain.flat[k2]), ("swap", *divmod(k2, p))
+        if not best < -tol:
+            break
+        if move[0] == "move":
+            pairs = [(move[1], move[2])]
+        else:
+            a, b = move[1], move[2]
+            pairs = [(a, s[b]), (b, s[a])]
+        for i, j in pairs:
+            old = s[i]
+            g[:, old] -= cq[old, :, i]
+            g[:, j] += cq[j, :, i]
+            s[i] = j
+        moves += 1
+    server[idx] = s
+    return server, moves
+
+
+def build_selection_qubo(
+    state: EpochState,
+    bandwidth_hz: np.ndarray,
+    *,
+    penalty: str | float = "auto",
+    penalty_scale: float = DEFAULT_PENALTY_SCALE,
+) -> SelectionQUBO:
+    """Build the server-selection QUBO of an epoch for given bandwidth shares.
+
+    Args:
+        state: the epoch.
+        bandwidth_hz: uplink share of each task (Hz); only placeable tasks need a positive one.
+        penalty: ``"auto"`` for ``penalty_scale * A_safe`` (see :func:`penalty_bound`), or the
+            one-hot weight ``A`` itself.
+        penalty_scale: fraction of ``A_safe`` used with ``penalty="auto"``. 1.0 (the default,
+            see :data:`DEFAULT_PENALTY_SCALE`) guarantees that the BQM's minimisers are feasible;
+            lower values give an easier landscape whose minimum may be infeasible (repaired).
+
+    Returns:
+        The :class:`SelectionQUBO`.
+
+    Raises:
+        ValueError: a negative or non-finite cost on a usable pair (e.g. a zero share for a task
+            that has a server), or a bad ``penalty``.
+    """
+    n, m = state.n_tasks, state.n_servers
+    variable = np.asarray(state.feasible, dtype=bool) & np.asarray(state.server_up, dtype=bool)[None, :]
+    placeable = variable.any(axis=1)
+    bw = np.asarray(bandwidth_hz, dtype=float)
+    if bw.shape != (n,):
+        raise ValueError(f"bandwidth_hz has shape {bw.shape}, expected ({n},)")
+    with np.errstate(invalid="ignore"):
+        upload = np.where(placeable, state.upload_s(np.where(placeable, bw, 1.0)), 0.0)
+        total = (
+            upload[:, None]
+            + np.asarray(state.backhaul_s, dtype=float)
+            + np.asarray(state.backlog_s, dtype=float)[None, :]
+            + np.asarray(state.service_s, dtype=float)
+            + np.asarray(state.return_s, dtype=float)
+        )
+    bad = variable & ~(np.isfinite(total) & (total >= 0) & (state.service_s >= 0))
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"task {i} on server {j} has cost {total[i, j]!r} (upload {upload[i]!r} s with "
+            f"{bw[i]!r} Hz); costs of usable pairs must be finite and non-negative"
+        )
+    linear = np.where(variable, total, np.inf)
+    service = np.where(variable, np.asarray(state.service_s, dtype=float), np.inf)
+    slots = np.array(state.slots, dtype=float)  # a copy: it is frozen below
+    if (slots[np.asarray(state.server_up, dtype=bool)] < 1).any():
+        raise ValueError(f"every server that is up needs at least one slot, got {state.slots!r}")
+    cong = congestion_matrix(service, np.maximum(slots, 1.0), variable)
+    safe = penalty_bound(linear, cong)
+    if isinstance(penalty, str):
+        if penalty != "auto":
+            raise ValueError(f"penalty must be 'auto' or a number, got {penalty!r}")
+        if not penalty_scale > 0:
+            raise ValueError(f"penalty_scale must be positive, got {penalty_scale!r}")
+        a = float(penalty_scale) * safe
+    else:
+        a = float(penalty)
+        if not (np.isfinite(a) and a >= 0):
+            raise ValueError(f"penalty must be finite and non-negative, got {penalty!r}")
+
+    # Variables in (task, server) order; index arrays let the BQM be built in one call.
+    vi, vj = np.nonzero(variable)
+    index = np.full((n, m), -1, dtype=np.int64)
+    index[vi, vj] = np.arange(vi.size)
+    labels = [(int(i), int(j)) for i, j in zip(vi, vj, strict=True)]
+    lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
+    rows, cols, data = [], [], []
+    for i in range(n):  # one-hot pairs within each task
+        v = index[i][index[i] >= 0]
+        if v.size > 1:
+            r, c = np.triu_indices(v.size, 1)
+            rows.append(v[r])
+            cols.append(v[c])
+            data.append(np.full(r.size, 2.0 * a))
+    for j in range(m):  # congestion pairs within each server
+        tasks = np.flatnonzero(variable[:, j])
+        if tasks.size > 1:
+            r, c = np.triu_indices(tasks.size, 1)
+            w = cong[j, tasks[r], tasks[c]]
+            keep = w != 0  # zero-length services add no interaction worth storing
+            rows.append(index[tasks[r[keep]], j])
+            cols.append(index[tasks[c[keep]], j])
+            data.append(w[keep])
+    if not rows:
+        rows, cols, data = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
+        lin_bias,
+        (np.concatenate(rows), np.concatenate(cols), np.concatenate(data)),
+        a * int(placeable.sum()),
+        dimod.BINARY,
+        variable_order=labels,
+    )
+    one_hot = tuple(tuple((i, int(j)) for j in np.flatnonzero(variable[i])) for i in range(n))
+    for arr in (linear, cong, service, slots, placeable):
+        arr.setflags(write=False)
+    return SelectionQUBO(
+        bqm=bqm,
+        one_hot=one_hot,
+        penalty=a,
+        safe_penalty=safe,
+        linear_cost=linear,
+        congestion=cong,
+        service_s=service,
+        slots=slots,
+        placeable=placeable,
+    )

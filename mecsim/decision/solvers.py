@@ -1,0 +1,344 @@
+"""QUBO solvers behind dimod's Sampler interface: registered presets and a conformance check.
+
+Every solver is a :class:`dimod.Sampler`: ``sample(bqm, **params) -> SampleSet``. Registered
+names (in :data:`mecsim.registry.SOLVERS`):
+
+========  ===================================================================================
+``sa``    simulated annealing, :class:`dwave.samplers.SimulatedAnnealingSampler`
+          (dwave-neal's sampler is the same class), with the defaults in :data:`SA_DEFAULTS`
+``tabu``  :class:`dwave.samplers.TabuSampler`, defaults in :data:`TABU_DEFAULTS`
+``exact`` :class:`dimod.ExactSolver` that refuses more than :data:`EXACT_MAX_VARIABLES`
+          variables (brute force over ``2^N`` states)
+``milp``  :class:`mecsim.decision.milp.MILPSampler` (exact, via HiGHS)
+========  ===================================================================================
+
+A user's sampler is named ``"package.module:Object"``: a class is instantiated without
+arguments, a sampler instance is used as is. Parameters given to :func:`get_sampler` (a
+scenario's ``solver_params``) are always *sampling* parameters, applied to every ``sample`` call
+and checked against the sampler's declared ``parameters`` up front.
+
+Example:
+    >>> import dimod
+    >>> from mecsim.decision.solvers import get_sampler
+    >>> sampler = get_sampler("sa", num_reads=4)
+    >>> bqm = dimod.BinaryQuadraticModel({"a": -1.0}, {}, 0.0, "BINARY")
+    >>> float(sampler.sample(bqm, seed=1).first.energy)
+    -1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dimod
+import dimod.testing
+import numpy as np
+from dwave.samplers import SimulatedAnnealingSampler, TabuSampler
+
+from mecsim.decision.milp import MILPSampler
+from mecsim.errors import SolverError
+from mecsim.registry import SOLVERS
+
+__all__ = [
+    "EXACT_MAX_VARIABLES",
+    "SA_DEFAULTS",
+    "TABU_DEFAULTS",
+    "BoundedExactSolver",
+    "ConfiguredSampler",
+    "FastSimulatedAnnealingSampler",
+    "check_sampler",
+    "fast_beta_range",
+    "get_sampler",
+]
+
+#: Sampling defaults of ``"sa"``, chosen with ``tests/benchmarks/decision.py`` (see its
+#: docstring): a few short anneals are enough because the policy repairs and polishes the best
+#: reads with a local search (8 reads = 8 starts); longer schedules cost time without changing
+#: the polished result (16 reads x 100 sweeps and 8 x 500 were no better).
+SA_DEFAULTS: dict[str, Any] = {"num_reads": 8, "num_sweeps": 200}
+
+#: Sampling defaults of ``"tabu"``: one read stopped after 3 restarts, which keeps a seeded run
+#: reproducible (a search cut by its ``timeout``, dwave-samplers' default of 20 ms, ends wherever
+#: the clock stops it). The 1 s timeout (in milliseconds) is only a safety cap; 3 restarts take
+#: about 6 / 9 / 28 ms at 10x4 / 30x6 / 60x8, and more restarts did not lower the energy there.
+TABU_DEFAULTS: dict[str, Any] = {"num_reads": 1, "num_restarts": 3, "timeout": 1000}
+
+#: Largest problem ``"exact"`` accepts: ``2^20`` states is about a second and 100 MB.
+EXACT_MAX_VARIABLES = 20
+
+
+class ConfiguredSampler(dimod.ComposedSampler):
+    """A sampler with default sampling parameters (call-time keywords still win).
+
+    Args:
+        child: the sampler that does the work.
+        defaults: keyword arguments for every ``child.sample`` call; each must be one of
+            ``child.parameters``.
+        name: label used in messages.
+
+    Raises:
+        SolverError: a default is not a parameter the child declares.
+    """
+
+    def __init__(self, child: dimod.Sampler, defaults: Mapping[str, Any], name: str | None = None) -> None:
+        self.name = name or type(child).__name__
+        unknown = sorted(set(defaults) - set(child.parameters))
+        if unknown:
+            raise SolverError(
+                f"solver {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                f"it takes: {', '.join(sorted(child.parameters)) or 'none'}"
+            )
+        self._child = child
+        self.defaults = dict(defaults)
+
+    @property
+    def children(self) -> list[dimod.Sampler]:
+        return [self._child]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self._child.parameters)
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return {"child_properties": dict(self._child.properties), "defaults": dict(self.defaults)}
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        """Sample with the defaults, overridden by ``parameters``."""
+        return self._child.sample(bqm, **{**self.defaults, **parameters})
+
+    def __repr__(self) -> str:
+        return f"<ConfiguredSampler {self.name!r} {self.defaults}>"
+
+
+def fast_beta_range(bqm: dimod.BinaryQuadraticModel, excitation_rate: float = 0.01) -> list[float]:
+    """dwave-samplers' default annealing temperature rule, vectorised with numpy.
+
+    Same rule as ``dwave.samplers.sa.sampler.default_beta_range`` (in the Ising form of the
+    model): the hot end lets the largest possible flip through with probability 1/2,
+    ``beta_hot = ln 2 / (2 max_i (|h_i| + sum_j |J_ij|))``; the cold end makes a flip against the
+    smallest non-zero bias of any spin unlikely, ``beta_cold = ln(k / rate) / (2 b_min)`` with
+    ``k`` the number of spins whose smallest bias is ``b_min``. The library computes it with
+    Python loops over the interactions, which takes longer than the anneal itself on the
+    selection QUBO (about 3 ms of an 8 ms call at 30 x 6); this takes about 0.1 ms.
+
+    Args:
+        bqm: the model (either vartype).
+        excitation_rate: targeted single-spin excitation rate at the cold end.
+
+    Returns:
+        ``[beta_hot, beta_cold]``.
+    """
+    spin = bqm if bqm.vartype is dimod.SPIN else bqm.change_vartype(dimod.SPIN, inplace=False)
+    h, (row, col, j), _ = spin.to_numpy_vectors()
+    h, j = np.abs(np.asarray(h, float)), np.abs(np.asarray(j, float))
+    total = h.copy()
+    np.add.at(total, row, j)
+    np.add.at(total, col, j)
+    smallest = np.where(h > 0, h, np.inf)
+    nz = j > 0
+    np.minimum.at(smallest, row[nz], j[nz])
+    np.minimum.at(smallest, col[nz], j[nz])
+    smallest = smallest[np.isfinite(smallest)]
+    if smallest.size == 0:  # all biases zero: nothing to anneal, any range will do
+        return [0.1, 1.0]
+    hot = float(np.log(2.0) / (2.0 * total.max()))
+    b_min = float(smallest.min())
+    count = int(np.count_nonzero(smallest == b_min))
+    cold = float(np.log(count / excitation_rate) / (2.0 * b_min))
+    return [hot, max(cold, hot)]
+
+
+class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
+    """:class:`dwave.samplers.SimulatedAnnealingSampler` that picks its default temperature range
+    with :func:`fast_beta_range` (same rule, numpy speed). Everything else is the library's."""
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        """Anneal; see :meth:`dwave.samplers.SimulatedAnnealingSampler.sample`."""
+        if (
+            parameters.get("beta_range") is None
+            and parameters.get("beta_schedule_type", "geometric") != "custom"
+        ):
+            parameters["beta_range"] = fast_beta_range(bqm)
+        return super().sample(bqm, **parameters)
+
+
+class BoundedExactSolver(dimod.ExactSolver):
+    """:class:`dimod.ExactSolver` that says no, clearly, to problems it cannot enumerate.
+
+    Args:
+        max_variables: the largest number of variables accepted.
+    """
+
+    def __init__(self, max_variables: int = EXACT_MAX_VARIABLES) -> None:
+        super().__init__()
+        self.max_variables = int(max_variables)
+        self.properties = {"max_variables": self.max_variables}
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **kwargs: Any) -> dimod.SampleSet:
+        """All ``2^N`` states, lowest energy first.
+
+        Raises:
+            SolverError: the model has more than ``max_variables`` variables.
+        """
+        n = bqm.num_variables
+        if n > self.max_variables:
+            raise SolverError(
+                f"exact solver refuses a problem with {n} variables: its limit is "
+                f"{self.max_variables} (it enumerates 2^N states); use 'milp' for an exact answer"
+            )
+        return super().sample(bqm, **kwargs)
+
+
+def _with_defaults(
+    child: dimod.Sampler, base: Mapping[str, Any], params: Mapping[str, Any], name: str
+) -> ConfiguredSampler:
+    return ConfiguredSampler(child, {**base, **params}, name=name)
+
+
+@SOLVERS.register("sa", "simulated annealing (dwave-samplers), few short anneals")
+def _make_sa(**params: Any) -> dimod.Sampler:
+    """:class:`FastSimulatedAnnealingSampler` with :data:`SA_DEFAULTS` (``params`` override)."""
+    return _with_defaults(FastSimulatedAnnealingSampler(), SA_DEFAULTS, params, "sa")
+
+
+@SOLVERS.register("tabu", "tabu search (dwave-samplers)")
+def _make_tabu(**params: Any) -> dimod.Sampler:
+    """:class:`dwave.samplers.TabuSampler` with :data:`TABU_DEFAULTS` (``params`` override)."""
+    return _with_defaults(TabuSampler(), TABU_DEFAULTS, params, "tabu")
+
+
+@SOLVERS.register("exact", f"brute force (dimod.ExactSolver), at most {EXACT_MAX_VARIABLES} variables")
+def _make_exact(max_variables: int = EXACT_MAX_VARIABLES, **params: Any) -> dimod.Sampler:
+    """:class:`BoundedExactSolver`; ``max_variables`` is the one construction parameter."""
+    solver = BoundedExactSolver(max_variables)
+    return _with_defaults(solver, {}, params, "exact") if params else solver
+
+
+@SOLVERS.register("milp", "exact MILP linearisation solved by HiGHS (scipy)")
+def _make_milp(**params: Any) -> dimod.Sampler:
+    """:class:`~mecsim.decision.milp.MILPSampler`, e.g. ``time_limit`` as a default."""
+    return _with_defaults(MILPSampler(), {}, params, "milp") if params else MILPSampler()
+
+
+def get_sampler(spec: str | dimod.Sampler | type, **params: Any) -> dimod.Sampler:
+    """A ready sampler from a registered name, ``"package.module:Object"``, a class or an instance.
+
+    Args:
+        spec: what to build.
+        **params: sampling parameters applied to every call (checked against ``parameters``).
+
+    Raises:
+        SolverError: unknown name, import failure, a parameter the sampler does not declare, or an
+            object that is not a :class:`dimod.Sampler`.
+    """
+    if isinstance(spec, str) and spec in SOLVERS.names():
+        return SOLVERS.make(spec, **params)
+    obj: Any = SOLVERS.resolve(spec) if isinstance(spec, str) else spec
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, dimod.Sampler)):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise SolverError(f"cannot build solver {spec!r}: {exc}") from exc
+    if not isinstance(obj, dimod.Sampler):
+        raise SolverError(f"{spec!r} is not a dimod.Sampler (got {type(obj).__name__})")
+    return ConfiguredSampler(obj, params, name=str(spec)) if params else obj
+
+
+def _check_bqms() -> list[tuple[str, dimod.BinaryQuadraticModel]]:
+    """Small models covering label types, both vartypes and an offset."""
+    rng = np.random.default_rng(20240611)
+    out = []
+    lin = {(0, 1): -1.0, (0, 2): 0.5, (1, 1): 2.0, (1, 2): -0.25}
+    quad = {((0, 1), (0, 2)): 3.0, ((0, 1), (1, 1)): -1.5, ((1, 1), (1, 2)): 0.75}
+    out.append(("binary model with tuple labels", dimod.BinaryQuadraticModel(lin, quad, 2.5, "BINARY")))
+    h = {v: float(rng.normal()) for v in "abcde"}
+    j = {(u, v): float(rng.normal()) for k, u in enumerate("abcde") for v in "abcde"[k + 1 :]}
+    out.append(("spin model with str labels", dimod.BinaryQuadraticModel(h, j, -1.0, "SPIN")))
+    out.append(("one-variable model", dimod.BinaryQuadraticModel({"x": 4.0}, {}, 0.0, "BINARY")))
+    return out
+
+
+def _fail(name: str, check: str, detail: str) -> SolverError:
+    return SolverError(f"sampler {name} failed the {check!r} check: {detail}")
+
+
+def check_sampler(
+    sampler: dimod.Sampler,
+    *,
+    name: str | None = None,
+    sample_params: Mapping[str, Any] | None = None,
+) -> None:
+    """Conformance checks any sampler used by mecsim should pass; users can run them on theirs.
+
+    Checks, in order:
+
+    1. ``api``: dimod's :func:`dimod.testing.assert_sampler_api` (a :class:`dimod.Sampler` with
+       ``sample``, ``sample_ising``, ``sample_qubo`` and mapping ``parameters``/``properties``).
+    2. ``empty``: an empty model gives a SampleSet with no variables, and any samples it has carry
+       the offset as their energy.
+    3. ``energies``: on small models (tuple and str labels, BINARY and SPIN, an offset) the result
+       is a non-empty SampleSet over exactly the model's variables, in its vartype, with energies
+       that match the model (:func:`dimod.testing.assert_sampleset_energies`).
+    4. ``seed``: if the sampler declares ``seed``, two calls with the same seed give the same
+       samples.
+
+    Args:
+        sampler: the sampler to check.
+        name: label for messages (default: its class name).
+        sample_params: extra keyword arguments for every ``sample`` call (e.g. to keep it short).
+
+    Raises:
+        SolverError: naming the first check that failed and why.
+    """
+    name = name or type(sampler).__name__
+    params = dict(sample_params or {})
+    try:
+        dimod.testing.assert_sampler_api(sampler)
+    except AssertionError as exc:
+        raise _fail(name, "api", str(exc)) from None
+
+    def run(bqm: dimod.BinaryQuadraticModel, check: str, **extra: Any) -> dimod.SampleSet:
+        try:
+            ss = sampler.sample(bqm, **params, **extra)
+        except Exception as exc:
+            raise _fail(name, check, f"sample() raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(ss, dimod.SampleSet):
+            raise _fail(name, check, f"sample() returned {type(ss).__name__}, not a dimod.SampleSet")
+        return ss
+
+    empty = dimod.BinaryQuadraticModel({}, {}, 1.5, "BINARY")
+    ss = run(empty, "empty")
+    if len(ss.variables) != 0:
+        raise _fail(name, "empty", f"an empty model came back with variables {list(ss.variables)}")
+    if len(ss) and not np.allclose(ss.record.energy, 1.5):
+        raise _fail(name, "empty", f"energies {ss.record.energy.tolist()} but the offset is 1.5")
+
+    for what, bqm in _check_bqms():
+        ss = run(bqm, "energies")
+        if len(ss) == 0:
+            raise _fail(name, "energies", f"no samples for a {what}")
+        if set(ss.variables) != set(bqm.variables):
+            raise _fail(
+                name,
+                "energies",
+                f"variables {sorted(map(str, ss.variables))} for a {what} "
+                f"over {sorted(map(str, bqm.variables))}",
+            )
+        if ss.vartype is not bqm.vartype:
+            raise _fail(name, "energies", f"vartype {ss.vartype.name} for a {bqm.vartype.name} {what}")
+        try:
+            dimod.testing.assert_sampleset_energies(ss, bqm, precision=6)
+        except AssertionError as exc:
+            raise _fail(name, "energies", f"{what}: {exc}") from None
+
+    if "seed" in sampler.parameters:
+        bqm = _check_bqms()[1][1]
+        a = run(bqm, "seed", seed=12345)
+        b = run(bqm, "seed", seed=12345)
+        order = list(bqm.variables)
+        sa = a.record.sample[:, [a.variables.index(v) for v in order]]
+        sb = b.record.sample[:, [b.variables.index(v) for v in order]]
+        if sa.shape != sb.shape or not (sa == sb).all():
+            raise _fail(name, "seed", "two calls with seed=12345 gave different samples")
