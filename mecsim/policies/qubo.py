@@ -342,14 +342,19 @@ class QuboPolicy(BasePolicy):
 
 def _preset(solver: str, defaults: dict[str, Any] | None = None):
     def factory(**params: Any) -> QuboPolicy:
-        if defaults:
+        chosen = params.pop("solver", solver)  # a preset's solver can still be swapped
+        if defaults and chosen == solver:
             params["solver_params"] = {**defaults, **(params.get("solver_params") or {})}
-        return QuboPolicy(solver=solver, name=f"qubo-{solver}", **params)
+        params.setdefault("name", f"qubo-{chosen}" if ":" not in str(chosen) else "qubo")
+        return QuboPolicy(solver=chosen, **params)
 
     factory.__name__ = f"qubo_{solver}"
     return factory
 
 
+POLICIES.register("qubo", "hybrid with any solver: params solver=<registered or package.module:Object>")(
+    QuboPolicy
+)
 POLICIES.register("qubo-sa", "hybrid: convex bandwidth + QUBO server selection by simulated annealing")(
     _preset("sa")
 )
