@@ -12,7 +12,7 @@ import pytest
 import mecsim.policies.qubo  # noqa: F401  (registers the qubo-* policies)
 from mecsim.decision.bandwidth import allocate_bandwidth
 from mecsim.decision.qubo import build_selection_qubo
-from mecsim.errors import PolicyError
+from mecsim.errors import MecsimError, PolicyError
 from mecsim.policies.base import make_policy
 from mecsim.policies.check import check_policy
 from mecsim.policies.qubo import INFO_KEYS, QuboPolicy
@@ -177,8 +177,10 @@ def test_bad_parameters_are_named():
     ]:
         with pytest.raises(PolicyError, match=match):
             QuboPolicy(**kwargs)
-    with pytest.raises(PolicyError):
-        make_policy("qubo-sa", solver="tabu")  # a preset fixes its solver
+    # a preset's solver can be swapped by parameter (the README's `--param solver=tabu`)
+    assert make_policy("qubo-sa", solver="tabu").name == "qubo-tabu"
+    with pytest.raises(MecsimError, match="no-such-solver"):
+        make_policy("qubo-sa", solver="no-such-solver")
 
 
 @pytest.mark.parametrize("name", ["qubo-sa", "qubo-tabu", "qubo-exact"])
