@@ -1,0 +1,394 @@
+"""Tests of the QAOA sampler: dimod conformance, fast path == qiskit-aer, optimum on tiny QUBOs.
+
+The instances are one-hot assignment QUBOs (n tasks x m servers, ``x[i, j] = 1`` when task i runs
+on server j) built by :func:`assignment_bqm` from :func:`mecsim.testing.random_epoch_state`
+(20-50 steps x 0.03-0.3 s per step, backlogs 0-10 s). tests/benchmarks/qaoa.py uses the same
+generator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import dimod
+import dimod.testing
+import numpy as np
+import pytest
+
+from mecsim.decision.qaoa import (
+    DEFAULT_DT,
+    QAOASampler,
+    _AerEstimatorPath,
+    _build_problem,
+    _FastSimulator,
+    _make_qaoa_sampler,
+    circuit_metrics,
+    fixed_angle_schedule,
+    interp_angles,
+)
+from mecsim.errors import MissingExtraError, SolverError
+from mecsim.testing import random_epoch_state
+
+pytestmark = pytest.mark.qaoa
+
+
+def assignment_bqm(
+    n_tasks: int, n_servers: int, seed: int = 0, penalty_factor: float = 1.1
+) -> tuple[dimod.BinaryQuadraticModel, list[list[tuple[int, int]]]]:
+    """A one-hot assignment QUBO with realistic costs, and its one-hot groups.
+
+    Cost of task i on server j: backlog ``W_j`` plus service ``s_ij``; two tasks on one server
+    add ``min(s_ij, s_kj)`` (the longer waits for the shorter). Each task gets the penalty
+    ``A (sum_j x_ij - 1)^2`` with ``A = penalty_factor`` times the largest gain one violation can
+    buy (dropping a task saves at most its own cost plus all its congestion terms).
+
+    Args:
+        n_tasks: tasks (one-hot groups).
+        n_servers: servers (variables per group).
+        seed: seed of :func:`random_epoch_state`.
+        penalty_factor: A over the safe bound (> 1 keeps the optimum feasible).
+
+    Returns:
+        ``(bqm, one_hot)`` with variables ``(i, j)``.
+    """
+    state = random_epoch_state(n_tasks, n_servers, seed)
+    service = np.asarray(state.service_s, dtype=float)
+    linear = np.asarray(state.backlog_s, dtype=float)[None, :] + service
+    congestion = np.minimum(service[:, None, :], service[None, :, :])  # [i, k, j]
+    congestion[np.arange(n_tasks), np.arange(n_tasks), :] = 0.0
+    penalty = penalty_factor * float(np.max(linear + congestion.sum(axis=1)))
+    bqm = dimod.BinaryQuadraticModel("BINARY")
+    for i in range(n_tasks):
+        for j in range(n_servers):
+            bqm.add_variable((i, j), linear[i, j] - penalty)
+            for jj in range(j + 1, n_servers):
+                bqm.add_interaction((i, j), (i, jj), 2.0 * penalty)
+    for j in range(n_servers):
+        for i, k in itertools.combinations(range(n_tasks), 2):
+            bqm.add_interaction((i, j), (k, j), congestion[i, k, j])
+    bqm.offset += penalty * n_tasks
+    groups = [[(i, j) for j in range(n_servers)] for i in range(n_tasks)]
+    return bqm, groups
+
+
+def brute_force_min(bqm: dimod.BinaryQuadraticModel) -> float:
+    """Lowest energy by enumerating all 2^n assignments."""
+    labels = list(bqm.variables)
+    grid = np.array(list(itertools.product([0, 1], repeat=len(labels))), dtype=np.int8)
+    if bqm.vartype is dimod.SPIN:
+        grid = 2 * grid - 1
+    return float(bqm.energies((grid, labels)).min())
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[dimod.BinaryQuadraticModel, list[list[tuple[int, int]]]]:
+    return assignment_bqm(3, 2, seed=5)
+
+
+# ------------------------------------------------------------------------------------------
+# API and conformance
+# ------------------------------------------------------------------------------------------
+
+
+def test_dimod_sampler_api_and_energies(small):
+    bqm, groups = small
+    sampler = QAOASampler(p=1, shots=256, maxiter=20, seed=0)
+    dimod.testing.assert_sampler_api(sampler)
+    assert sampler.properties["max_qubits"] == 32
+    for kwargs in ({}, {"one_hot": groups}):
+        ss = sampler.sample(bqm, **kwargs)
+        dimod.testing.asserts.assert_sampleset_energies(ss, bqm)
+        assert ss.record.num_occurrences.sum() == 256
+        for key in (
+            "p",
+            "shots",
+            "mixer",
+            "method",
+            "optimizer",
+            "evaluations",
+            "final_expectation",
+            "angles",
+            "circuit_depth",
+            "two_qubit_gates",
+            "wall_s",
+            "expectation_path",
+            "p_best",
+            "seed",
+            "target",
+        ):
+            assert key in ss.info, key
+    # SPIN input, the dimod helpers and an empty BQM
+    spin = bqm.spin
+    ss = sampler.sample(spin)
+    assert ss.vartype is dimod.SPIN
+    dimod.testing.asserts.assert_sampleset_energies(ss, spin)
+    h, J, _ = spin.to_ising()
+    dimod.testing.asserts.assert_sampleset_energies(sampler.sample_ising(h, J), dimod.BQM.from_ising(h, J))
+    empty = sampler.sample(dimod.BinaryQuadraticModel("BINARY"))
+    assert len(empty) == 1 and empty.first.energy == 0.0
+
+
+def test_unknown_kwarg_warns_and_bad_values_raise(small):
+    bqm, groups = small
+    sampler = QAOASampler(p=1, shots=16, maxiter=5, seed=0, target=None)
+    with pytest.warns(dimod.exceptions.SamplerUnknownArgWarning):
+        sampler.sample(bqm, num_reads=3)
+    with pytest.raises(ValueError, match="mixer"):
+        sampler.sample(bqm, mixer="yz")
+    with pytest.raises(ValueError, match="one_hot"):
+        sampler.sample(bqm, mixer="xy")
+    with pytest.raises(ValueError, match="more than one"):
+        sampler.sample(bqm, one_hot=[groups[0], groups[0]])
+    with pytest.raises(ValueError, match="not a variable"):
+        sampler.sample(bqm, one_hot=[["nope"]])
+    with pytest.raises(ValueError, match="p must"):
+        QAOASampler(p=0)
+
+
+def test_refuses_too_many_qubits():
+    bqm, _ = assignment_bqm(3, 3, seed=0)
+    sampler = QAOASampler(max_qubits=8, target=None)
+    with pytest.raises(SolverError, match=r"9 variables.*max_qubits=8"):
+        sampler.sample(bqm)
+    # the fast path's own limit is a SolverError too when explicitly requested
+    with pytest.raises(SolverError, match="fast_max_log2_dim"):
+        QAOASampler(fast_max_log2_dim=4, target=None).sample(bqm, expectation="fast", maxiter=1)
+
+
+def test_factory_builds_sampler(monkeypatch):
+    s = _make_qaoa_sampler(p=3, shots=10)
+    assert isinstance(s, QAOASampler) and s.properties["defaults"]["p"] == 3
+    # without the extra, the factory names it
+    import mecsim.decision.qaoa as qaoa
+
+    monkeypatch.setattr(qaoa, "_QISKIT_IMPORT_ERROR", ImportError("No module named 'qiskit'"))
+    with pytest.raises(MissingExtraError, match=r"mecsim\[qaoa\]"):
+        _make_qaoa_sampler(p=1)
+
+
+# ------------------------------------------------------------------------------------------
+# Fast path == qiskit-aer EstimatorV2 on the qaoa_ansatz circuit
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "mixer", "topology"),
+    [
+        ((3, 2), "x", "ring"),
+        ((2, 4), "x", "ring"),
+        ((2, 3), "xy", "ring"),
+        ((2, 4), "xy", "ring"),
+        ((2, 4), "xy", "complete"),
+        ((3, 2), "xy", "ring"),
+    ],
+)
+def test_fast_expectation_matches_aer_estimator(shape, mixer, topology):
+    bqm, groups = assignment_bqm(*shape, seed=11)
+    prob = _build_problem(bqm, mixer, groups, topology)
+    fast = _FastSimulator(prob)
+    rng = np.random.default_rng(3)
+    for p in (1, 2):
+        aer = _AerEstimatorPath(prob, p, seed=1, method="statevector")
+        for _ in range(2):
+            gamma, beta = rng.uniform(-np.pi, np.pi, p), rng.uniform(-np.pi, np.pi, p)
+            assert fast.expectation(gamma, beta) == pytest.approx(aer.expectation(gamma, beta), abs=1e-8)
+
+
+def _with_free_variable(shape: tuple[int, int]) -> tuple[dimod.BinaryQuadraticModel, list]:
+    bqm, groups = assignment_bqm(*shape, seed=2)
+    bqm.add_variable("free", -1.5)
+    bqm.add_interaction("free", (0, 1), 0.7)
+    bqm.add_interaction("free", (1, 0), -0.4)
+    return bqm, groups
+
+
+def test_free_variables_next_to_groups_match_aer():
+    """XY groups plus variables outside any group (X mixer on those)."""
+    bqm, groups = _with_free_variable((2, 3))
+    prob = _build_problem(bqm, "xy", groups[:1], "ring")
+    fast = _FastSimulator(prob)
+    aer = _AerEstimatorPath(prob, 2, seed=0, method="statevector")
+    assert fast.expectation([0.3, -0.8], [0.5, 1.1]) == pytest.approx(
+        aer.expectation([0.3, -0.8], [0.5, 1.1]), abs=1e-8
+    )
+
+
+@pytest.mark.parametrize("case", ["3x2", "2x4", "free"])
+def test_cost_vector_and_scale_are_exact(case):
+    bqm, groups = (
+        _with_free_variable((2, 3)) if case == "free" else assignment_bqm(*map(int, case.split("x")), seed=4)
+    )
+    for mixer in ("x", "xy"):
+        prob = _build_problem(bqm, mixer, groups)
+        fast = _FastSimulator(prob)
+        bits = fast.bits_of(np.arange(fast.dim))
+        labels = [prob.order[q] for q in range(prob.n)]
+        np.testing.assert_allclose(fast.cost, bqm.energies((bits, labels)), atol=1e-9)
+        assert prob.scale == pytest.approx(fast.cost.std(), rel=1e-9)
+
+
+def test_phase_from_tables_is_exact():
+    """The outer/inner phase construction equals exp(-i g C) up to a global phase."""
+    bqm, groups = assignment_bqm(4, 4, seed=8)  # 16 qubits: 2^16 states, two outer registers
+    fast = _FastSimulator(_build_problem(bqm, "x", groups))
+    assert fast.n_outer > 0
+    gamma = 0.37
+    ratio = fast.phase(gamma) / np.exp(-1j * gamma * fast.cost / fast.prob.scale)
+    np.testing.assert_allclose(ratio, ratio[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("mixer", ["x", "xy"])
+def test_split_phase_path_matches_aer(monkeypatch, mixer):
+    """Force the outer/inner phase split on a small problem and compare with Aer."""
+    import mecsim.decision.qaoa as qaoa
+
+    monkeypatch.setattr(qaoa, "_INNER_MIN_DIM", 4)
+    bqm, groups = _with_free_variable((2, 3))
+    prob = _build_problem(bqm, mixer, groups)
+    fast = _FastSimulator(prob)
+    assert fast.n_outer >= 1
+    aer = _AerEstimatorPath(prob, 2, seed=0, method="statevector")
+    g, b = [0.3, -0.8], [0.5, 1.1]
+    assert fast.expectation(g, b) == pytest.approx(aer.expectation(g, b), abs=1e-8)
+
+
+# ------------------------------------------------------------------------------------------
+# Behaviour on tiny instances
+# ------------------------------------------------------------------------------------------
+
+SHAPES = [(3, 2), (4, 2), (2, 3), (2, 4)]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs() -> dict[str, tuple[float, float]]:
+    """Per mixer: share of 20 instances whose best sample is the optimum, mean P(best sample)."""
+    sampler = QAOASampler(p=2, shots=512, maxiter=60, target=None, seed=2024)
+    out = {}
+    for mixer in ("x", "xy"):
+        hits, p_best = [], []
+        for seed in range(5):
+            for shape in SHAPES:
+                bqm, groups = assignment_bqm(*shape, seed=100 + seed)
+                ss = sampler.sample(bqm, one_hot=groups, mixer=mixer)
+                hits.append(ss.first.energy <= brute_force_min(bqm) + 1e-9)
+                p_best.append(ss.info["p_best"])
+        out[mixer] = (float(np.mean(hits)), float(np.mean(p_best)))
+    return out
+
+
+@pytest.mark.parametrize("mixer", ["x", "xy"])
+def test_best_sample_is_brute_force_optimum(tiny_runs, mixer):
+    # measured: 20/20 for both mixers (p = 2, 512 shots, 60 COBYLA evaluations); with 64 shots
+    # 18/20 for "x" and 20/20 for "xy"
+    assert tiny_runs[mixer][0] >= 0.9
+
+
+def test_xy_mixer_finds_optimum_more_often(tiny_runs):
+    # measured mean probability of the optimum: 0.056 ("x") vs 0.264 ("xy")
+    assert tiny_runs["xy"][1] > 2.0 * tiny_runs["x"][1]
+
+
+def test_xy_mixer_keeps_every_shot_feasible():
+    bqm, groups = assignment_bqm(2, 4, seed=7)
+    ss = QAOASampler(p=2, shots=500, maxiter=30, seed=1, target=None).sample(bqm, one_hot=groups)
+    assert ss.info["mixer"] == "xy" and ss.info["feasible_fraction"] == 1.0
+    for sample in ss.samples():
+        for g in groups:
+            assert sum(sample[v] for v in g) == 1
+    # with Aer sampling of the circuit (W states + XY evolution) too
+    ss = QAOASampler(p=1, shots=300, maxiter=10, seed=1, target=None, sampling="aer").sample(
+        bqm, one_hot=groups, xy_topology="complete"
+    )
+    assert ss.info["method"] == "aer-statevector" and ss.info["feasible_fraction"] == 1.0
+
+
+def test_seed_reproduces_sampleset(small):
+    bqm, groups = small
+    runs = [
+        QAOASampler(p=2, shots=200, maxiter=25, seed=9, target=None).sample(bqm, one_hot=groups)
+        for _ in range(2)
+    ]
+    a, b = runs
+    np.testing.assert_array_equal(a.record.sample, b.record.sample)
+    np.testing.assert_array_equal(a.record.num_occurrences, b.record.num_occurrences)
+    assert a.info["angles"] == b.info["angles"]
+    # a call's recorded seed replays it on another sampler
+    again = QAOASampler(p=2, shots=200, maxiter=25, target=None).sample(
+        bqm, one_hot=groups, seed=a.info["seed"]
+    )
+    np.testing.assert_array_equal(again.record.sample, a.record.sample)
+    # Aer sampling is seeded too
+    aer = [
+        QAOASampler(p=1, shots=100, maxiter=5, seed=4, sampling="aer", target=None).sample(bqm)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(aer[0].record.sample, aer[1].record.sample)
+    np.testing.assert_array_equal(aer[0].record.num_occurrences, aer[1].record.num_occurrences)
+
+
+def test_fixed_mode_and_warm_start(small):
+    bqm, groups = small
+    sampler = QAOASampler(p=3, shots=100, seed=0, target=None)
+    fixed = sampler.sample(bqm, one_hot=groups, mode="fixed")
+    assert fixed.info["evaluations"] == 0 and fixed.info["optimizer"] is None
+    assert fixed.info["angles"] == fixed_angle_schedule(3, mixer="xy")
+    # warm start: previous angles are used as given (fixed) or as the optimiser's start
+    prev = {"gamma": [0.2, 0.5, 0.7], "beta": [0.6, 0.4, 0.1]}
+    warm = sampler.sample(bqm, one_hot=groups, mode="fixed", initial_angles=prev)
+    assert warm.info["angles"] == prev
+    opt = sampler.sample(bqm, one_hot=groups, initial_angles=prev, maxiter=15)
+    assert opt.info["evaluations"] == 15
+    assert opt.info["final_expectation"] <= warm.info["final_expectation"] + 1e-12
+    # p - 1 angles are lifted with INTERP; "interp" start shares the budget over the levels
+    lifted = sampler.sample(bqm, one_hot=groups, mode="fixed", initial_angles=[0.3, 0.6, 0.5, 0.2])
+    assert lifted.info["angles"] == interp_angles([0.3, 0.6], [0.5, 0.2], 3)
+    staged = sampler.sample(bqm, one_hot=groups, start="interp", maxiter=30)
+    assert staged.info["evaluations"] <= 30 and len(staged.info["angles"]["gamma"]) == 3
+
+
+def test_schedules():
+    s = fixed_angle_schedule(4, dt=2.0)
+    np.testing.assert_allclose(s["gamma"], [0.25, 0.75, 1.25, 1.75])
+    np.testing.assert_allclose(s["beta"], [-1.75, -1.25, -0.75, -0.25])
+    assert fixed_angle_schedule(1, mixer="xy")["gamma"] == [DEFAULT_DT["xy"] / 2]
+    # INTERP (Zhou et al.): [a, b] -> [a, (a + b) / 2, b]
+    up = interp_angles([1.0, 3.0], [2.0, 0.0], 3)
+    np.testing.assert_allclose(up["gamma"], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(up["beta"], [2.0, 1.0, 0.0])
+    with pytest.raises(ValueError):
+        interp_angles([1.0], [1.0, 2.0], 2)
+
+
+def test_noise_model_and_circuit_metrics(small):
+    bqm, groups = small
+    noisy = QAOASampler(p=1, shots=200, maxiter=10, seed=3, target=None).sample(
+        bqm, one_hot=groups, noise_model="depolarizing:0.001,0.02"
+    )
+    assert noisy.info["method"].startswith("aer-") and noisy.info["method"].endswith("-noisy")
+    assert 0.0 < noisy.info["feasible_fraction"] < 1.0  # noise breaks the one-hot subspace
+    with pytest.raises(ValueError, match="depolarizing"):
+        QAOASampler(noise_model="depolarizing:x")
+    full = circuit_metrics(bqm, p=2, mixer="x", target="all-to-all")
+    line = circuit_metrics(bqm, p=2, mixer="x", target="linear")
+    assert line["two_qubit_gates"] >= full["two_qubit_gates"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xy = circuit_metrics(bqm, p=2, one_hot=groups)
+    assert xy["num_qubits"] == 6 and xy["circuit_depth"] > 0
+
+
+def test_estimator_path_in_the_sampler(small):
+    bqm, groups = small
+    sampler = QAOASampler(p=1, shots=64, maxiter=4, seed=5, target=None)
+    est = sampler.sample(bqm, one_hot=groups, expectation="estimator", sampling="aer")
+    assert est.info["expectation_path"] == "estimator" and est.info["evaluations"] == 4
+    assert est.info["method"] == "aer-statevector" and est.info["feasible_fraction"] == 1.0
+    fast = _FastSimulator(_build_problem(bqm, "xy", groups))
+    angles = est.info["angles"]
+    assert est.info["final_expectation"] == pytest.approx(
+        fast.expectation(angles["gamma"], angles["beta"]), abs=1e-8
+    )
+    # the same optimiser run on the fast path visits the same angles
+    quick = sampler.sample(bqm, one_hot=groups, seed=est.info["seed"])
+    np.testing.assert_allclose(quick.info["angles"]["gamma"], angles["gamma"], atol=1e-7)
