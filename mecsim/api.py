@@ -18,8 +18,8 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
 
     Args:
         scenario: a registered name (``"paper-small-v1"``), a YAML path, a dict or a Scenario.
-        policy: a registered name, ``"package.module:Object"``, or a policy object/class/function;
-            default: the scenario's ``policy``.
+        policy: a registered name, ``"package.module:Object"``, a policy object/class/function,
+            or a dict ``{"name": ..., "params": {...}}``; default: the scenario's ``policy``.
         seed: the run seed (default: the scenario's ``seed``).
         policy_params: parameters for building the policy (default: the scenario's, when the
             policy is the scenario's).
@@ -39,6 +39,14 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
     from mecsim.policies import make_policy
 
     sc = load_scenario(scenario, **overrides)
+    if isinstance(policy, dict):  # {"name": ..., "params": {...}} as in a scenario file
+        from mecsim.errors import PolicyError
+
+        extra = set(policy) - {"name", "params"}
+        if "name" not in policy or extra:
+            raise PolicyError("a policy given as a dict needs 'name' (and optional 'params'), "
+                              f"got {sorted(policy)}")
+        policy, policy_params = policy["name"], dict(policy.get("params") or {})
     if policy is None:
         pol = make_policy(sc.policy.name, **(policy_params if policy_params is not None
                                               else sc.policy.params))

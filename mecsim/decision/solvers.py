@@ -216,6 +216,14 @@ def _make_exact(max_variables: int = EXACT_MAX_VARIABLES, **params: Any) -> dimo
     return _with_defaults(solver, {}, params, "exact") if params else solver
 
 
+@SOLVERS.register("qaoa", "QAOA: qiskit circuits, numpy statevector fast path, qiskit-aer (extra 'qaoa')")
+def _qaoa(**params: Any) -> dimod.Sampler:
+    # imported here: qiskit is an optional extra and heavy to import
+    from mecsim.decision.qaoa import _make_qaoa_sampler
+
+    return _make_qaoa_sampler(**params)
+
+
 @SOLVERS.register("milp", "exact MILP linearisation solved by HiGHS (scipy)")
 def _make_milp(**params: Any) -> dimod.Sampler:
     """:class:`~mecsim.decision.milp.MILPSampler`, e.g. ``time_limit`` as a default."""

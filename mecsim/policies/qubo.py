@@ -117,6 +117,13 @@ class QuboPolicy(BasePolicy):
         time_budget_s: wall-clock budget of one solve (s); a slower solve counts as a time-out.
             Samplers that declare ``time_limit`` are also given it, so they stop near it.
         max_variables: larger QUBOs are not sent to the solver; the fallback decides instead.
+        decompose: solve QUBOs larger than this many variables in groups of tasks (oldest first),
+            each group's QUBO with the groups already placed folded into its linear terms
+            (exact: their congestion with the group's tasks is a constant per (task, server));
+            ``"auto"`` uses the sampler's ``properties["max_qubits"]`` when it has one;
+            None never decomposes (too large then means the solver refuses: fallback).
+        warm_start: pass the previous epoch's ``sampleset.info["angles"]`` as ``initial_angles``
+            to samplers that take it (QAOA), so each epoch starts from the last optimum.
         name: the policy's name (defaults to ``"qubo-<solver>"``).
 
     Raises:
@@ -137,6 +144,8 @@ class QuboPolicy(BasePolicy):
         fallback: Any = "greedy",
         time_budget_s: float | None = None,
         max_variables: int | None = None,
+        decompose: int | str | None = "auto",
+        warm_start: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -170,12 +179,19 @@ class QuboPolicy(BasePolicy):
         self.fallback = fallback
         self.time_budget_s = time_budget_s
         self.max_variables = max_variables
+        if decompose is not None and decompose != "auto" and not (
+                int(decompose) == decompose and decompose >= 1):
+            raise PolicyError(f"decompose must be 'auto', None or an integer >= 1, got {decompose!r}")
+        self.decompose = decompose
+        self.warm_start = bool(warm_start)
         self.name = name or f"qubo-{self.solver_label}"
         self._fallback_policy: Any = None
+        self._angles: Any = None
 
     def reset(self, rng: np.random.Generator) -> None:
         """Start a run with the policy's own random stream (the fallback shares it)."""
         super().reset(rng)
+        self._angles = None
         if self._fallback_policy is not None and hasattr(self._fallback_policy, "reset"):
             self._fallback_policy.reset(rng)
 
@@ -241,7 +257,11 @@ class QuboPolicy(BasePolicy):
                 f"max_variables={self.max_variables}"
             )
         else:
-            reads, error = self._solve(q, seed, info)
+            limit = self._group_limit()
+            if limit is not None and q.bqm.num_variables > limit:
+                reads, error = self._solve_in_groups(q, seed, info, limit)
+            else:
+                reads, error = self._solve(q, seed, info)
         if not reads:
             return self._fall_back(state, q, bw, info, error)
 
@@ -270,11 +290,14 @@ class QuboPolicy(BasePolicy):
             kwargs["one_hot"] = [g for g in q.one_hot if g]
         if "time_limit" in params and self.time_budget_s and "time_limit" not in self.solver_params:
             kwargs["time_limit"] = float(self.time_budget_s)
+        if self.warm_start and self._angles is not None and "initial_angles" in params:
+            kwargs["initial_angles"] = self._angles
         start = time.perf_counter()
         try:
             sampleset = self.sampler.sample(q.bqm, **kwargs)
             sampleset.resolve()  # some samplers return futures: wait inside the timed region
             wall = time.perf_counter() - start
+            self._record_sampler_info(sampleset, info)
             info["solve_wall_s"] = wall
             if len(sampleset) == 0:
                 return [], "SolverError: the sampler returned an empty sample set"
@@ -291,6 +314,110 @@ class QuboPolicy(BasePolicy):
         info["feasible_before_repair"] = bool(dinfo["feasible_before_repair"])
         info["repairs"] = int(dinfo["repairs"])
         return [server for server, _ in decoded], None
+
+    def _group_limit(self) -> int | None:
+        if self.decompose is None:
+            return None
+        if self.decompose == "auto":
+            props = getattr(self.sampler, "properties", {}) or {}
+            limit = props.get("max_qubits")
+            return int(limit) if limit else None
+        return int(self.decompose)
+
+    #: scalar entries of ``sampleset.info`` copied to the epochs table as ``sampler_<key>``
+    SAMPLER_INFO_KEYS = ("p", "mixer", "mode", "method", "expectation_path", "evaluations",
+                         "final_expectation", "p_best", "feasible_fraction", "circuit_depth",
+                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap")
+
+    def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
+        sinfo = getattr(sampleset, "info", {}) or {}
+        if self.warm_start and "angles" in sinfo and sinfo.get("mode", "optimize") != "fixed":
+            self._angles = sinfo["angles"]
+        for key in self.SAMPLER_INFO_KEYS:
+            val = sinfo.get(key)
+            if isinstance(val, bool | int | float | str | np.integer | np.floating | np.bool_):
+                old = info.get(f"sampler_{key}")
+                # over several subproblems keep the totals of counts, the last of the rest
+                if key == "evaluations" and isinstance(old, int | np.integer):
+                    val = old + val
+                info[f"sampler_{key}"] = val.item() if isinstance(val, np.generic) else val
+
+    def _solve_in_groups(
+        self, q: SelectionQUBO, seed: int, info: dict[str, Any], limit: int
+    ) -> tuple[list[np.ndarray], str | None]:
+        """Solve a QUBO too large for the sampler as a sequence of smaller ones.
+
+        Tasks (oldest first) are grouped so that each group has at most ``limit`` variables. A
+        group's BQM is the full BQM with every other variable fixed: tasks already placed at
+        their server, later tasks nowhere. Fixing adds each placed task's congestion with the
+        group's tasks to the group's linear terms, so each subproblem is exact given the
+        earlier decisions (a sequential, not a joint, optimum). Broken one-hots are repaired by
+        cheapest insertion against the tasks placed so far.
+        """
+        sizes = np.array([len(g) for g in q.one_hot])
+        if (sizes > limit).any():
+            i = int(np.argmax(sizes > limit))
+            return [], (f"SolverError: task {i} alone has {int(sizes[i])} variables, more than the "
+                        f"sampler's limit of {limit}")
+        groups: list[list[int]] = [[]]
+        used = 0
+        for i in np.flatnonzero(q.placeable):
+            if used + sizes[i] > limit:
+                groups.append([])
+                used = 0
+            groups[-1].append(int(i))
+            used += int(sizes[i])
+        server = np.where(q.placeable, -1, DEFER).astype(np.int64)
+        params = self.sampler.parameters
+        repairs, feasible, total_wall = 0, True, 0.0
+        info["subproblems"] = len(groups)
+        for g, tasks in enumerate(groups):
+            in_group = set(tasks)
+            fixed = {}
+            for v in q.bqm.variables:
+                if v[0] not in in_group:
+                    fixed[v] = 1 if server[v[0]] == v[1] else 0
+            sub = q.bqm.copy()
+            sub.fix_variables(fixed)
+            kwargs: dict[str, Any] = {}
+            if "seed" in params:
+                kwargs["seed"] = (seed + 7919 * g) % (2**31 - 1)
+            if "one_hot" in params:
+                kwargs["one_hot"] = [list(q.one_hot[i]) for i in tasks]
+            if self.warm_start and self._angles is not None and "initial_angles" in params:
+                kwargs["initial_angles"] = self._angles
+            start = time.perf_counter()
+            try:
+                ss = self.sampler.sample(sub, **kwargs)
+                ss.resolve()
+                total_wall += time.perf_counter() - start
+                if len(ss) == 0:
+                    return [], f"SolverError: the sampler returned an empty sample set (group {g})"
+                self._record_sampler_info(ss, info)
+                best = ss.first.sample
+            except Exception as exc:
+                info["solve_wall_s"] = total_wall + time.perf_counter() - start
+                return [], _one_line(exc)
+            broken = []
+            for i in tasks:
+                ones = [v[1] for v in q.one_hot[i] if best.get(v, 0) == 1]
+                if len(ones) == 1:
+                    server[i] = ones[0]
+                else:
+                    broken.append(i)
+            if broken:
+                feasible = False
+                repairs += len(broken)
+                q._insert_greedily(server, np.array(broken, dtype=np.int64))
+        info["solve_wall_s"] = total_wall
+        if self.time_budget_s is not None and total_wall > self.time_budget_s:
+            return [], (f"TimeoutError: the solve took {total_wall:.4g} s, over "
+                        f"time_budget_s={self.time_budget_s:g}")
+        x = {v: int(server[v[0]] == v[1]) for v in q.bqm.variables}
+        info["best_energy"] = float(q.bqm.energy(x))
+        info["feasible_before_repair"] = feasible
+        info["repairs"] = repairs
+        return [server], None
 
     def _fall_back(
         self, state: EpochState, q: SelectionQUBO, bw: np.ndarray, info: dict[str, Any], error: str | None
