@@ -149,6 +149,7 @@ def _jsonable(o: Any) -> Any:
 def _atomic(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
     try:
         write(tmp)
         os.replace(tmp, path)
