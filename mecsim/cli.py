@@ -176,5 +176,16 @@ def list_() -> None:
         click.echo(f"  {name:<20} {doc}")
 
 
+def _register_subcommands() -> None:
+    """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from mecsim.compare_cli import compare, reproduce, train_rl
+    from mecsim.sweep_cli import report, sweep
+
+    for cmd in (sweep, report, compare, train_rl, reproduce):
+        main.add_command(cmd)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,10 +9,12 @@ from mecsim.policies.base import BasePolicy, FunctionPolicy, Policy, make_policy
 from mecsim.policies.check import check_policy
 
 try:  # the hybrid QUBO policies (need dimod/dwave-samplers, core dependencies)
-    from mecsim.policies import qubo  # noqa: F401
+    from mecsim.policies import qaoa, qubo  # noqa: F401  (qaoa imports qiskit only when built)
 except ImportError as _exc:  # pragma: no cover - only when the core install is broken
     import warnings
 
     warnings.warn(f"QUBO policies unavailable: {_exc}", stacklevel=1)
+
+from mecsim.rl import policy as _rl  # noqa: E402,F401  (registers "rl"; torch loads only on use)
 
 __all__ = ["BasePolicy", "FunctionPolicy", "Policy", "make_policy", "check_policy"]
