@@ -25,6 +25,11 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     monkeypatch.chdir(tmp_path)
     for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S):
+        if "runs/example" in block:  # the analysis example reads the example sweep's output
+            from mecsim.sweep import run_sweep
+
+            run_sweep(ROOT / "scenarios" / "sweeps" / "example.yaml", "runs/example", workers=1,
+                      progress=False)
         exec(compile(block, "README.md", "exec"), {})
 
 
