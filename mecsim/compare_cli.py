@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mecsim.cli import _guard, _parse_assignments
+from mecsim.cli_common import _guard, _parse_assignments
 
 
 def _progress(flag: bool | None) -> bool:

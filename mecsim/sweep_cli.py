@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mecsim.cli import _guard
+from mecsim.cli_common import _guard
 
 
 @click.command()

@@ -1,0 +1,57 @@
+"""Helpers shared by the command modules (cli, sweep_cli, compare_cli).
+
+Kept apart from :mod:`mecsim.cli` so that the command modules never import the main group
+(which imports them): ``python -m mecsim.cli`` would otherwise import itself twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import yaml
+
+from mecsim.errors import MecsimError, ScenarioError
+
+
+def _parse_assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError(f"{what} {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn mecsim errors into one line and exit code 2."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.pop("debug", False))
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("mecsim: interrupted", err=True)
+            sys.exit(130)
+        except MecsimError as exc:
+            if debug:
+                raise
+            click.echo(f"mecsim: error: {' '.join(str(exc).split())}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # a bug or a user's plug-in failing: still one line
+            if debug:
+                raise
+            click.echo(f"mecsim: unexpected error: {type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())} (rerun with --debug for the traceback)",
+                       err=True)
+            sys.exit(1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
