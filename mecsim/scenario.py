@@ -598,11 +598,16 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-def _format_validation_error(exc: ValidationError) -> ScenarioError:
+def _format_validation_error(exc: ValidationError, error: type[Any] = ScenarioError,
+                             skip: tuple[str, ...] = ("poisson", "mmpp", "trace")) -> Any:
+    """One line from a pydantic error: the first problem's dotted field, message and value.
+
+    ``skip`` drops discriminator tags from the field path; ``error`` is the class to return (any
+    subclass of ScenarioError taking ``(message, field)``, e.g. the sweep's).
+    """
     errs = exc.errors()
     first = errs[0]
-    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in
-                                                        ("poisson", "mmpp", "trace")))
+    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in skip))
     msg = first["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -616,8 +621,8 @@ def _format_validation_error(exc: ValidationError) -> ScenarioError:
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     inner = getattr(first.get("ctx", {}).get("error"), "field", None)
     if inner:
-        return ScenarioError(_one_line(msg.split(": ", 1)[-1]) + shown + more, inner)
-    return ScenarioError(_one_line(msg) + shown + more, loc or None)
+        return error(_one_line(msg.split(": ", 1)[-1]) + shown + more, inner)
+    return error(_one_line(msg) + shown + more, loc or None)
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

@@ -265,20 +265,11 @@ class SweepSpec(_Model):
 
 
 def _format_spec_error(exc: ValidationError) -> SweepError:
-    errs = exc.errors()
-    first = errs[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    val = first.get("input")
-    shown = ""
-    if first["type"] not in ("missing",) and not isinstance(val, dict | list):
-        shown = f" (got {val!r})"
-    more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
-    return SweepError(" ".join(msg.split()) + shown + more, loc or None)
+    from mecsim.scenario import _format_validation_error
+
+    err = _format_validation_error(exc, SweepError, skip=())
+    assert isinstance(err, SweepError)
+    return err
 
 
 def load_sweep_spec(source: str | os.PathLike[str] | dict[str, Any] | SweepSpec) -> SweepSpec:
@@ -503,16 +494,9 @@ def is_complete(folder: Path) -> bool:
 
 def _write_atomic(path: Path, write: Callable[[str], Any]) -> None:
     """Write through a temporary file in the same folder and rename: readers see old or new."""
-    # A unique name rather than mkstemp: mkstemp's 0600 mode would survive the rename, and
-    # catalogues are meant to be shared.
-    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from mecsim.results import _atomic
+
+    _atomic(path, write)
 
 
 def execute_run(run: RunSpec, out_dir: str, attempt: int = 1) -> dict[str, Any]:
