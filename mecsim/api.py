@@ -13,7 +13,8 @@ from mecsim.scenario import Scenario, load_scenario
 
 def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
              policy: Any = None, seed: int | None = None, *, policy_params: dict[str, Any] | None = None,
-             progress: bool = False, **overrides: Any) -> Result:
+             progress: bool = False, stream_to: str | os.PathLike[str] | None = None,
+             chunk_rows: int = 50_000, **overrides: Any) -> Result:
     """Run one simulation and return its :class:`~mecsim.results.Result`.
 
     Args:
@@ -24,11 +25,18 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
         policy_params: parameters for building the policy (default: the scenario's, when the
             policy is the scenario's).
         progress: show a progress bar over simulated time.
+        stream_to: a folder: stream the tables to Parquet files there as the run goes (memory
+            stays flat however long the run), then write summary.json and scenario.yaml, as
+            :meth:`Result.save` would. The result is a :class:`~mecsim.results.StreamedResult`
+            whose ``tasks``, ``epochs`` and ``servers`` load from the files on first access. A run
+            that stops early (error, Ctrl-C) still closes the files, marked ``complete: false``.
+        chunk_rows: with ``stream_to``, rows written per flush of the tasks and servers tables.
         **overrides: scenario field overrides, dotted or with double underscores:
             ``duration_s=60``, ``radio__bandwidth_hz=10e6``, ``**{"servers.0.slots": 2}``.
 
     Returns:
-        Result with ``tasks``, ``epochs``, ``servers`` DataFrames and a ``summary`` dict.
+        Result with ``tasks``, ``epochs``, ``servers`` DataFrames and a ``summary`` dict
+        (a :class:`~mecsim.results.StreamedResult` with ``stream_to``).
 
     Example:
         >>> import mecsim
@@ -60,7 +68,8 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
     if hasattr(pol, "bind"):
         pol.bind({"server_names": tuple(s.name for s in sc.servers),
                   "models": {m for s in sc.servers for m in s.models}, "scenario": sc})
-    sim = Simulation(sc, pol, sc.seed if seed is None else seed, progress=progress)
+    sim = Simulation(sc, pol, sc.seed if seed is None else seed, progress=progress,
+                     stream_to=stream_to, chunk_rows=chunk_rows)
     try:
         sim.run()
     except KeyboardInterrupt:

@@ -62,15 +62,19 @@ def main() -> None:
               help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
+@click.option("--stream", is_flag=True, help="Write the tables to --out as the run goes, so memory "
+              "stays flat on long runs (needs --out).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
 @_guard
 def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | None,
-        duration: float | None, sets: tuple[str, ...], out_dir: str | None,
+        duration: float | None, sets: tuple[str, ...], out_dir: str | None, stream: bool,
         progress: bool | None) -> None:
     """Run SCENARIO (a registered name or a YAML file) and print a summary."""
     from mecsim.api import simulate
 
+    if stream and not out_dir:
+        raise MecsimError("--stream needs --out DIR")
     overrides = _parse_assignments(sets, "--set")
     if duration is not None:
         overrides["duration_s"] = duration
@@ -79,7 +83,7 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
         progress = sys.stderr.isatty()
     try:
         res = simulate(scenario, policy=policy, seed=seed, policy_params=pparams, progress=progress,
-                       **overrides)
+                       stream_to=out_dir if stream else None, **overrides)
     except (MecsimError, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)
         if out_dir and partial is not None:

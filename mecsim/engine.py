@@ -9,14 +9,26 @@ Lean by design: arrivals are generated in vectorised windows and picked up at ep
 per arrival unless the epoch length is 0), uploads are computed in closed form over the coherence
 blocks at decision time, and a task costs two SimPy events (arrival at the server and end of
 service). Records are numpy columns (see :mod:`mecsim.traces`).
+
+Streaming (``stream_to``): task ids are global and never change, but the task buffers may hold
+only the ids ``[_base, _base + tasks.n)``: task ``tid`` is buffer row ``tid - _base``. A row is
+final once its task is DROPPED, or SERVED with ``t_complete`` in the past (a task that is still
+WAITING or DISPATCHED may yet be redispatched by a server failure); at epochs, the engine writes
+the longest prefix of final rows to ``tasks.parquet`` when it holds at least ``chunk_rows`` of them
+and drops them from memory (see :meth:`Simulation._stream_tick`). Without streaming ``_base`` stays 0.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,9 +50,34 @@ from mecsim.traces import (
     TASK_COLUMNS,
     WAITING,
     Columns,
+    TraceWriter,
+    faults_frame,
+    servers_frame,
+    tasks_frame,
 )
 
 _INFO_TYPES = (str, int, float, bool, type(None), np.integer, np.floating, np.bool_)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block is done (writing rows out and dropping them from the
+    buffers must not be cut in the middle); it is raised right after. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got:
+            signal.raise_signal(signal.SIGINT)
 
 
 class GPUServer:
@@ -77,7 +114,8 @@ class GPUServer:
 
     def arrive(self, tid: int) -> None:
         sim = self.sim
-        exp = sim.expected_service[tid]
+        i = tid - sim._base
+        exp = sim.expected_service[i]
         self.transit -= 1
         self.transit_work -= exp
         if not self.up:
@@ -85,7 +123,7 @@ class GPUServer:
         elif self.busy < self.slots and not self.queue:
             self._start(tid)
         else:
-            key1 = sim.env.now if self.fifo else float(sim.T_epoch[tid])
+            key1 = sim.env.now if self.fifo else float(sim.T_epoch[i])
             key2 = 0.0 if self.fifo else exp
             heapq.heappush(self.queue, (key1, key2, tid))
             self.queued_work += exp
@@ -94,13 +132,14 @@ class GPUServer:
     def _start(self, tid: int) -> None:
         sim = self.sim
         now = sim.env.now
-        if sim.drop_expired and now > sim.T_deadline[tid]:
+        i = tid - sim._base
+        if sim.drop_expired and now > sim.T_deadline[i]:
             sim.drop(tid, 3, now)
             return
         self.busy += 1
-        st = sim.actual_service[tid]
-        sim.T_service_start[tid] = now
-        self.in_service[tid] = now + sim.expected_service[tid]
+        st = sim.actual_service[i]
+        sim.T_service_start[i] = now
+        self.in_service[tid] = now + sim.expected_service[i]
         ev = sim.env.timeout(st)
         ev.callbacks.append(lambda _ev, tid=tid, gen=self.gen: self._finish(tid, gen))
 
@@ -114,7 +153,7 @@ class GPUServer:
         sim.finish(tid, now, self)
         while self.queue and self.busy < self.slots:
             _, _, nxt = heapq.heappop(self.queue)
-            self.queued_work -= sim.expected_service[nxt]
+            self.queued_work -= sim.expected_service[nxt - sim._base]
             self._start(nxt)
         sim.monitor(self)
 
@@ -124,9 +163,10 @@ class GPUServer:
         sim = self.sim
         now = sim.env.now
         c = sim.tasks.cols
+        base = sim._base
         held = list(self.in_service)
         for tid in held:  # energy of the partial service
-            c["energy_server_j"][tid] += self.power_w * (now - c["t_service_start"][tid])
+            c["energy_server_j"][tid - base] += self.power_w * (now - c["t_service_start"][tid - base])
         held += [tid for _, _, tid in sorted(self.queue)]
         self.up = False
         self.gen += 1
@@ -145,9 +185,15 @@ class Simulation:
         policy: an object with ``decide(state) -> Decision`` (see :mod:`mecsim.policies.base`).
         seed: the run seed; every random stream is spawned from it.
         progress: show a progress bar over simulated time.
+        stream_to: a folder: write the tasks, servers and epochs tables there as the run goes
+            (Parquet, see :mod:`mecsim.traces`) and keep only the rows that may still change in
+            memory; :meth:`run` closes the files, :func:`mecsim.results.collect` adds
+            summary.json and scenario.yaml. None: keep everything in memory.
+        chunk_rows: with ``stream_to``, rows per flush of the tasks and servers tables.
     """
 
-    def __init__(self, scenario: Scenario, policy: Any, seed: int, progress: bool = False) -> None:
+    def __init__(self, scenario: Scenario, policy: Any, seed: int, progress: bool = False,
+                 stream_to: str | Path | None = None, chunk_rows: int = 50_000) -> None:
         self.sc = sc = scenario
         self.policy = policy
         self.seed = int(seed)
@@ -229,6 +275,13 @@ class Simulation:
         self.decision_wall_total = 0.0
         self.expected_service = np.zeros(0)
         self.actual_service = np.zeros(0)
+        self._base = 0  # global id of buffer row 0 (rows before it were streamed out)
+        self._stream: TraceWriter | None = None
+        if stream_to is not None:
+            self._stream = TraceWriter(stream_to, chunk_rows)
+            self._chunk = self._stream.chunk_rows
+            self._flush_at = self._chunk  # look for final rows when n_arrived reaches this
+            self._final_upto = 0  # buffer rows [0, _final_upto) are known to be final
         self._bind_views()
         self.complete = False
 
@@ -263,17 +316,18 @@ class Simulation:
         self._generate_until(now)
         t_arr = self.tasks.cols["t_arrival"]
         n = self.tasks.n
-        k = self.n_arrived + int(np.searchsorted(t_arr[self.n_arrived:n], now, side="right"))
+        a = self.n_arrived - self._base
+        k = self.n_arrived + int(np.searchsorted(t_arr[a:n], now, side="right"))
         if k > self.n_arrived:
             self.waiting.extend(range(self.n_arrived, k))
             self.n_arrived = k
 
     def _next_arrival_time(self) -> float:
-        while self.n_arrived >= self.tasks.n:
+        while self.n_arrived >= self._base + self.tasks.n:
             if self.source.t_next >= self.source.duration:
                 return math.inf
             self._generate_until(self.source.t_next)
-        return float(self.tasks.cols["t_arrival"][self.n_arrived])
+        return float(self.tasks.cols["t_arrival"][self.n_arrived - self._base])
 
     # -- records -------------------------------------------------------------------------------
     def monitor(self, srv: GPUServer) -> None:
@@ -291,20 +345,22 @@ class Simulation:
 
     def drop(self, tid: int, reason: int, now: float) -> None:
         c = self.tasks.cols
-        c["state"][tid] = DROPPED
-        c["drop_reason"][tid] = reason
-        if np.isnan(c["t_decision"][tid]):
-            c["t_decision"][tid] = now
+        i = tid - self._base
+        c["state"][i] = DROPPED
+        c["drop_reason"][i] = reason
+        if np.isnan(c["t_decision"][i]):
+            c["t_decision"][i] = now
 
     def finish(self, tid: int, now: float, srv: GPUServer) -> None:
         c = self.tasks.cols
-        c["t_service_end"][tid] = now
-        c["energy_server_j"][tid] += srv.power_w * (now - c["t_service_start"][tid])
-        out = c["output_bits"][tid]
+        i = tid - self._base
+        c["t_service_end"][i] = now
+        c["energy_server_j"][i] += srv.power_w * (now - c["t_service_start"][i])
+        out = c["output_bits"][i]
         j = srv.j
-        c["t_complete"][tid] = (now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate
-                                + self.dl_lat)
-        c["state"][tid] = SERVED
+        c["t_complete"][i] = (now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate
+                              + self.dl_lat)
+        c["state"][i] = SERVED
 
     # -- faults --------------------------------------------------------------------------------
     def log_fault(self, event: str, server: int = -1, device: int = -1, task: int = -1) -> None:
@@ -321,13 +377,14 @@ class Simulation:
             self.drop(tid, 4, now)
             self.log_fault("task_dropped", server=j, task=tid)
             return
+        i = tid - self._base
         for k in ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
                   "t_service_start", "t_service_end", "t_complete", "bandwidth_hz"):
-            c[k][tid] = np.nan
-        c["server"][tid] = -1
-        c["epoch"][tid] = -1
-        c["state"][tid] = WAITING
-        c["attempts"][tid] += 1
+            c[k][i] = np.nan
+        c["server"][i] = -1
+        c["epoch"][i] = -1
+        c["state"][i] = WAITING
+        c["attempts"][i] += 1
         bisect.insort(self.waiting, tid)  # oldest first
         self.log_fault("task_redispatched", server=j, task=tid)
         self._wake_at(now)
@@ -425,7 +482,8 @@ class Simulation:
         cand = self.waiting
         if self.channel.outages:
             dev = self.tasks.cols["device"]
-            cand = [t for t in cand if not self.channel.in_outage(int(dev[t]), now)]
+            base = self._base
+            cand = [t for t in cand if not self.channel.in_outage(int(dev[t - base]), now)]
         k = len(cand)
         if self.sc.epoch.max_tasks is not None:
             k = min(k, self.sc.epoch.max_tasks)
@@ -439,12 +497,13 @@ class Simulation:
     def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
         """The read-only snapshot a policy sees for the given waiting tasks."""
         c = self.tasks.cols
-        idx = np.array(ids, dtype=np.int64)
-        dev = c["device"][idx].astype(np.int64)
-        mod = c["model"][idx]
-        steps = c["steps"][idx].astype(float)
-        bits = c["input_bits"][idx]
-        out = c["output_bits"][idx]
+        idx = np.array(ids, dtype=np.int64)  # global task ids
+        loc = idx - self._base if self._base else idx  # buffer rows
+        dev = c["device"][loc].astype(np.int64)
+        mod = c["model"][loc]
+        steps = c["steps"][loc].astype(float)
+        bits = c["input_bits"][loc]
+        out = c["output_bits"][loc]
         if self.all_up:
             feasible = self.host_T[mod]
             service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
@@ -459,7 +518,7 @@ class Simulation:
         return EpochState(
             now=now, epoch=self.epoch_index, task_id=idx, device=dev,
             model=tuple([names[k] for k in mod.tolist()]), input_bits=bits, output_bits=out,
-            steps=steps, t_arrival=c["t_arrival"][idx], deadline=c["deadline"][idx],
+            steps=steps, t_arrival=c["t_arrival"][loc], deadline=c["deadline"][loc],
             tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
             bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
             ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
@@ -523,7 +582,7 @@ class Simulation:
         c = self.tasks.cols
         if self.drop_expired and self.waiting:
             w = np.asarray(self.waiting)
-            late = c["deadline"][w] < now
+            late = c["deadline"][w - self._base] < now
             if late.any():
                 for tid in w[late]:
                     self.drop(int(tid), 2, now)
@@ -548,7 +607,7 @@ class Simulation:
         drop_ids = idx[srv == DROP]
         for tid in drop_ids:
             self.drop(int(tid), 1, t_dec)
-        c["epoch"][idx[srv != DEFER]] = self.epoch_index
+        c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
         go = np.flatnonzero(srv >= 0)
         if len(go):
             self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
@@ -570,6 +629,9 @@ class Simulation:
     def _dispatch(self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray,
                   t: float) -> None:
         c = self.tasks.cols
+        gids = tids  # global ids (for the events); tids: buffer rows
+        if self._base:
+            tids = tids - self._base
         dev = c["device"][tids].astype(np.int64)
         bits = c["input_bits"][tids]
         if self.sc.radio.ideal:
@@ -595,7 +657,7 @@ class Simulation:
         env = self.env
         servers = self.servers
         t_end = self.t_end
-        for tid, j, ta, ex in zip(tids.tolist(), srv.tolist(), arrive.tolist(), expected.tolist(),
+        for tid, j, ta, ex in zip(gids.tolist(), srv.tolist(), arrive.tolist(), expected.tolist(),
                                   strict=True):
             s = servers[j]
             s.transit += 1
@@ -620,6 +682,8 @@ class Simulation:
                 yield from self._epoch(now)
             self._tick(env.now)
             now = env.now
+            if self._stream is not None:
+                self._stream_tick(now)
             if length > 0:
                 k_epoch = max(k_epoch + 1, math.ceil(now / length - 1e-9))
                 if not self.waiting:
@@ -685,4 +749,87 @@ class Simulation:
         # every generated task must be in the table, also those that arrive after the last epoch
         self._generate_until(self.sc.duration_s)
         self.complete = True
+        self.close_stream()
         return self
+
+    # -- streaming -----------------------------------------------------------------------------
+    def _stream_tick(self, now: float) -> None:
+        """At an epoch of a streamed run: write out what is final once there is enough of it."""
+        st = self._stream
+        assert st is not None
+        if self.n_arrived >= self._flush_at:
+            self._flush_tasks(now)
+        if self.server_log.n >= self._chunk:
+            with _sigint_deferred():
+                st.write_servers(servers_frame(self.server_log.view(), self.server_names))
+                self.server_log.n = 0  # monitor() writes every field of a row
+        if len(self.epoch_rows) >= st.epoch_chunk:
+            with _sigint_deferred():
+                st.write_epochs(self.epoch_rows)
+                self.epoch_rows = []
+
+    def _flush_tasks(self, now: float) -> None:
+        """Write the longest prefix of final task rows if it has ``chunk_rows`` rows, and drop it
+        from the buffers; otherwise look again after ``chunk_rows / 4`` more arrivals."""
+        c = self.tasks.cols
+        lim = self.n_arrived - self._base  # tasks not arrived yet are WAITING
+        p = self._final_upto
+        if p < lim:
+            st = c["state"][p:lim]
+            fin = (st == DROPPED) | ((st == SERVED) & (c["t_complete"][p:lim] <= now))
+            p = lim if fin.all() else p + int(np.argmin(fin))
+            self._final_upto = p
+        if p < self._chunk:  # a straggler holds the prefix back
+            self._flush_at = self.n_arrived + max(self._chunk // 4, 1)
+            return
+        # final rows' times are all <= now, so the NaN-masking of tasks_frame changes nothing
+        # and status/latency come out as they would at the end
+        rows = {k: v[:p] for k, v in c.items()}
+        df = tasks_frame(rows, self.model_names, self.server_names, now, first_id=self._base)
+        with _sigint_deferred():  # written rows must be dropped, and the buffers stay whole
+            self._stream.write_tasks(df)
+            self._drop_rows(p)
+        self._flush_at = self._base + self._chunk
+
+    def _drop_rows(self, k: int) -> None:
+        """Forget buffer rows [0, k): task ids [_base, _base + k)."""
+        m = self.tasks.n - k
+        self.tasks.drop_front(k, min_capacity=2 * self._chunk)
+        cap = self.tasks.cap
+        for name in ("expected_service", "actual_service"):
+            a = getattr(self, name)
+            if len(a) == cap:
+                a[:m] = a[k:k + m]
+            else:
+                new = np.zeros(cap)
+                new[:m] = a[k:k + m]
+                setattr(self, name, new)
+        self._base += k
+        self._final_upto = max(self._final_upto - k, 0)
+        self._bind_views()
+
+    def close_stream(self) -> None:
+        """Write every row still held and close the streamed files (tasks, servers, epochs,
+        faults). A stopped run keeps the tasks that had arrived by ``env.now``, as
+        :func:`~mecsim.results.collect` does. Does nothing without ``stream_to`` or when closed."""
+        st = self._stream
+        if st is None or st.closed:
+            return
+        with _sigint_deferred():
+            self._close_stream(st)
+
+    def _close_stream(self, st: TraceWriter) -> None:
+        try:
+            t_end = self.t_end if self.complete else float(self.env.now)
+            c = self.tasks.cols
+            n = self.tasks.n
+            if not self.complete:  # tasks generated ahead of a stop had not arrived yet
+                n = int(np.searchsorted(c["t_arrival"][:n], t_end, side="right"))
+            st.write_tasks(tasks_frame({k: v[:n] for k, v in c.items()}, self.model_names,
+                                       self.server_names, t_end, first_id=self._base))
+            st.write_servers(servers_frame(self.server_log.view(), self.server_names))
+            self.server_log.n = 0
+            st.write_epochs(self.epoch_rows)
+            self.epoch_rows = []
+        finally:
+            st.close(faults_frame(self.fault_log.view(), self.server_names))

@@ -52,6 +52,7 @@ class Trajectory:
         self.t = [0.0]
         self.x = [float(start_xy[0])]
         self.y = [float(start_xy[1])]
+        self._arr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _extend(self, until: float) -> None:
         mob = self.mob
@@ -75,9 +76,26 @@ class Trajectory:
         """Distance from the access point at the given times (m)."""
         times = np.asarray(times, dtype=float)
         if times.size:
-            self._extend(float(times.max()))
-        t = np.asarray(self.t)
-        return np.hypot(np.interp(times, t, self.x), np.interp(times, t, self.y))
+            hi = float(times.max())
+            if hi >= self.t[-1]:
+                self._extend(hi)
+                self._arr = None
+            if float(times.min()) < self.t[0]:
+                raise ValueError(f"position asked at t={float(times.min())!r} s, before the "
+                                 f"trajectory's kept history (from t={self.t[0]!r} s)")
+        if self._arr is None:
+            self._arr = (np.asarray(self.t), np.asarray(self.x), np.asarray(self.y))
+        t, x, y = self._arr
+        return np.hypot(np.interp(times, t, x), np.interp(times, t, y))
+
+    def forget_before(self, t: float) -> None:
+        """Drop the waypoints wholly before time t (keeps memory and lookups flat)."""
+        k = 0
+        while k + 1 < len(self.t) and self.t[k + 1] <= t:
+            k += 1
+        if k:
+            del self.t[:k], self.x[:k], self.y[:k]
+            self._arr = None
 
 
 class Channel:
@@ -140,7 +158,11 @@ class Channel:
         return arr
 
     def forget_before(self, t: float) -> None:
-        """Drop fading chunks that lie wholly before time t (keeps memory flat)."""
+        """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat)."""
+        if self.any_mobile:
+            for traj in self.mobility:
+                if traj is not None:
+                    traj.forget_before(t)
         if not self.fading:
             return
         floor = int(t / self.tc) // _CHUNK

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mecsim.scenario import Scenario
+from mecsim.traces import atomic_write as _atomic
 from mecsim.traces import faults_frame, servers_frame, tasks_frame
 
 
@@ -27,37 +28,102 @@ def _q(x: np.ndarray, q: float) -> float | None:
     return float(np.quantile(x, q)) if len(x) else None
 
 
-def utilisation(tasks: pd.DataFrame, server_names: tuple[str, ...], slots: np.ndarray,
-                t0: float, t1: float) -> dict[str, float]:
-    """Busy fraction of each server's slots over [t0, t1], from the service intervals."""
+def _busy(tasks: pd.DataFrame, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Busy time within [t0, t1] of each task's service, and the task's server index."""
     s = tasks["t_service_start"].to_numpy()
     e = tasks["t_service_end"].to_numpy()
     e = np.where(np.isnan(e) & ~np.isnan(s), t1, e)  # in service at the end
     busy = np.clip(np.minimum(e, t1) - np.maximum(s, t0), 0.0, None)
     busy = np.where(np.isnan(busy), 0.0, busy)
-    idx = tasks["server_index"].to_numpy()
+    return busy, tasks["server_index"].to_numpy()
+
+
+def _utilisation(busy: np.ndarray, idx: np.ndarray, server_names: tuple[str, ...],
+                 slots: np.ndarray, t0: float, t1: float) -> dict[str, float]:
     out = {}
     for j, name in enumerate(server_names):
         out[name] = float(busy[idx == j].sum() / (slots[j] * (t1 - t0))) if t1 > t0 else 0.0
     return out
 
 
+def utilisation(tasks: pd.DataFrame, server_names: tuple[str, ...], slots: np.ndarray,
+                t0: float, t1: float) -> dict[str, float]:
+    """Busy fraction of each server's slots over [t0, t1], from the service intervals."""
+    busy, idx = _busy(tasks, t0, t1)
+    return _utilisation(busy, idx, server_names, slots, t0, t1)
+
+
+_SUMMARY_COLUMNS = ["t_arrival", "status", "latency", "deadline", "deadline_met", "drop_reason",
+                    "t_service_start", "t_service_end", "server_index", "energy_tx_j",
+                    "energy_server_j"]
+
+
+class _Gather:
+    """Arrays gathered piece by piece, in order, into one preallocated buffer each (a DataFrame
+    is a single piece: its arrays are used as they are)."""
+
+    def __init__(self, n: int, single: bool) -> None:
+        self.n, self.single = n, single
+        self.bufs: dict[str, np.ndarray] = {}
+        self.fill: dict[str, int] = {}
+
+    def put(self, name: str, a: np.ndarray) -> None:
+        if self.single:
+            self.bufs[name] = a
+            return
+        b = self.bufs.get(name)
+        if b is None:
+            b = self.bufs[name] = np.empty(self.n, dtype=a.dtype)
+            self.fill[name] = 0
+        k = self.fill[name]
+        b[k:k + len(a)] = a
+        self.fill[name] = k + len(a)
+
+    def get(self, name: str) -> np.ndarray:
+        b = self.bufs[name]
+        return b if self.single else b[:self.fill[name]]
+
+
 def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
               server_names: tuple[str, ...], slots: np.ndarray, t_end: float,
               extra: dict[str, Any]) -> dict[str, Any]:
     """The summary dict. Latency statistics are over the tasks completed by the end that arrived
-    after the warm-up; the counts say exactly which tasks that excludes."""
+    after the warm-up; the counts say exactly which tasks that excludes.
+
+    ``tasks`` is a DataFrame or a :class:`ParquetColumns` (a streamed run's file, read one row
+    group at a time: counts add up, and the latencies, busy times and energies are gathered whole
+    and in task order, so both give the same numbers); ``epochs`` needs only ``len()``."""
     warm = scenario.warmup_s
-    after = tasks["t_arrival"].to_numpy() >= warm
-    st = tasks["status"].to_numpy()
-    comp = (st == "completed") & after
-    lat = tasks["latency"].to_numpy()[comp]
-    dl_known = after & (st != "in_flight") & np.isfinite(tasks["deadline"].to_numpy())
-    met = tasks["deadline_met"].to_numpy(dtype=object)
-    missed = int(sum(1 for k in np.flatnonzero(dl_known) if met[k] is not True))
+    t1 = min(t_end, scenario.duration_s)
+    single = isinstance(tasks, pd.DataFrame)
+    pieces = [tasks] if single else tasks.iter_chunks(_SUMMARY_COLUMNS)
+    g = _Gather(len(tasks), single)
+    reason_parts: list[pd.Series] = []
+    counts: dict[str, int] = {}
+    missed = n_dl = n_comp = 0
+    for df in pieces:
+        after = df["t_arrival"].to_numpy() >= warm
+        status = df["status"]
+        st = status.to_numpy()
+        comp = (st == "completed") & after
+        n_comp += int(comp.sum())
+        g.put("lat", df["latency"].to_numpy()[comp])
+        dl_known = after & (st != "in_flight") & np.isfinite(df["deadline"].to_numpy())
+        n_dl += int(dl_known.sum())
+        met = df["deadline_met"].to_numpy(dtype=object)
+        missed += int(sum(1 for k in np.flatnonzero(dl_known) if met[k] is not True))
+        for k, v in status.value_counts().items():
+            counts[str(k)] = counts.get(str(k), 0) + int(v)
+        reason_parts.append(df["drop_reason"][st == "dropped"])
+        busy, idx = _busy(df, warm, t1)
+        g.put("busy", busy)
+        g.put("idx", idx.astype(np.int16))  # server indices (-1: none) fit int16
+        for k in ("energy_tx_j", "energy_server_j"):
+            g.put(k, df[k].to_numpy())
+        del df, status, st, met, busy, idx
+    lat = g.get("lat")
+    reasons = (reason_parts[0] if len(reason_parts) == 1 else pd.concat(reason_parts)).value_counts()
     span = max(scenario.duration_s - warm, 1e-12)
-    counts = tasks["status"].value_counts()
-    reasons = tasks.loc[tasks["status"] == "dropped", "drop_reason"].value_counts()
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "scenario_digest": scenario.digest(),
@@ -78,13 +144,13 @@ def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
         "latency_p95_s": _q(lat, 0.95),
         "latency_p99_s": _q(lat, 0.99),
         "latency_max_s": float(lat.max()) if len(lat) else None,
-        "deadline_tasks": int(dl_known.sum()),
+        "deadline_tasks": n_dl,
         "deadline_missed": missed,
-        "deadline_miss_rate": (missed / int(dl_known.sum())) if dl_known.sum() else None,
-        "throughput_per_s": float(comp.sum() / span),
-        "utilisation": utilisation(tasks, server_names, slots, warm, min(t_end, scenario.duration_s)),
-        "energy_tx_j_total": float(tasks["energy_tx_j"].sum()),
-        "energy_server_j_total": float(tasks["energy_server_j"].sum()),
+        "deadline_miss_rate": (missed / n_dl) if n_dl else None,
+        "throughput_per_s": float(n_comp / span),
+        "utilisation": _utilisation(g.get("busy"), g.get("idx"), server_names, slots, warm, t1),
+        "energy_tx_j_total": float(pd.Series(g.get("energy_tx_j")).sum()),
+        "energy_server_j_total": float(pd.Series(g.get("energy_server_j")).sum()),
         "epochs": int(len(epochs)),
         "decision_wall_s_total": float(extra.get("decision_wall_s", 0.0)),
         "run_wall_s": float(extra.get("run_wall_s", 0.0)),
@@ -107,6 +173,9 @@ class Result:
         summary: headline statistics (JSON-serialisable).
         scenario: the resolved scenario that ran.
         complete: False when the run stopped early (the tables hold what was simulated).
+
+    A streamed run (``simulate(..., stream_to=DIR)``) returns a :class:`StreamedResult`, whose
+    tables are read from DIR on first access.
     """
 
     tasks: pd.DataFrame
@@ -123,20 +192,109 @@ class Result:
 
         Each file is written to a temporary name and renamed, so a reader never sees half a file.
         """
-        import yaml
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         frames = [("tasks", self.tasks), ("epochs", self.epochs), ("servers", self.servers),
                   ("faults", self.faults)]
         for name, df in frames:
             _atomic(out / f"{name}.parquet", lambda p, df=df: df.to_parquet(p, index=False))
-        summary = dict(self.summary, complete=self.complete)
-        _atomic(out / "summary.json",
-                lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=_jsonable)))
-        _atomic(out / "scenario.yaml",
-                lambda p: Path(p).write_text(yaml.safe_dump(self.scenario.resolved(),
-                                                            sort_keys=False)))
+        _write_meta(out, self.summary, self.complete, self.scenario)
+        return out
+
+
+def _write_meta(out: Path, summary: dict[str, Any], complete: bool, scenario: Scenario) -> None:
+    import yaml
+
+    summary = dict(summary, complete=complete)
+    _atomic(out / "summary.json",
+            lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=_jsonable)))
+    _atomic(out / "scenario.yaml",
+            lambda p: Path(p).write_text(yaml.safe_dump(scenario.resolved(), sort_keys=False)))
+
+
+class ParquetColumns:
+    """A Parquet table read a column or a row group at a time, with pyarrow: ``len()`` from the
+    file's metadata, ``[name]`` reads that column as a pandas Series, :meth:`iter_chunks` reads
+    some columns row group by row group; nothing is kept."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self._n = pq.ParquetFile(self.path).metadata.num_rows
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, name: str) -> pd.Series:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path, columns=[name]).to_pandas()[name]
+
+    def iter_chunks(self, columns: list[str]) -> Any:
+        """One DataFrame of ``columns`` per row group (one empty DataFrame if there is none)."""
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(self.path)
+        if pf.num_row_groups == 0:
+            yield pq.read_table(self.path, columns=columns).to_pandas()
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i, columns=columns).to_pandas()
+
+
+_TABLES = ("tasks", "epochs", "servers")
+
+
+class StreamedResult(Result):
+    """The :class:`Result` of a streamed run (``simulate(..., stream_to=DIR)``).
+
+    ``summary``, ``faults``, ``scenario`` and ``complete`` are in memory; ``tasks``, ``epochs`` and
+    ``servers`` are read from ``DIR/<name>.parquet`` on first access and then kept (so a
+    long run costs no memory until a table is asked for). ``path`` is DIR.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], summary: dict[str, Any], scenario: Scenario,
+                 faults: pd.DataFrame, complete: bool = True,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.summary = summary
+        self.scenario = scenario
+        self.faults = faults
+        self.complete = complete
+        self.meta = meta if meta is not None else {}
+        self._loaded: dict[str, pd.DataFrame] = {}
+
+    def _table(self, name: str) -> pd.DataFrame:
+        df = self._loaded.get(name)
+        if df is None:
+            df = self._loaded[name] = pd.read_parquet(self.path / f"{name}.parquet")
+        return df
+
+    @property
+    def tasks(self) -> pd.DataFrame:  # type: ignore[override]
+        return self._table("tasks")
+
+    @property
+    def epochs(self) -> pd.DataFrame:  # type: ignore[override]
+        return self._table("epochs")
+
+    @property
+    def servers(self) -> pd.DataFrame:  # type: ignore[override]
+        return self._table("servers")
+
+    def __repr__(self) -> str:
+        return (f"StreamedResult(path={str(self.path)!r}, scenario={self.scenario.name!r}, "
+                f"tasks={self.summary.get('tasks_generated')}, complete={self.complete})")
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """As :meth:`Result.save`; the tables are copied file to file (not loaded)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if out.resolve() != self.path.resolve():
+            for name in (*_TABLES, "faults"):
+                src = self.path / f"{name}.parquet"
+                _atomic(out / f"{name}.parquet", lambda p, src=src: shutil.copyfile(src, p))
+        _write_meta(out, self.summary, self.complete, self.scenario)
         return out
 
 
@@ -146,29 +304,7 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def collect(sim: Any) -> Result:
-    """Build a :class:`Result` from a finished (or stopped) :class:`~mecsim.engine.Simulation`."""
-    t_end = float(sim.env.now) if not sim.complete else sim.t_end
-    cols = sim.tasks.view()
-    if not sim.complete:  # tasks generated ahead of a stop had not arrived yet
-        keep = int(np.searchsorted(cols["t_arrival"], t_end, side="right"))
-        cols = {k: v[:keep] for k, v in cols.items()}
-    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end)
-    epochs = pd.DataFrame(sim.epoch_rows)
-    servers = servers_frame(sim.server_log.view(), sim.server_names)
+def _extra(sim: Any, t_end: float) -> dict[str, Any]:
     extra = {
         "seed": sim.seed,
         "policy": getattr(sim.policy, "name", type(sim.policy).__name__),
@@ -180,9 +316,46 @@ def collect(sim: Any) -> Result:
         extra["trace_rows_replayed"] = sim.source.trace_rows_used
     if not sim.complete:
         extra["stopped_at_s"] = t_end
+    return extra
+
+
+def collect(sim: Any) -> Result:
+    """Build a :class:`Result` from a finished (or stopped) :class:`~mecsim.engine.Simulation`.
+
+    For a streamed run (``stream_to``) this closes the files (writing what is still in memory),
+    computes the summary from them, writes summary.json and scenario.yaml next to them, and
+    returns a :class:`StreamedResult` whose tables load lazily.
+    """
+    if getattr(sim, "_stream", None) is not None:
+        return _collect_streamed(sim)
+    t_end = float(sim.env.now) if not sim.complete else sim.t_end
+    cols = sim.tasks.view()
+    if not sim.complete:  # tasks generated ahead of a stop had not arrived yet
+        keep = int(np.searchsorted(cols["t_arrival"], t_end, side="right"))
+        cols = {k: v[:keep] for k, v in cols.items()}
+    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end)
+    epochs = pd.DataFrame(sim.epoch_rows)
+    servers = servers_frame(sim.server_log.view(), sim.server_names)
+    extra = _extra(sim, t_end)
     faults = faults_frame(sim.fault_log.view(), sim.server_names)
     if len(faults):
         extra["fault_events"] = {str(k): int(v) for k, v in faults["event"].value_counts().items() if v}
         extra["tasks_redispatched"] = int((tasks["redispatches"] > 0).sum())
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
     return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete)
+
+
+def _collect_streamed(sim: Any) -> StreamedResult:
+    sim.close_stream()
+    out = sim._stream.out
+    t_end = float(sim.env.now) if not sim.complete else sim.t_end
+    tasks = ParquetColumns(out / "tasks.parquet")
+    epochs = ParquetColumns(out / "epochs.parquet")
+    extra = _extra(sim, t_end)
+    faults = faults_frame(sim.fault_log.view(), sim.server_names)
+    if len(faults):
+        extra["fault_events"] = {str(k): int(v) for k, v in faults["event"].value_counts().items() if v}
+        extra["tasks_redispatched"] = int((tasks["redispatches"] > 0).sum())
+    summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
+    _write_meta(out, summary, sim.complete, sim.sc)
+    return StreamedResult(out, summary, sim.sc, faults, complete=sim.complete)

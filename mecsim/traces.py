@@ -3,10 +3,31 @@
 Records are columns of numpy arrays, not Python objects per event, so a run of a million tasks
 costs a few hundred bytes per task. :func:`tasks_frame` and friends turn them into pandas
 DataFrames with the documented column names.
+
+Streaming (``Simulation(..., stream_to=DIR)``): :class:`TraceWriter` appends the rows that can no
+longer change to Parquet files as the run goes, so memory stays flat however long the run is:
+
+* ``tasks.parquet`` and ``servers.parquet``: one ``ParquetWriter`` each, one row group per flush
+  (written as ``.tasks.parquet.partial`` and renamed when closed, so a reader never sees half a
+  file). Rows are converted by :func:`tasks_frame` / :func:`servers_frame`, the functions the
+  in-memory path uses, so the files read back equal what ``Result.save`` writes.
+* ``epochs.parquet``: policies may add ``info`` keys in some epochs only, or change a key's type,
+  so the schema can grow. Epoch rows are converted chunk by chunk (``pandas.DataFrame(rows)``)
+  and appended to a part file under ``.epochs.parts/`` as long as the Arrow schema stays the
+  same; a chunk with another schema starts a new part. At the end a single part is renamed to
+  ``epochs.parquet``; several are merged into it under one schema: the columns in order of first
+  appearance, a key missing from some epochs null there, integer columns that are missing
+  somewhere (or mixed with floats) become float64, as ``pandas.DataFrame(rows)`` would make them;
+  types that cannot be unified are written as strings.
+* ``faults.parquet`` (small: kept in memory) is written when the stream is closed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +52,7 @@ class Columns:
         self.spec = spec
         self.n = 0
         self.cap = capacity
+        self.cap0 = capacity
         self.cols: dict[str, np.ndarray] = {
             k: np.full(capacity, fill, dtype=dt) for k, (dt, fill) in spec.items()
         }
@@ -58,6 +80,33 @@ class Columns:
             self.cols[k][a:b] = v
         self.n = b
         return a, b
+
+    def drop_front(self, k: int, min_capacity: int = 0) -> None:
+        """Forget the first ``k`` rows: row ``i`` becomes row ``i - k``. The freed rows get the
+        fill values back; the buffers shrink when they would be at most a quarter full (never
+        below the initial capacity or ``min_capacity``)."""
+        n = self.n
+        if k <= 0:
+            return
+        if k > n:
+            raise ValueError(f"cannot drop {k} rows of {n}")
+        m = n - k
+        cap = max(self.cap0, 1)
+        while cap < max(2 * m, min_capacity):
+            cap *= 2
+        shrink = cap * 4 <= self.cap
+        for key, (dt, fill) in self.spec.items():
+            col = self.cols[key]
+            if shrink:
+                new = np.full(cap, fill, dtype=dt)
+                new[:m] = col[k:n]
+                self.cols[key] = new
+            else:
+                col[:m] = col[k:n]
+                col[m:n] = fill
+        if shrink:
+            self.cap = cap
+        self.n = m
 
     def view(self) -> dict[str, np.ndarray]:
         """The filled part of every column (views, not copies)."""
@@ -115,10 +164,11 @@ _T_COLS = ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
 
 
 def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
-                server_names: tuple[str, ...], t_end: float) -> pd.DataFrame:
-    """The tasks table as seen at ``t_end``: times after the end are NaN (not yet happened)."""
+                server_names: tuple[str, ...], t_end: float, first_id: int = 0) -> pd.DataFrame:
+    """The tasks table as seen at ``t_end``: times after the end are NaN (not yet happened).
+    Row ``i`` of ``cols`` is task ``first_id + i`` (streamed runs convert the table in chunks)."""
     n = len(cols["device"])
-    df = pd.DataFrame({"task_id": np.arange(n, dtype=np.int64)})
+    df = pd.DataFrame({"task_id": np.arange(first_id, first_id + n, dtype=np.int64)})
     df["device"] = cols["device"].astype(np.int64)
     df["model"] = pd.Categorical.from_codes(cols["model"].astype(np.int64),
                                             categories=list(model_names))
@@ -150,7 +200,9 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     met[~completed & ~dropped] = pd.NA  # not decided yet
     df["deadline_met"] = met
     df["energy_tx_j"] = np.where(np.isnan(df["t_upload_end"]), 0.0, cols["energy_tx_j"])
-    df["energy_server_j"] = np.where(np.isnan(df["t_service_end"]), 0.0, cols["energy_server_j"])
+    # busy energy is booked when it is spent (end of service, or a failure mid-service), so it is
+    # never in the future: no masking, and a task dropped by a failure keeps its partial energy
+    df["energy_server_j"] = cols["energy_server_j"]
     df["service_factor"] = cols["service_factor"]
     df["redispatches"] = cols["attempts"].astype(np.int64)
     return df
@@ -178,3 +230,197 @@ def servers_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) ->
     df["in_transit"] = cols["in_transit"].astype(np.int64)
     df["in_system"] = df["queue_len"] + df["busy_slots"]
     return df
+
+
+# -- streaming to Parquet ---------------------------------------------------------------------
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp)`` with a temporary name next to ``path``, then rename it to ``path``, so
+    a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class TraceWriter:
+    """Appends the final rows of a run's tables to Parquet files in ``out`` (see the module doc).
+
+    Args:
+        out: the output folder (created if needed).
+        chunk_rows: rows per flush of the tasks and the servers tables. Epoch rows are Python
+            dicts, so they are flushed every ``min(chunk_rows, 8192)`` epochs.
+    """
+
+    EPOCH_CHUNK_MAX = 8192
+
+    def __init__(self, out: str | os.PathLike[str], chunk_rows: int) -> None:
+        if int(chunk_rows) < 1:
+            raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.chunk_rows = int(chunk_rows)
+        self.epoch_chunk = min(self.chunk_rows, self.EPOCH_CHUNK_MAX)
+        self.rows = {"tasks": 0, "servers": 0, "epochs": 0}
+        self._writers: dict[str, tuple[Any, Path]] = {}
+        self._parts_dir = self.out / ".epochs.parts"
+        shutil.rmtree(self._parts_dir, ignore_errors=True)  # left by a killed run
+        self._parts: list[Path] = []
+        self._epoch_writer: Any = None
+        self.closed = False
+
+    def _append(self, name: str, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        entry = self._writers.get(name)
+        if entry is None:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            tmp = self.out / f".{name}.parquet.partial"
+            entry = (pq.ParquetWriter(tmp, table.schema), tmp)
+            self._writers[name] = entry
+        elif len(df) == 0:
+            return
+        else:
+            table = pa.Table.from_pandas(df, schema=entry[0].schema, preserve_index=False)
+        entry[0].write_table(table)
+        self.rows[name] += len(df)
+
+    def write_tasks(self, df: pd.DataFrame) -> None:
+        """Append rows of the tasks table (as made by :func:`tasks_frame`)."""
+        self._append("tasks", df)
+
+    def write_servers(self, df: pd.DataFrame) -> None:
+        """Append rows of the servers table (as made by :func:`servers_frame`)."""
+        self._append("servers", df)
+
+    def write_epochs(self, rows: list[dict[str, Any]]) -> None:
+        """Append epoch rows (dicts); a new part file starts when the Arrow schema changes."""
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return
+        table = _epochs_table(pd.DataFrame(rows))
+        w = self._epoch_writer
+        if w is None or not table.schema.equals(w.schema, check_metadata=False):
+            if w is not None:
+                self._epoch_writer = None
+                w.close()
+            self._parts_dir.mkdir(exist_ok=True)
+            path = self._parts_dir / f"part-{len(self._parts):05d}.parquet"
+            w = self._epoch_writer = pq.ParquetWriter(path, table.schema)
+            self._parts.append(path)
+        w.write_table(table)
+        self.rows["epochs"] += len(rows)
+
+    def close(self, faults: pd.DataFrame | None = None) -> None:
+        """Close the writers and put tasks/servers/epochs(/faults).parquet in place. Also meant
+        for a run that stopped early: what was written stays readable. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        first: BaseException | None = None
+        steps = [lambda w=w, tmp=tmp, name=name: (w.close(), os.replace(tmp, self.out / f"{name}.parquet"))
+                 for name, (w, tmp) in self._writers.items()]
+        steps.append(self._finish_epochs)
+        if faults is not None:
+            steps.append(lambda: atomic_write(self.out / "faults.parquet",
+                                              lambda p: faults.to_parquet(p, index=False)))
+        for step in steps:
+            try:
+                step()
+            except BaseException as exc:  # close the others all the same
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _finish_epochs(self) -> None:
+        final = self.out / "epochs.parquet"
+        if self._epoch_writer is not None:
+            self._epoch_writer.close()
+            self._epoch_writer = None
+        if not self._parts:
+            atomic_write(final, lambda p: pd.DataFrame([]).to_parquet(p, index=False))
+        elif len(self._parts) == 1:
+            os.replace(self._parts[0], final)
+        else:
+            _merge_parts(self._parts, final)
+        shutil.rmtree(self._parts_dir, ignore_errors=True)
+
+
+def _epochs_table(df: pd.DataFrame) -> Any:
+    """Arrow table of a chunk of epoch rows; object columns Arrow cannot type (a key whose values
+    mix types) become strings."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        df = df.copy()
+        for c in df.columns:
+            if df[c].dtype != object:
+                continue
+            try:
+                pa.array(df[c], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                df[c] = [None if v is None or (isinstance(v, float) and v != v) else str(v)
+                         for v in df[c]]
+        return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _unify(types: list[Any], absent: bool) -> Any:
+    """One Arrow type for a column seen with ``types`` in some parts (and in none of the others
+    when ``absent``), as ``pandas.DataFrame(rows)`` would type the whole column."""
+    import pyarrow as pa
+
+    known = [t for t in types if not pa.types.is_null(t)]
+    if not known:  # only None values: None with missing values makes pandas use float64
+        return pa.float64() if absent else pa.null()
+    kinds = set(known)
+    if len(kinds) == 1:
+        t = known[0]
+        if pa.types.is_integer(t) and (absent or len(known) < len(types)):
+            return pa.float64()  # integers with missing values
+        return t
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
+        return pa.float64()
+    return pa.large_string()  # strings of both widths, or types that cannot be unified
+
+
+def _merge_parts(parts: list[Path], final: Path) -> None:
+    """Write the part files, row group by row group, as one file under a unified schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(p) for p in parts]
+    names: list[str] = []
+    for s in schemas:
+        names.extend(n for n in s.names if n not in names)
+    fields = []
+    for name in names:
+        types = [s.field(name).type for s in schemas if name in s.names]
+        fields.append(pa.field(name, _unify(types, len(types) < len(schemas))))
+    schema = pa.schema(fields)  # no pandas metadata: the Arrow types give the pandas dtypes
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as w:
+            for p in parts:
+                pf = pq.ParquetFile(p)
+                for i in range(pf.num_row_groups):
+                    t = pf.read_row_group(i)
+                    cols = []
+                    for f in schema:
+                        if f.name not in t.column_names:
+                            cols.append(pa.chunked_array([pa.nulls(len(t), f.type)]))
+                            continue
+                        c = t.column(f.name)
+                        cols.append(c if c.type == f.type else c.cast(f.type, safe=False))
+                    w.write_table(pa.Table.from_arrays(cols, schema=schema))
+
+    atomic_write(final, write)

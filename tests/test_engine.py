@@ -131,6 +131,10 @@ def test_conservation_and_ordering_for_any_scenario(p):
     sc["servers"][1]["slots"] = p["slots"]
     res = mecsim.simulate(sc, policy=p["policy"], seed=p["seed"])
     _check_invariants(res)
+    # determinism: the same scenario and seed give identical traces
+    again = mecsim.simulate(sc, policy=p["policy"], seed=p["seed"])
+    pd.testing.assert_frame_equal(res.tasks, again.tasks)
+    pd.testing.assert_frame_equal(res.servers, again.servers)
 
 
 @pytest.mark.parametrize("name", ["smoke-v1", "paper-small-v1", "paper-medium-v1"])

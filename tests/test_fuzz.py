@@ -197,3 +197,37 @@ def test_malformed_scenarios_in_a_real_process(tmp_path, k):
     assert proc.returncode == 2, (label, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, (label, proc.stderr)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                  st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                  st.lists(st.integers(-5, 5), max_size=3))
+
+
+@given(path_index=st.integers(0, 10_000), value=_leaf, drop=st.booleans())
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_traceback_escapes_the_cli_for_generated_scenarios(tmp_path, path_index, value, drop):
+    """Any scenario (valid or not) gives exit 0 or a one-line error with exit 2."""
+    sc = tiny_scenario(duration_s=20.0)
+    paths = [p for p in _paths(sc)]
+    path = paths[path_index % len(paths)]
+    try:
+        if drop:
+            _delete(sc, path)
+        else:
+            _set(sc, path, value)
+    except (TypeError, KeyError, IndexError):
+        return
+    f = tmp_path / "gen.yaml"
+    try:
+        f.write_text(yaml.safe_dump(sc))
+    except (yaml.YAMLError, UnicodeEncodeError):
+        return
+    r = CliRunner().invoke(main, ["run", str(f)])
+    assert r.exit_code in (0, 2), r.output
+    assert "Traceback" not in r.output
+    if r.exit_code == 2:
+        assert _one_line_error(r), r.output
