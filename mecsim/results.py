@@ -337,12 +337,18 @@ def collect(sim: Any) -> Result:
     epochs = pd.DataFrame(sim.epoch_rows)
     servers = servers_frame(sim.server_log.view(), sim.server_names)
     extra = _extra(sim, t_end)
+    faults = _fault_extra(sim, tasks, extra)
+    summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
+    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete)
+
+
+def _fault_extra(sim: Any, tasks: Any, extra: dict[str, Any]) -> pd.DataFrame:
+    """The faults table; adds the fault counts to the summary's extras when there were any."""
     faults = faults_frame(sim.fault_log.view(), sim.server_names)
     if len(faults):
         extra["fault_events"] = {str(k): int(v) for k, v in faults["event"].value_counts().items() if v}
         extra["tasks_redispatched"] = int((tasks["redispatches"] > 0).sum())
-    summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
-    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete)
+    return faults
 
 
 def _collect_streamed(sim: Any) -> StreamedResult:
@@ -352,10 +358,7 @@ def _collect_streamed(sim: Any) -> StreamedResult:
     tasks = ParquetColumns(out / "tasks.parquet")
     epochs = ParquetColumns(out / "epochs.parquet")
     extra = _extra(sim, t_end)
-    faults = faults_frame(sim.fault_log.view(), sim.server_names)
-    if len(faults):
-        extra["fault_events"] = {str(k): int(v) for k, v in faults["event"].value_counts().items() if v}
-        extra["tasks_redispatched"] = int((tasks["redispatches"] > 0).sum())
+    faults = _fault_extra(sim, tasks, extra)
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
     _write_meta(out, summary, sim.complete, sim.sc)
     return StreamedResult(out, summary, sim.sc, faults, complete=sim.complete)
