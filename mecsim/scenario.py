@@ -467,7 +467,8 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s}) must be below duration_s ({self.duration_s})")
+            raise ValueError(f"warmup_s ({self.warmup_s:g}) must be below duration_s ({self.duration_s:g}); "
+                             "shorten it too (e.g. --set warmup_s=0)")
         names = [s.name for s in self.servers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
