@@ -1007,19 +1007,17 @@ def load_study(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, 
     Raises:
         CompareError: one line naming the field.
     """
-    import yaml
 
     base_dir = None
     if isinstance(source, Mapping):
         data: Any = dict(source)
     else:
+        from mecsim.scenario import _load_yaml_file
+
         p = Path(os.fspath(source))
         if not p.is_file():
             raise CompareError(f"no such study file: {p}")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise CompareError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
+        data = _load_yaml_file(p, CompareError, "study file")
         base_dir = p.resolve().parent
     if not isinstance(data, dict):
         raise CompareError("a study must be a mapping of fields")

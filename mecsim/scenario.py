@@ -561,16 +561,17 @@ def project_root() -> Path:
 _PROFILE_CACHE: dict[str, Any] = {}
 
 
-def _load_yaml_file(path: Path) -> Any:
+def _load_yaml_file(path: Path, error: type[Exception] = ScenarioError, what: str = "file") -> Any:
+    """Read a YAML file safely (``yaml.safe_load``); every failure is one ``error`` line."""
     try:
         with open(path, encoding="utf-8") as fh:
             return yaml.safe_load(fh)
     except FileNotFoundError:
-        raise ScenarioError(f"file not found: {path}") from None
+        raise error(f"no such {what}: {path}") from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
+        raise error(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
-        raise ScenarioError(f"{path}: cannot read as a text file: {type(exc).__name__}") from None
+        raise error(f"{path}: cannot read as a text file: {type(exc).__name__}") from None
 
 
 def base_profiles() -> tuple[dict[str, ModelProfile], dict[str, GPUProfile]]:

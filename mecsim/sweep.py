@@ -284,15 +284,12 @@ def load_sweep_spec(source: str | os.PathLike[str] | dict[str, Any] | SweepSpec)
     if isinstance(source, dict):
         data: Any = source
     else:
+        from mecsim.scenario import _load_yaml_file
+
         path = Path(os.fspath(source))
         if not path.is_file():
             raise SweepError(f"no such sweep file: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise SweepError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-        except UnicodeDecodeError:
-            raise SweepError(f"{path}: cannot read as a text file") from None
+        data = _load_yaml_file(path, SweepError, "sweep file")
         base_dir = str(path.resolve().parent)
     if not isinstance(data, dict):
         raise SweepError(f"a sweep must be a mapping of fields, got {type(data).__name__}")
