@@ -48,3 +48,20 @@ def tiny_scenario(**over):
 @pytest.fixture
 def tiny():
     return tiny_scenario()
+
+
+def interrupt_cli_run(out, *extra, wait_s=4.0):
+    """Start a long `mecsim run paper-medium-v1 --out OUT` in a subprocess, send it Ctrl-C after
+    ``wait_s`` seconds and return ``(returncode, stderr)``."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "mecsim.cli", "run", "paper-medium-v1",
+                             "--duration", "500000", "--no-progress", "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(wait_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err

@@ -114,21 +114,14 @@ def test_conservation_under_random_faults(p):
 
 def test_ctrl_c_leaves_consistent_incomplete_output(tmp_path):
     import json
-    import signal
-    import subprocess
-    import sys
-    import time
 
     import pandas as pd
 
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "mecsim.cli", "run", "paper-medium-v1",
-                             "--duration", "500000", "--no-progress", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    from tests.conftest import interrupt_cli_run
+
+    returncode, err = interrupt_cli_run(out)
+    assert returncode == 130, err
     assert "Traceback" not in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["stopped_at_s"] > 0

@@ -166,10 +166,6 @@ def test_failed_streamed_run_leaves_readable_incomplete_files(tmp_path):
 
 
 def test_cli_stream_and_ctrl_c(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from click.testing import CliRunner
 
@@ -185,13 +181,10 @@ def test_cli_stream_and_ctrl_c(tmp_path):
     assert json.loads((out / "summary.json").read_text())["complete"] is True
 
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "mecsim.cli", "run", "paper-medium-v1",
-                             "--duration", "500000", "--no-progress", "--out", str(out), "--stream"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    from tests.conftest import interrupt_cli_run
+
+    returncode, err = interrupt_cli_run(out, "--stream")
+    assert returncode == 130, err
     assert "Traceback" not in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["stopped_at_s"] > 0
