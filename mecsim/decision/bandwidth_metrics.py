@@ -126,19 +126,25 @@ def bandwidth_metrics(
         budget_hz: the uplink budget ``B`` (``scenario.radio.bandwidth_hz``).
         epochs: the epochs table; adds ``deferred_per_task`` (deferrals by the rule or for lack
             of a server, per uploaded task).
-        t_start, t_end: the window of :func:`bandwidth_usage` (default: the whole run).
+        t_start, t_end: the window of :func:`bandwidth_usage` (default: the whole run); with
+            ``t_start`` the per-task statistics are over the tasks arriving in the window (e.g.
+            after the warm-up), while the bandwidth held in the window counts every task.
 
     Returns:
         ``mean_latency_s`` and ``p99_latency_s`` (completed tasks), ``mean_upload_s``,
         ``bw_s_per_bit``, ``idle_bw_s``, ``idle_per_task_hz_s`` (idle bandwidth-seconds per
         uploaded task), ``idle_fraction``, ``utilisation``, ``mean_queue_s``, ``p99_queue_s``,
-        ``n_tasks``, ``n_uploaded`` (and ``deferred_per_task`` with ``epochs``).
+        ``n_tasks``, ``n_uploaded`` (and ``deferred_per_task`` with ``epochs``: summed over the
+        whole table, not the window).
     """
+    usage = bandwidth_usage(tasks, budget_hz, t_start, t_end)
+    if t_start is not None:  # per-task statistics: the tasks arriving in the window
+        arr = tasks["t_arrival"].to_numpy(float)
+        tasks = tasks[(arr >= t_start) & (arr <= (np.inf if t_end is None else t_end))]
     up = _uploaded(tasks)
     done = tasks[tasks["status"] == "completed"] if "status" in tasks else tasks
     lat = done["latency"] if "latency" in done else done["t_complete"] - done["t_arrival"]
     queue = bandwidth_queueing(tasks)
-    usage = bandwidth_usage(tasks, budget_hz, t_start, t_end)
     n_up = len(up)
     row: dict[str, Any] = {
         "n_tasks": len(tasks),
