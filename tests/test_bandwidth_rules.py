@@ -477,6 +477,8 @@ def test_metrics_on_a_hand_made_table() -> None:
     assert m["idle_per_task_hz_s"] == pytest.approx(7.8 / 3)
     assert m["deferred_per_task"] == pytest.approx(1.0)
     assert (m["n_tasks"], m["n_uploaded"]) == (4, 3)
+    assert m["small_share_fraction"] == 0.0  # 4 Hz is not below 10 / 4
+    assert bandwidth_metrics(t, 20.0)["small_share_fraction"] == pytest.approx(2 / 3)  # 4 < 5
     # A window starting at 1.0 keeps the per-task statistics of tasks arriving from 1.0 on.
     late = bandwidth_metrics(t, 10.0, t_start=1.0, t_end=3.0)
     assert late["n_tasks"] == 2 and late["mean_queue_s"] == pytest.approx(0.4)

@@ -134,7 +134,8 @@ def bandwidth_metrics(
         ``mean_latency_s`` and ``p99_latency_s`` (completed tasks), ``mean_upload_s``,
         ``bw_s_per_bit``, ``idle_bw_s``, ``idle_per_task_hz_s`` (idle bandwidth-seconds per
         uploaded task), ``idle_fraction``, ``utilisation``, ``mean_queue_s``, ``p99_queue_s``,
-        ``n_tasks``, ``n_uploaded`` (and ``deferred_per_task`` with ``epochs``: summed over the
+        ``small_share_fraction`` (uploaded tasks that got less than ``B / 4``: stuck with a
+        sliver of the band for their whole upload), ``n_tasks``, ``n_uploaded`` (and ``deferred_per_task`` with ``epochs``: summed over the
         whole table, not the window).
     """
     usage = bandwidth_usage(tasks, budget_hz, t_start, t_end)
@@ -159,6 +160,8 @@ def bandwidth_metrics(
         "utilisation": usage["utilisation"],
         "mean_queue_s": float(queue.mean()),
         "p99_queue_s": float(queue.quantile(0.99)),
+        "small_share_fraction": float(np.mean(up["bandwidth_hz"].to_numpy(float) < budget_hz / 4))
+        if n_up else float("nan"),
     }
     if epochs is not None and "n_deferred" in epochs and n_up:
         row["deferred_per_task"] = float(epochs["n_deferred"].sum()) / n_up

@@ -5,6 +5,8 @@ Run it as a script (pytest does not collect it)::
     python tests/benchmarks/bandwidth_rules.py            # 8 seeds x 600 s per rule (~2-3 min)
     python tests/benchmarks/bandwidth_rules.py --quick    # 8 seeds x 300 s
     python tests/benchmarks/bandwidth_rules.py --seeds 12 --rules equal sum srpt completion
+    python tests/benchmarks/bandwidth_rules.py --scenario path/to/other.yaml   # one more scenario
+    python tests/benchmarks/bandwidth_rules.py --set radio.fading.model=none   # static channels
 
 Scenario ``issue15``: the radio-limited variant of paper-small-v1 measured in issue 15 (16
 devices at 100-500 m, 5 MHz uplink, 0.05 requests/s each, half image-to-image with 10-30 Mbit
@@ -15,9 +17,10 @@ with the rule as its ``bandwidth`` parameter; every rule sees the same seeds (pa
 Per rule (means over seeds): mean and p99 latency, the paired difference of the mean latency to
 ``equal`` with its 95% t-interval, the mean upload time, bandwidth-seconds per uploaded bit
 (Hz s/bit), idle bandwidth while tasks wait (share of B x T and Hz s per task), uplink
-utilisation, queueing for bandwidth (arrival to upload start: mean and p99), and deferrals by the
-rule per task. The measures are :func:`mecsim.decision.bandwidth_metrics.bandwidth_metrics` over
-the window [warm-up, duration] on the traces.
+utilisation, queueing for bandwidth (arrival to upload start: mean and p99), the share of uploads
+stuck with less than a quarter of the band, and deferrals by the rule per task. The measures are
+:func:`mecsim.decision.bandwidth_metrics.bandwidth_metrics` over the window [warm-up, duration] on
+the traces.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ COLUMNS = [
     ("utilisation", "util", "{:.1%}"),
     ("mean_queue_s", "queue s", "{:.3f}"),
     ("p99_queue_s", "p99 queue s", "{:.2f}"),
+    ("small_share_fraction", "share<B/4", "{:.1%}"),
     ("deferred_per_task", "defer/task", "{:.2f}"),
 ]
 
@@ -103,8 +107,13 @@ def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]
     return m, m - h, m + h
 
 
+#: Dotted scenario overrides from --set, applied to every run.
+OVERRIDES: dict[str, Any] = {}
+
+
 def run_one(source: Any, rule: str, seed: int, duration: float | None) -> dict[str, Any]:
     over = {"duration_s": duration} if duration else {}
+    over.update(OVERRIDES)
     sc = load_scenario(copy.deepcopy(source) if isinstance(source, dict) else source, **over)
     r = mecsim.simulate(sc, policy="greedy", seed=seed, policy_params={"bandwidth": rule})
     row = bandwidth_metrics(r.tasks, sc.radio.bandwidth_hz, r.epochs, t_start=sc.warmup_s,
@@ -114,7 +123,8 @@ def run_one(source: Any, rule: str, seed: int, duration: float | None) -> dict[s
     return row
 
 
-def bench(label: str, source: Any, rules: list[str], seeds: list[int], duration: float | None) -> pd.DataFrame:
+def bench(label: str, source: Any, rules: list[str], seeds: list[int],
+          duration: float | None) -> pd.DataFrame:
     rows = []
     t0 = time.perf_counter()
     for rule in rules:
@@ -124,8 +134,8 @@ def bench(label: str, source: Any, rules: list[str], seeds: list[int], duration:
     df = pd.DataFrame(rows)
     means = df.groupby("rule", sort=False).mean(numeric_only=True)
     base = df[df.rule == "equal"].set_index("seed")["mean_latency_s"] if "equal" in rules else None
-    print(f"\n## {label}: greedy, {len(seeds)} seeds (paired), "
-          f"{duration or 'scenario'} s each; {len(rules) * len(seeds)} runs in {wall:.0f} s\n")
+    print(f"\n## {label}{' ' + str(OVERRIDES) if OVERRIDES else ''}: greedy, {len(seeds)} seeds "
+          f"(paired), {duration or 'scenario'} s each; {len(rules) * len(seeds)} runs in {wall:.0f} s\n")
     head = ["rule", *[c[1] for c in COLUMNS], "vs equal (95% CI)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -150,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=8, help="number of seeds (1..N), at least 8 for the claims")
     ap.add_argument("--rules", nargs="+", default=list(BANDWIDTH_RULES))
     ap.add_argument("--no-regime", action="store_true", help="skip radio-limited-v1 even if registered")
+    ap.add_argument("--scenario", action="append", default=[],
+                    help="also run this scenario (registered name or YAML path); repeatable")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted scenario override for every run, e.g. radio.fading.model=none")
     args = ap.parse_args(argv)
+    import yaml
+
+    for item in args.set:
+        key, _, value = item.partition("=")
+        OVERRIDES[key] = yaml.safe_load(value)
     seeds = list(range(1, args.seeds + 1))
     rules = args.rules if "equal" in args.rules else ["equal", *args.rules]
     duration = 300.0 if args.quick else None
@@ -159,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         bench("radio-limited-v1", "radio-limited-v1", rules, seeds, duration)
     elif not args.no_regime:
         print("\n(radio-limited-v1 is not registered in this checkout: skipped)")
+    for extra in args.scenario:
+        bench(extra, extra, rules, seeds, duration)
     return 0
 
 
