@@ -292,6 +292,43 @@ def test_completion_rule_is_never_worse_than_sum_or_srpt_in_its_model() -> None:
             assert best <= modelled(allocate_rule(other, bits, snr, BAND)) * (1 + 1e-12)
 
 
+def test_completion_rule_waits_for_a_large_share_rather_than_take_a_sliver() -> None:
+    # One 6 Mbit task, a = 6 MHz; 0.5 MHz free now, 1.5 MHz held by an earlier upload.
+    # Now on the sliver: a / b = 12, r = 0.5e6 log2 13 = 1.850 Mbit/s, T = 3.243 s.
+    now = 6e6 / (0.5e6 * math.log2(13.0))
+    # Deferred (0.5 s epochs): the held lane frees at 0.2 s, usable at the 0.5 s epoch:
+    # a / b = 4, r = 1.5e6 log2 5 = 3.483 Mbit/s, done at 0.5 + 1.723 = 2.223 s < 3.243 s.
+    later = 0.5 + 6e6 / (1.5e6 * math.log2(5.0))
+    assert later < now
+    b = allocate_rule("completion", [6e6], [A], 0.5e6, 0.0, 0.5, held_release_s=[0.2], held_hz=[1.5e6])
+    assert b.tolist() == [0.0]
+    # If the held share comes back only after 5 s (5.0 + 1.723 s > 3.243 s), take the sliver.
+    b = allocate_rule("completion", [6e6], [A], 0.5e6, 0.0, 0.5, held_release_s=[5.0], held_hz=[1.5e6])
+    assert b.tolist() == [0.5e6]
+    # The lane model itself, on the deferred candidate: the free 0.5 MHz at 0.5 s would finish
+    # at 0.5 + 3.243 s, the held lane at 2.223 s: the task takes the held lane.
+    ends = lane_completion_times(np.array([6e6]), np.array([A]), np.zeros(0, int), np.zeros(0),
+                                 np.array([0]), 0.5, [0.5, 0.2], [0.5e6, 1.5e6])
+    np.testing.assert_allclose(ends, [later], rtol=1e-12)
+
+
+def test_held_bandwidth_record_follows_the_engine_budget() -> None:
+    from mecsim.decision.bandwidth import HeldBandwidth
+
+    held = HeldBandwidth(5e6)
+    held.add(0.0, np.array([1.0, 3.0, np.inf]), np.array([1e6, 2e6, 0.0]))  # 0 Hz: not held
+    rel, hz = held.lanes(0.5, free_hz=2e6)  # 3 MHz held, as recorded
+    np.testing.assert_allclose(rel, [0.5, 2.5])
+    np.testing.assert_allclose(hz, [1e6, 2e6])
+    rel, hz = held.lanes(1.5, free_hz=2e6)  # the 1 s upload runs late: expected back at once
+    np.testing.assert_allclose(rel, [0.0, 1.5])
+    rel, hz = held.lanes(2.0, free_hz=3e6)  # 2 MHz held: the earliest-ending share came back
+    np.testing.assert_allclose(rel, [1.0])
+    np.testing.assert_allclose(hz, [2e6])
+    rel, hz = held.lanes(4.0, free_hz=5e6)
+    assert rel.size == 0 and hz.size == 0
+
+
 # --------------------------------------------------------------------------------------------
 # Rule contract
 # --------------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ from mecsim.errors import MecsimError
 
 __all__ = [
     "BANDWIDTH_RULES",
+    "HeldBandwidth",
     "OBJECTIVES",
     "InfeasibleBandwidthError",
     "allocate_bandwidth",
@@ -632,6 +633,8 @@ def allocate_rule(
     budget_hz: float,
     min_hz: float = 0.0,
     epoch_s: float = 0.0,
+    held_release_s: ArrayLike = (),
+    held_hz: ArrayLike = (),
 ) -> np.ndarray:
     """Shares of the epoch's uplink budget by a named rule (0 = the task waits for bandwidth).
 
@@ -650,21 +653,27 @@ def allocate_rule(
       tasks whose server is :data:`mecsim.state.DEFER`). With zero-length epochs the next task
       starts the instant a group member finishes, so ``srpt`` is exactly sequential SPT.
     * ``"completion"``: minimises the epoch's *sum of completion times, counting the tasks left
-      waiting for bandwidth*, in this fluid "lane" model of preallocation: the admitted tasks
-      ``A`` hold their shares ``b_l`` until their uploads end; a released share is reused
-      whole, at once (or at the next epoch boundary when ``epoch_s > 0``), by the next waiting
-      task in SPT order, which holds it until its own upload ends (list scheduling on the lanes
-      formed by the admitted shares). The rule searches ``A`` = the first ``k`` tasks of the SPT
-      order for every ``k``, each with the ``"sum"`` shares and with equal shares on ``A``, and
-      returns the candidate of least modelled total (ties: the larger ``k``). ``k = n`` with
-      ``"sum"`` shares is the ``"sum"`` rule and ``k = 1`` is ``"srpt"``, so in the model it is
-      never worse than either. Cost: ``O(n^2 log n)`` plus ``n`` KKT solves.
+      waiting for bandwidth*, in this fluid "lane" model of preallocation
+      (:func:`lane_completion_times`): the admitted tasks ``A`` hold their shares ``b_l`` until
+      their uploads end, and so do the uploads of earlier epochs (lanes ``held_hz`` freeing up
+      ``held_release_s`` from now, if the caller knows them: see :class:`HeldBandwidth`); each
+      waiting task, in SPT order, takes the lane on which it would finish first, when it frees
+      up (at once, or at the next epoch boundary when ``epoch_s > 0``), and holds it until its
+      own upload ends. The rule searches ``A`` = the first ``k`` tasks of the SPT order for
+      every ``k``, each with the ``"sum"`` shares and with equal shares on ``A`` (and, with held
+      lanes and ``epoch_s > 0``, deferring every task, the free budget then being a lane at the
+      next epoch), and returns the candidate of least modelled total (ties: the larger ``k``).
+      ``k = n`` with ``"sum"`` shares is the ``"sum"`` rule and ``k = 1`` is ``"srpt"``, so in the
+      model it is never worse than either. Cost: ``O(n^2 m)`` for ``m`` lanes plus ``n`` KKT
+      solves. It sees only the tasks already waiting: not those still to arrive.
 
     Args:
         rule: a name from :data:`BANDWIDTH_RULES` or ``"srpt-<k>"``.
         input_bits, snr_per_hz, budget_hz, min_hz: as in :func:`allocate_bandwidth`.
         epoch_s: epoch length assumed by ``"completion"`` for the reuse of released shares
             (0: at once).
+        held_release_s, held_hz: bandwidth held by earlier uploads, as lanes (``"completion"``
+            only): when each frees up (s from now) and its width (Hz).
 
     Returns:
         Shares (Hz), shape ``(n,)``: each 0 (deferred) or ``>= min_hz``; the positive ones sum
@@ -709,7 +718,13 @@ def allocate_rule(
         out = np.zeros(n)
         out[order[:g]] = budget / g
         return out
-    return _completion(d, a, budget, floor, order, cap, epoch)
+    rel = _nonnegative(held_release_s, "held_release_s").reshape(-1)
+    held = _nonnegative(held_hz, "held_hz").reshape(-1)
+    if rel.shape != held.shape:
+        raise InfeasibleBandwidthError(
+            f"held_release_s has {rel.size} entries but held_hz has {held.size}", field="held_hz"
+        )
+    return _completion(d, a, budget, floor, order, cap, epoch, rel, held)
 
 
 def spt_order(input_bits: np.ndarray, snr_per_hz: np.ndarray, budget_hz: float) -> np.ndarray:
@@ -725,43 +740,50 @@ def lane_completion_times(
     shares: np.ndarray,
     waiting: np.ndarray,
     epoch_s: float = 0.0,
+    held_release_s: ArrayLike = (),
+    held_hz: ArrayLike = (),
 ) -> np.ndarray:
     """Completion times in the lane model of the ``"completion"`` rule (all tasks present at 0).
 
-    Task ``admitted[l]`` starts at 0 with ``shares[l]`` Hz; ``waiting`` are served in the given
-    order, each taking the lane (share) released first, at its release time (rounded up to a
-    multiple of ``epoch_s`` when positive), and keeping it until its upload ends.
+    Lanes are shares of the band held whole until the upload on them ends: task
+    ``admitted[l]`` starts at 0 on a lane of ``shares[l]`` Hz, and bandwidth still held by
+    earlier uploads forms lanes of ``held_hz[h]`` Hz that free up at ``held_release_s[h]``.
+    The ``waiting`` tasks, in the given order, each take the lane on which they would finish
+    first, starting when it frees up (rounded up to a multiple of ``epoch_s`` when positive:
+    released bandwidth waits for the next epoch), and hold it until their upload ends.
 
     Returns:
         Completion time of every task, indexed like ``input_bits`` (``nan`` for tasks in neither
         list).
     """
-    import heapq
-
     out = np.full(input_bits.shape, np.nan)
     first = upload_times(input_bits[admitted], snr_per_hz[admitted], shares)
     out[admitted] = first
     if waiting.size == 0:
         return out
+    lane_hz = np.concatenate([shares, np.asarray(held_hz, dtype=float)])
+    free = np.concatenate([first, np.asarray(held_release_s, dtype=float)])
+    if lane_hz.size == 0:
+        return out
     # Upload time of every waiting task on every lane, vectorised: (n_waiting, n_lanes).
-    times = upload_times(input_bits[waiting][:, None], snr_per_hz[waiting][:, None], shares[None, :])
-    lanes = [(float(t), lane) for lane, t in enumerate(first.tolist())]
-    heapq.heapify(lanes)
+    times = upload_times(input_bits[waiting][:, None], snr_per_hz[waiting][:, None], lane_hz[None, :])
     done = np.empty(waiting.size)
     for row in range(waiting.size):
-        free, lane = heapq.heappop(lanes)
-        if epoch_s > 0 and math.isfinite(free):
-            free = math.ceil(free / epoch_s - 1e-9) * epoch_s
-        end = free + float(times[row, lane])
-        done[row] = end
-        heapq.heappush(lanes, (end, lane))
+        start = free
+        if epoch_s > 0:
+            start = np.where(np.isfinite(free), np.ceil(free / epoch_s - 1e-9) * epoch_s, free)
+        finish = start + times[row]
+        lane = int(np.argmin(finish))
+        done[row] = finish[lane]
+        free = free.copy()
+        free[lane] = finish[lane]
     out[waiting] = done
     return out
 
 
 def _completion(
     d: np.ndarray, a: np.ndarray, budget: float, floor: float, order: np.ndarray, cap: int,
-    epoch: float,
+    epoch: float, held_release: np.ndarray, held_hz: np.ndarray,
 ) -> np.ndarray:
     n = d.size
     best_total, best = math.inf, np.zeros(n)
@@ -769,7 +791,8 @@ def _completion(
         admitted, waiting = order[:k], order[k:]
         for objective in ("sum", "equal"):
             shares = allocate_bandwidth(d[admitted], a[admitted], budget, floor, objective)
-            total = float(np.sum(lane_completion_times(d, a, admitted, shares, waiting, epoch)))
+            ends = lane_completion_times(d, a, admitted, shares, waiting, epoch, held_release, held_hz)
+            total = float(np.sum(ends))
             # nan/inf totals (a task that can never upload) compare false: kept only if first.
             if total < best_total or (best_total == math.inf and not best.any()):
                 best_total = total
@@ -777,6 +800,16 @@ def _completion(
                 best[admitted] = shares
             if k == 1:
                 break  # one task: both objectives give it the whole budget
+    if held_hz.size and epoch > 0:
+        # Defer everybody: the free budget becomes a lane at the next epoch, next to the held
+        # ones (worth it when a large share frees up soon and the free budget is a sliver).
+        lanes_at = np.concatenate([[epoch], held_release])
+        lanes_hz = np.concatenate([[budget], held_hz])
+        empty = np.zeros(0, dtype=np.int64)
+        total = float(np.sum(lane_completion_times(d, a, empty, np.zeros(0), order, epoch,
+                                                   lanes_at, lanes_hz)))
+        if total < best_total:
+            return np.zeros(n)
     return best
 
 
@@ -982,3 +1015,43 @@ def completion_lower_bound(
         if total < best[0]:
             best = (total, tuple(int(i) for i in order))
     return best
+
+
+class HeldBandwidth:
+    """A policy's own record of the shares it handed out, and when it expects them back.
+
+    The epoch state says only how much bandwidth is free, not who holds the rest or until when;
+    the ``"completion"`` rule needs the latter to weigh "a sliver now" against "a large share
+    that frees up soon". A policy records each share with the expected end of its upload
+    (:meth:`add`) and asks for the held lanes at the next epoch (:meth:`lanes`), which
+    reconciles the record with the engine's free budget: when less is held than recorded, the
+    shares expected to end first are taken as returned; a share held past its expected end is
+    expected back at once (the next epoch).
+
+    Args:
+        total_hz: the uplink budget ``B``.
+    """
+
+    def __init__(self, total_hz: float) -> None:
+        self.total_hz = float(total_hz)
+        self.end = np.zeros(0)
+        self.hz = np.zeros(0)
+
+    def add(self, now: float, upload_s: np.ndarray, hz: np.ndarray) -> None:
+        """Record shares ``hz`` handed out at ``now`` for uploads expected to take ``upload_s``."""
+        go = np.asarray(hz) > 0
+        self.end = np.concatenate([self.end, now + np.asarray(upload_s, dtype=float)[go]])
+        self.hz = np.concatenate([self.hz, np.asarray(hz, dtype=float)[go]])
+
+    def lanes(self, now: float, free_hz: float) -> tuple[np.ndarray, np.ndarray]:
+        """Held lanes ``(release time from now, Hz)`` consistent with ``free_hz`` being free."""
+        held = max(self.total_hz - float(free_hz), 0.0)
+        order = np.argsort(self.end, kind="stable")
+        end, hz = self.end[order], self.hz[order]
+        # Keep the latest-ending shares that fit in what the engine says is held.
+        keep_from = 0
+        tail = np.cumsum(hz[::-1])[::-1]  # hz held by shares k.. (latest-ending)
+        while keep_from < hz.size and tail[keep_from] > held * (1 + 1e-9) + 1e-6:
+            keep_from += 1
+        self.end, self.hz = end[keep_from:], hz[keep_from:]
+        return np.maximum(self.end - now, 0.0), self.hz.copy()

@@ -135,8 +135,8 @@ def bandwidth_metrics(
         ``bw_s_per_bit``, ``idle_bw_s``, ``idle_per_task_hz_s`` (idle bandwidth-seconds per
         uploaded task), ``idle_fraction``, ``utilisation``, ``mean_queue_s``, ``p99_queue_s``,
         ``small_share_fraction`` (uploaded tasks that got less than ``B / 4``: stuck with a
-        sliver of the band for their whole upload), ``n_tasks``, ``n_uploaded`` (and ``deferred_per_task`` with ``epochs``: summed over the
-        whole table, not the window).
+        sliver of the band for their whole upload), ``n_tasks``, ``n_uploaded`` (and
+        ``deferred_per_task`` with ``epochs``: summed over the whole table, not the window).
     """
     usage = bandwidth_usage(tasks, budget_hz, t_start, t_end)
     if t_start is not None:  # per-task statistics: the tasks arriving in the window

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from mecsim.decision.bandwidth import BANDWIDTH_RULES, InfeasibleBandwidthError, allocate_rule, check_rule
+from mecsim.decision.bandwidth import (
+    BANDWIDTH_RULES,
+    HeldBandwidth,
+    InfeasibleBandwidthError,
+    allocate_rule,
+    check_rule,
+)
 from mecsim.policies.base import BasePolicy
 from mecsim.registry import POLICIES
 from mecsim.state import DEFER, Decision, EpochState
@@ -32,16 +38,18 @@ _TASK_FIELDS = ("task_id", "device", "input_bits", "output_bits", "steps", "t_ar
                 "tx_power_w", "gain", "feasible", "service_s", "backhaul_s", "return_s")
 
 
-def allocate(state: EpochState, rule: str, epoch_s: float = 0.0) -> np.ndarray:
+def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
+             held: HeldBandwidth | None = None) -> np.ndarray:
     """Bandwidth shares for the epoch's tasks by a rule of
     :data:`mecsim.decision.bandwidth.BANDWIDTH_RULES` (0 = the task waits: srpt, completion);
-    ``epoch_s`` is the epoch length the ``completion`` rule assumes."""
+    ``epoch_s`` and ``held`` (the shares handed out earlier) inform the ``completion`` rule."""
     if state.n_tasks == 0:
         return np.zeros(0)
     if rule == "equal" or state.ideal_radio:
         return state.equal_share()
+    lanes = held.lanes(state.now, state.bandwidth_budget_hz) if held is not None else ((), ())
     return allocate_rule(rule, state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
-                         state.min_bandwidth_hz, epoch_s)
+                         state.min_bandwidth_hz, epoch_s, *lanes)
 
 
 def _rows(state: EpochState, idx: np.ndarray) -> EpochState:
@@ -64,17 +72,26 @@ class HeuristicPolicy(BasePolicy):
                               "(or srpt-<k>)") from None
         self.bandwidth = bandwidth
         self.epoch_s = 0.0
+        self.budget_hz: float | None = None
+        self.held: HeldBandwidth | None = None
 
     def bind(self, info: dict[str, Any]) -> None:
-        """Remember the scenario's epoch length (the ``completion`` rule models it)."""
+        """Remember the epoch length and the uplink budget (the ``completion`` rule models them)."""
         sc = info.get("scenario")
         self.epoch_s = float(sc.epoch.length_s) if sc is not None else 0.0
+        self.budget_hz = float(sc.radio.bandwidth_hz) if sc is not None else None
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        # The completion rule's record of the shares handed out (see HeldBandwidth).
+        track = self.bandwidth == "completion" and self.budget_hz is not None
+        self.held = HeldBandwidth(self.budget_hz) if track else None
 
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def decide(self, state: EpochState) -> Decision:
-        bw = allocate(state, self.bandwidth, self.epoch_s)
+        bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         server = np.full(state.n_tasks, DEFER, dtype=np.int64)
         ok = state.feasible.any(axis=1)
         go = bw > 0 if not state.ideal_radio else np.ones(state.n_tasks, dtype=bool)
@@ -85,6 +102,9 @@ class HeuristicPolicy(BasePolicy):
             idx = np.flatnonzero(go)
             server[idx] = self.choose(_rows(state, idx), bw[idx])
             server = np.where(ok & go, server, DEFER)
+        if self.held is not None and not state.ideal_radio:
+            sent = np.where(server >= 0, bw, 0.0)
+            self.held.add(state.now, state.upload_s(sent), sent)
         return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
 
 
