@@ -469,6 +469,10 @@ def test_engine_runs_every_rule_within_budget_and_accounts_for_every_task(rule: 
     assert held.max() <= 20e6 * (1 + 1e-9)
     if rule.startswith("srpt"):  # (completion seldom defers with paper-small's 20 MHz)
         assert r.epochs["n_deferred"].sum() > 0
+    if rule == "completion":  # its record of held shares is reset per run: same seed, same traces
+        again = mecsim.simulate("paper-small-v1", policy="greedy", seed=3, duration_s=200,
+                                policy_params={"bandwidth": rule})
+        pd.testing.assert_frame_equal(t, again.tasks)
 
 
 # --------------------------------------------------------------------------------------------
