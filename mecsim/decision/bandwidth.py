@@ -659,13 +659,15 @@ def allocate_rule(
       ``held_release_s`` from now, if the caller knows them: see :class:`HeldBandwidth`); each
       waiting task, in SPT order, takes the lane on which it would finish first, when it frees
       up (at once, or at the next epoch boundary when ``epoch_s > 0``), and holds it until its
-      own upload ends. The rule searches ``A`` = the first ``k`` tasks of the SPT order for
-      every ``k``, each with the ``"sum"`` shares and with equal shares on ``A`` (and, with held
-      lanes and ``epoch_s > 0``, deferring every task, the free budget then being a lane at the
-      next epoch), and returns the candidate of least modelled total (ties: the larger ``k``).
+      own upload ends. The rule searches ``A`` = the first ``k`` tasks of the SPT order (every
+      ``k <= 8``, then ``k`` on a geometric grid of ratio 1.5 up to ``n``), each with the
+      ``"sum"`` shares and with equal shares on ``A`` (and, with held lanes and
+      ``epoch_s > 0``, deferring every task, the free budget then being a lane at the next
+      epoch), and returns the candidate of least modelled total (ties: the larger ``k``).
       ``k = n`` with ``"sum"`` shares is the ``"sum"`` rule and ``k = 1`` is ``"srpt"``, so in the
-      model it is never worse than either. Cost: ``O(n^2 m)`` for ``m`` lanes plus ``n`` KKT
-      solves. It sees only the tasks already waiting: not those still to arrive.
+      model it is never worse than either. Cost: ``O(n^2 m)`` for ``m`` lanes plus
+      ``O(8 + log n)`` KKT solves (about 10 ms for 5 tasks, 55 ms for 60). It sees only the
+      tasks already waiting, not those still to arrive.
 
     Args:
         rule: a name from :data:`BANDWIDTH_RULES` or ``"srpt-<k>"``.
@@ -781,13 +783,25 @@ def lane_completion_times(
     return out
 
 
+def _group_sizes(cap: int) -> list[int]:
+    """Admission sizes the ``"completion"`` rule tries, largest first: every ``k <= 8``, then a
+    geometric grid (ratio 1.5) up to ``cap``, which is always included."""
+    sizes = set(range(1, min(cap, 8) + 1))
+    k = 8.0
+    while k < cap:
+        k *= 1.5
+        sizes.add(min(cap, int(round(k))))
+    sizes.add(cap)
+    return sorted(sizes, reverse=True)
+
+
 def _completion(
     d: np.ndarray, a: np.ndarray, budget: float, floor: float, order: np.ndarray, cap: int,
     epoch: float, held_release: np.ndarray, held_hz: np.ndarray,
 ) -> np.ndarray:
     n = d.size
     best_total, best = math.inf, np.zeros(n)
-    for k in range(cap, 0, -1):
+    for k in _group_sizes(cap):
         admitted, waiting = order[:k], order[k:]
         for objective in ("sum", "equal"):
             shares = allocate_bandwidth(d[admitted], a[admitted], budget, floor, objective)

@@ -23,7 +23,7 @@ stuck with less than a quarter of the band, and deferrals by the rule per task. 
 the traces.
 
 Measured on the project machine (full run, 8 seeds x 600 s, 64 runs in 42 s), mean latency
-against ``equal`` (2.87 s, p99 12.9 s), paired, 95% t-interval: completion -3.7% [-5.1, -2.4]
+against ``equal`` (2.87 s, p99 12.9 s), paired, 95% t-interval: completion -3.7% [-5.1, -2.3]
 (p99 10.6 s), srpt-2 -2.2% [-4.5, +0.0], srpt-4 -0.6% [-1.7, +0.5], pf +0.8% [-1.2, +2.8], sum
 +9.9% [+6.7, +13.1] (p99 21.8 s), minmax +21.5% [+13.3, +29.6], srpt +76% [+14, +138]. The
 README section "Why the per-epoch bandwidth optimum loses" has the full table.
