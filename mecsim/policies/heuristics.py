@@ -1,7 +1,10 @@
 """Heuristic baseline policies, each combined with a bandwidth rule (equal share by default).
 
 All of them only ever pick servers that can run the task (``state.feasible``); a task with no
-feasible server (every host down) is deferred to the next epoch.
+feasible server (every host down) is deferred to the next epoch, and so is a task the bandwidth
+rule leaves without a share (``srpt-<k>``, ``completion``: see
+:func:`mecsim.decision.bandwidth.allocate_rule`); the server choice then sees only the admitted
+tasks.
 
 * ``random``: a uniformly random feasible server (the policy's own seeded stream).
 * ``round-robin``: feasible servers in turn, continuing across epochs.
@@ -14,27 +17,45 @@ feasible server (every host down) is deferred to the next epoch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from mecsim.decision.bandwidth import (
+    BANDWIDTH_RULES,
+    HeldBandwidth,
+    InfeasibleBandwidthError,
+    allocate_rule,
+    check_rule,
+)
 from mecsim.policies.base import BasePolicy
 from mecsim.registry import POLICIES
 from mecsim.state import DEFER, Decision, EpochState
 
-BANDWIDTH_RULES = ("equal", "sum", "minmax")
+#: Task-indexed fields of :class:`EpochState` (rows), and task x server matrices.
+_TASK_FIELDS = ("task_id", "device", "input_bits", "output_bits", "steps", "t_arrival", "deadline",
+                "tx_power_w", "gain", "feasible", "service_s", "backhaul_s", "return_s")
 
 
-def allocate(state: EpochState, rule: str) -> np.ndarray:
-    """Bandwidth shares for the epoch's tasks by rule ("equal", "sum", "minmax")."""
+def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
+             held: HeldBandwidth | None = None) -> np.ndarray:
+    """Bandwidth shares for the epoch's tasks by a rule of
+    :data:`mecsim.decision.bandwidth.BANDWIDTH_RULES` (0 = the task waits: srpt, completion);
+    ``epoch_s`` and ``held`` (the shares handed out earlier) inform the ``completion`` rule."""
     if state.n_tasks == 0:
         return np.zeros(0)
     if rule == "equal" or state.ideal_radio:
         return state.equal_share()
-    from mecsim.decision.bandwidth import allocate_bandwidth
+    lanes = held.lanes(state.now, state.bandwidth_budget_hz) if held is not None else ((), ())
+    return allocate_rule(rule, state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
+                         state.min_bandwidth_hz, epoch_s, *lanes)
 
-    return allocate_bandwidth(state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
-                              state.min_bandwidth_hz, objective=rule)
+
+def _rows(state: EpochState, idx: np.ndarray) -> EpochState:
+    """The snapshot restricted to the tasks ``idx`` (for the tasks a bandwidth rule admitted)."""
+    rows = {k: getattr(state, k)[idx] for k in _TASK_FIELDS}
+    return dataclasses.replace(state, model=tuple(state.model[i] for i in idx.tolist()), **rows)
 
 
 class HeuristicPolicy(BasePolicy):
@@ -42,22 +63,48 @@ class HeuristicPolicy(BasePolicy):
 
     def __init__(self, bandwidth: str = "equal") -> None:
         super().__init__()
-        if bandwidth not in BANDWIDTH_RULES:
+        try:
+            check_rule(bandwidth)
+        except InfeasibleBandwidthError:
             from mecsim.errors import PolicyError
 
-            raise PolicyError(f"bandwidth: unknown rule {bandwidth!r}; use one of {BANDWIDTH_RULES}")
+            raise PolicyError(f"bandwidth: unknown rule {bandwidth!r}; use one of {BANDWIDTH_RULES} "
+                              "(or srpt-<k>)") from None
         self.bandwidth = bandwidth
+        self.epoch_s = 0.0
+        self.budget_hz: float | None = None
+        self.held: HeldBandwidth | None = None
+
+    def bind(self, info: dict[str, Any]) -> None:
+        """Remember the epoch length and the uplink budget (the ``completion`` rule models them)."""
+        sc = info.get("scenario")
+        self.epoch_s = float(sc.epoch.length_s) if sc is not None else 0.0
+        self.budget_hz = float(sc.radio.bandwidth_hz) if sc is not None else None
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        # The completion rule's record of the shares handed out (see HeldBandwidth).
+        track = self.bandwidth == "completion" and self.budget_hz is not None
+        self.held = HeldBandwidth(self.budget_hz) if track else None
 
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def decide(self, state: EpochState) -> Decision:
-        bw = allocate(state, self.bandwidth)
+        bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         server = np.full(state.n_tasks, DEFER, dtype=np.int64)
         ok = state.feasible.any(axis=1)
-        if ok.any():
+        go = bw > 0 if not state.ideal_radio else np.ones(state.n_tasks, dtype=bool)
+        if go.all() and ok.any():
             server = self.choose(state, bw)
             server = np.where(ok, server, DEFER)
+        elif (ok & go).any():  # the rule left some tasks waiting: place only the admitted ones
+            idx = np.flatnonzero(go)
+            server[idx] = self.choose(_rows(state, idx), bw[idx])
+            server = np.where(ok & go, server, DEFER)
+        if self.held is not None and not state.ideal_radio:
+            sent = np.where(server >= 0, bw, 0.0)
+            self.held.add(state.now, state.upload_s(sent), sent)
         return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
 
 
