@@ -100,6 +100,81 @@ def test_batching_off_equals_plain_queue(c, spt, raw):
     assert got == ref
 
 
+class EngineServer:
+    """Today's engine server (mecsim/engine.py GPUServer), its queue and backlog bookkeeping
+    written out with the same float operations, driven by arrivals and service ends."""
+
+    def __init__(self, c: int) -> None:
+        self.c, self.busy, self.queue, self.in_service, self.queued_work = c, 0, [], {}, 0.0
+
+    def backlog(self, now: float) -> float:
+        if self.busy + len(self.queue) < self.c:
+            return 0.0
+        rem = 0.0
+        for end in self.in_service.values():
+            if end > now:
+                rem += end - now
+        return (rem + self.queued_work + 0.0) / self.c
+
+
+def engine_backlogs(arrivals, c):
+    """(start, end) per task and the backlog right after each arrival, the engine's way."""
+    srv = EngineServer(c)
+    ends: list = []
+    out, backlog = {}, {}
+    arrivals = sorted(arrivals, key=lambda a: (a[0], a[1]))
+
+    def start(tid, t, exp, act):
+        srv.busy += 1
+        srv.in_service[tid] = t + exp
+        out[tid] = (t, t + act)
+        heapq.heappush(ends, (t + act, tid))
+
+    info = {}
+    i = 0
+    while i < len(arrivals) or ends:
+        if i < len(arrivals) and (not ends or arrivals[i][0] <= ends[0][0]):
+            t, tid, exp, act, pr = arrivals[i]
+            i += 1
+            info[tid] = (exp, act)
+            if srv.busy < c and not srv.queue:
+                start(tid, t, exp, act)
+            else:
+                heapq.heappush(srv.queue, (pr[0], pr[1], tid))
+                srv.queued_work += exp
+            backlog[tid] = srv.backlog(t)
+        else:
+            t, tid = heapq.heappop(ends)
+            srv.busy -= 1
+            del srv.in_service[tid]
+            while srv.queue and srv.busy < c:
+                _, _, nxt = heapq.heappop(srv.queue)
+                srv.queued_work -= info[nxt][0]
+                start(nxt, t, *info[nxt])
+    return out, backlog
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.booleans(),
+       st.lists(st.tuples(st.integers(0, 30), st.integers(1, 9), st.integers(0, 2),
+                          st.floats(0.5, 2.0)), min_size=1, max_size=30))
+def test_batching_off_keeps_the_engines_backlog_bit_for_bit(c, spt, raw):
+    """With jitter factors too: times and the backlog a policy sees are the same floats."""
+    arr, ref_in = [], []
+    for tid, (t, steps, epoch, f) in enumerate(raw):
+        t = t / 3
+        exp = steps * 0.173
+        pr = (epoch, exp) if spt else (t, 0.0)
+        arr.append(Arrival(t, tid, "u", steps=steps, factor=f, priority=pr))
+        ref_in.append((t, tid, exp, exp * f, pr))
+    m = GPUServerModel(ServerConfig.simple(c, {"u": 0.173}))
+    seen = {}
+    replay(m, arr, on_arrival=lambda mm, a: seen.__setitem__(a.tid, mm.fluid_backlog(a.t)))
+    ref, ref_backlog = engine_backlogs(ref_in, c)
+    assert {tid: (r.t_start, r.t_end) for tid, r in m.records.items()} == ref
+    assert seen == ref_backlog
+
+
 def test_negative_control_plain_queue_detects_a_changed_order():
     """The comparison can fail: serving LIFO instead of FIFO differs from the reference."""
     m = GPUServerModel(ServerConfig.simple(1, {"u": 1.0}))
@@ -394,3 +469,40 @@ def test_failure_returns_held_tasks_and_voids_timers():
     assert m.fire(timer, 2.0) == []
     m.recover(3.0)
     assert m.expected_wait("u", 3.0) == 0.0
+
+
+# -- 5. the shipped data ------------------------------------------------------------------------
+
+def test_shipped_serving_data_is_consistent():
+    from mecsim.scenario import base_profiles
+    from mecsim.sim.gpu import load_serving_data
+
+    data = load_serving_data()
+    _, gpus = base_profiles()  # the old profiles still load unchanged
+    assert set(data.gpus) == set(gpus)
+    for g, prof in gpus.items():
+        for m in prof.seconds_per_step:
+            c = data.curve(g, m)
+            assert c.factor(1) == 1.0
+            # sub-linear but not free: per-image cost between 0.5 and 1 of a single image
+            assert all(0.5 <= f / b <= 1.0 for b, f in zip(c.sizes, c.factors, strict=True))
+            assert data.usable_gib(g) >= sum(data.items[i].memory_gib for i in data.uses[m])
+    for it in data.items.values():
+        assert it.base is None or it.base in data.items
+
+
+def test_default_server_config_is_todays_server():
+    from mecsim.scenario import base_profiles
+    from mecsim.sim.gpu import load_serving_data, server_config
+
+    _, gpus = base_profiles()
+    sps = {m: gpus["rtx3060"].seconds_per_step[m] for m in ("sd15", "sdxl")}
+    cfg = server_config(load_serving_data(), "rtx3060", 2, sps)
+    assert cfg.max_batch == 1 and cfg.memory_gib == math.inf
+    assert all(it.load_s == 0 for it in cfg.items.values())
+    # with residency on, the 3060 cannot hold both (1.99 + 6.46 GiB > 12 - 4.8): sd15 preloaded only
+    cfg = server_config(load_serving_data(), "rtx3060", 2, sps, residency=True, batching=True)
+    assert cfg.preload == ("sd15",) and cfg.batch_cap("sd15") == 4 and cfg.batch_cap("sdxl") == 1
+    m = GPUServerModel(cfg)
+    replay(m, [Arrival(0.0, 0, "sdxl", 30)])
+    assert m.records[0].cold and m.records[0].load_wait == 32.0 and m.evictions == [(0.0, 0, "sd15")]

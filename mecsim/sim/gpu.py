@@ -655,6 +655,119 @@ class GPUServerModel:
 
 
 # ---------------------------------------------------------------------------------------------
+# from the shipped data (models/gpus.yaml `serving`, models/aigc.yaml `weights` and `uses`)
+
+
+@dataclass(frozen=True)
+class ServingData:
+    """The serving sections of models/: per GPU memory, workspace and batch factors; per item
+    footprint, load time and base; per model the items it uses."""
+
+    gpus: Mapping[str, Mapping[str, Any]]
+    items: Mapping[str, Item]
+    uses: Mapping[str, tuple[str, ...]]
+
+    def usable_gib(self, gpu: str) -> float:
+        g = self.gpus[gpu]
+        return float(g["memory_gib"]) - float(g["workspace_gib"])
+
+    def curve(self, gpu: str, model: str) -> StepCurve:
+        return StepCurve.from_table(self.gpus[gpu].get("batch_factor", {}).get(model))
+
+
+def load_serving_data() -> ServingData:
+    """Read the serving sections of models/aigc.yaml and models/gpus.yaml (errors name the field)."""
+    from mecsim.scenario import _load_yaml_file, project_root  # light: scenario is always imported
+
+    root = project_root() / "models"
+    raw_g = (_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {}
+    raw_m = _load_yaml_file(root / "aigc.yaml") or {}
+    items: dict[str, Item] = {}
+    for name, v in (raw_m.get("weights") or {}).items():
+        try:
+            items[name] = Item(name, float(v["memory_gib"]), float(v["load_s"]), v.get("base"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"models/aigc.yaml weights.{name}: needs memory_gib and load_s "
+                             f"({exc})") from None
+    uses = {k: tuple(v) for k, v in (raw_m.get("uses") or {}).items()}
+    for k, v in uses.items():
+        for i in v:
+            if i not in items:
+                raise ValueError(f"models/aigc.yaml uses.{k}: unknown weights {i!r}")
+    for g, v in raw_g.items():
+        for f in ("memory_gib", "workspace_gib"):
+            if f not in v:
+                raise ValueError(f"models/gpus.yaml serving.{g}.{f}: missing")
+        for mname, table in (v.get("batch_factor") or {}).items():
+            try:
+                StepCurve.from_table(table)
+            except ValueError as exc:
+                raise ValueError(f"models/gpus.yaml serving.{g}.batch_factor.{mname}: {exc}") from None
+    return ServingData(raw_g, items, uses)
+
+
+def server_config(data: ServingData, gpu: str, slots: int, seconds_per_step: Mapping[str, float],
+                  *, batching: bool = False, max_batch: int | None = None, batch_timeout_s: float = 0.0,
+                  residency: bool = False, eviction: Eviction = "lru",
+                  preload: Sequence[str] | None = None, drop_expired: bool = False,
+                  extra_keys: Mapping[str, tuple[str, ...]] | None = None) -> ServerConfig:
+    """A server's config from the shipped data and the scenario's choices.
+
+    With ``batching=False`` and ``residency=False`` (the defaults) it is today's server: batch 1,
+    ample memory, every hosted model resident and nothing to load. ``seconds_per_step`` is the
+    server's hosted models (the ``gpus`` profile); ``extra_keys`` adds keys such as
+    ``"sd15+sd15-lora#3" -> ("sd15", "sd15-lora#3")`` (from :meth:`ModelMix.keys`), whose adapter
+    items take the size and load time of their kind (the name before ``#``). With residency and
+    no ``preload``, each GPU starts with the hosted models' weights in the listed order, as many as
+    fit in ``memory_gib - workspace_gib``.
+    """
+    if not residency:
+        cfg = ServerConfig.simple(slots, seconds_per_step, drop_expired=drop_expired)
+        models = dict(cfg.models)
+        for key in extra_keys or {}:
+            base = key.split("+", 1)[0]
+            models[key] = ServedModel(key, (base,), float(seconds_per_step[base]))
+        cfg = ServerConfig(slots=slots, models=models, items=cfg.items, drop_expired=drop_expired)
+    else:
+        items: dict[str, Item] = {}
+        models = {}
+
+        def item(name: str) -> Item:
+            kind = name.split("#", 1)[0]
+            if kind not in data.items:
+                raise ValueError(f"weights.{kind}: not in models/aigc.yaml")
+            it = data.items[kind]
+            return Item(name, it.memory_gib, it.load_s, it.base)
+
+        keys = {m: data.uses.get(m, (m,)) for m in seconds_per_step}
+        keys.update(extra_keys or {})
+        for key, its in keys.items():
+            base = key.split("+", 1)[0]
+            for i in its:
+                items.setdefault(i, item(i))
+            models[key] = ServedModel(key, tuple(its), float(seconds_per_step[base]))
+        mem = data.usable_gib(gpu)
+        if preload is None:  # the hosted models' weights in the listed order, while they fit
+            pre: list[str] = []
+            used = 0.0
+            for i in dict.fromkeys(i for m in seconds_per_step for i in keys[m]):
+                if used + items[i].memory_gib <= mem:
+                    pre.append(i)
+                    used += items[i].memory_gib
+            preload = pre
+        cfg = ServerConfig(slots=slots, models=models, items=items, memory_gib=mem,
+                           eviction=eviction, drop_expired=drop_expired, preload=tuple(preload))
+    if batching:
+        models = {k: ServedModel(k, m.items, m.seconds_per_step, data.curve(gpu, k.split("+", 1)[0]))
+                  for k, m in cfg.models.items()}
+        cap = max_batch if max_batch is not None else max(m.curve.max_batch for m in models.values())
+        cfg = ServerConfig(slots=slots, models=models, items=cfg.items, memory_gib=cfg.memory_gib,
+                           max_batch=cap, batch_timeout_s=batch_timeout_s, eviction=cfg.eviction,
+                           preload=cfg.preload, drop_expired=drop_expired)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
 # a plain driver (tests, and the decision estimate's replay)
 
 
@@ -670,11 +783,12 @@ class Arrival:
 
 
 def replay(model: GPUServerModel, arrivals: Sequence[Arrival] | Iterable[Arrival],
-           on_event: Any = None) -> list[Event]:
+           on_event: Any = None, on_arrival: Any = None) -> list[Event]:
     """Drive ``model`` over ``arrivals`` with a heap of timers; returns every notice in order.
 
     Arrivals are processed before timers due at the same time (as the engine's arrival events,
-    scheduled earlier, fire first). ``on_event(model, event)`` is called after each notice.
+    scheduled earlier, fire first). ``on_event(model, event)`` is called after each notice,
+    ``on_arrival(model, arrival)`` after each submission has been handled.
     """
     arr = sorted(arrivals, key=lambda a: (a.t, a.tid))
     heap: list[tuple[float, int, int, Timer]] = []
@@ -699,6 +813,8 @@ def replay(model: GPUServerModel, arrivals: Sequence[Arrival] | Iterable[Arrival
             i += 1
             pr = a.priority if a.priority is not None else (a.t, 0.0)
             take(model.submit(a.tid, a.key, a.steps, a.t, a.factor, pr, a.deadline))
+            if on_arrival is not None:
+                on_arrival(model, a)
         else:
             t, _, _, tm = heapq.heappop(heap)
             take(model.fire(tm, t))
