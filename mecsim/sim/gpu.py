@@ -37,7 +37,6 @@ drives a model over a list of arrivals with a plain heap; the engine drives it w
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -332,6 +331,12 @@ class GPUServerModel:
         self._tick = 0  # orders uses and loads (ties in time)
         self._next_batch = 0
         self._n_queued = 0
+        self._n_claiming = 0  # GPUs loading or waiting to fill a batch
+        self._expected_only = False  # True in expected_wait's copy: no jitter (not known ahead)
+        self._cap = {k: config.batch_cap(k) for k in config.models}
+        # nothing to load ever (today's server): every GPU always holds every item
+        self._always_warm = (set(config.preload_items) == set(config.items)
+                             and config.memory_gib == math.inf)
         self._reset_residency(0.0)
 
     # -- public API ---------------------------------------------------------------------------
@@ -363,25 +368,27 @@ class GPUServerModel:
         task = _Task(tid, key, float(steps), float(factor), float(deadline), now,
                      steps * m.seconds_per_step)
         self.tasks[tid] = task
-        self.records[tid] = TaskRecord()
         out: list[Event] = []
         # today's engine: "a free slot and nothing queued: start at once" (same float operations)
-        if self._n_queued == 0 and (self.cfg.batch_cap(key) == 1 or self.cfg.batch_timeout_s == 0):
+        if self._n_queued == 0 and (self._cap[key] == 1 or self.cfg.batch_timeout_s == 0):
             j = self._warm_idle_slot(key)
             if j is not None:
-                q = self.queues[key]
-                heapq.heappush(q, (priority[0], priority[1], tid))
-                self._n_queued += 1
-                self._start_batch(j, key, now, out, cold=False, account=False)
+                if self.cfg.drop_expired and now > task.deadline:
+                    del self.tasks[tid]
+                    out.append(Dropped(tid, now))
+                else:
+                    self._launch(j, key, [task], now, out, cold=False)
                 return out
-        heapq.heappush(self.queues[key], (priority[0], priority[1], tid))
+        q = self.queues[key]
+        heapq.heappush(q, (priority[0], priority[1], tid))
         self._n_queued += 1
         self.queued_work += task.expected
         # a GPU waiting to fill a batch of this key starts as soon as the batch is full
-        for j, s in enumerate(self.slots):
-            if s.state == _WAITING and s.key == key and len(self.queues[key]) >= self.cfg.batch_cap(key):
-                self._start_batch(j, key, now, out, cold=False)
-                break
+        if self._n_claiming and len(q) >= self._cap[key]:
+            for j, s in enumerate(self.slots):
+                if s.state == _WAITING and s.key == key:
+                    self._start_batch(j, key, now, out, cold=False)
+                    break
         self._dispatch(now, out)
         return out
 
@@ -427,6 +434,7 @@ class GPUServerModel:
             s.token += 1
         self.in_service.clear()
         self._n_queued = 0
+        self._n_claiming = 0
         self.queued_work = 0.0
         self.up = False
         return held
@@ -463,8 +471,6 @@ class GPUServerModel:
             if s.timer is not None:
                 t = max(now, s.expected_end) if s.timer.kind == TimerKind.BATCH_END else s.timer.t
                 heapq.heappush(heap, (t, j, s.timer))
-        for t in sim.tasks.values():
-            t.factor = 1.0
         probe = -1
         steps_ = float(steps) if steps is not None else 1.0
         for ev in sim.submit(probe, key, steps_, now, priority=priority):
@@ -500,15 +506,19 @@ class GPUServerModel:
         """A copy of the live state only (no history), for :meth:`expected_wait`."""
         c = object.__new__(GPUServerModel)
         c.cfg = self.cfg
-        c.slots = copy.deepcopy(self.slots)
+        c.slots = [_Slot(x.state, x.key, x.token, x.timer, x.expected_end, x.batch, x.batch_id,
+                         {i: list(r) for i, r in x.resident.items()}, x.used_gib, x.load_start)
+                   for x in self.slots]
         c.queues = {k: list(q) for k, q in self.queues.items()}
-        c.tasks = {tid: copy.copy(t) for tid, t in self.tasks.items()}
-        c.records = {tid: TaskRecord() for tid in self.tasks}
+        c.tasks = dict(self.tasks)  # shared task objects: the clone never changes them
+        c._expected_only = True
+        c.records = {}
         c.loads, c.evictions = [], []
         c.queued_work = self.queued_work
         c.in_service = dict(self.in_service)
         c.up = self.up
         c._tick, c._next_batch, c._n_queued = self._tick, self._next_batch, self._n_queued
+        c._n_claiming, c._cap, c._always_warm = self._n_claiming, self._cap, self._always_warm
         return c
 
     def _next_tick(self) -> int:
@@ -530,35 +540,54 @@ class GPUServerModel:
         return sum(self.cfg.items[i].load_s for i in self._missing(s, key))
 
     def _warm_idle_slot(self, key: str) -> int | None:
+        if self._always_warm:
+            for j, s in enumerate(self.slots):
+                if s.state == _IDLE:
+                    return j
+            return None
         for j, s in enumerate(self.slots):
             if s.state == _IDLE and not self._missing(s, key):
                 return j
         return None
 
     def _claims(self, key: str) -> int:
-        cap = self.cfg.batch_cap(key)
+        if not self._n_claiming:
+            return 0
+        cap = self._cap[key]
         return sum(cap for s in self.slots if s.state in (_LOADING, _WAITING) and s.key == key)
 
     def _dispatch(self, now: float, out: list[Event]) -> None:
         cfg = self.cfg
-        while self._n_queued and any(s.state == _IDLE for s in self.slots):
-            heads = sorted((q[0], k) for k, q in self.queues.items() if q)
+        queues = self.queues
+        while self._n_queued:
+            idle = [j for j, s in enumerate(self.slots) if s.state == _IDLE]
+            if not idle:
+                return
             key = None
-            for _, k in heads:
-                if len(self.queues[k]) > self._claims(k):
-                    key = k
-                    break
+            if not self._n_claiming:  # every queued task is unclaimed: the best head
+                best = None
+                for k, q in queues.items():
+                    if q and (best is None or q[0] < best):
+                        best, key = q[0], k
+            else:
+                for _, k in sorted((q[0], k) for k, q in queues.items() if q):
+                    if len(queues[k]) > self._claims(k):
+                        key = k
+                        break
             if key is None:
                 return
-            idle = [j for j, s in enumerate(self.slots) if s.state == _IDLE]
-            j = min(idle, key=lambda i: (self._missing_load(self.slots[i], key), i))
+            if self._always_warm:
+                j = idle[0]
+            else:
+                j = min(idle, key=lambda i: (self._missing_load(self.slots[i], key), i))
             s = self.slots[j]
-            if self._missing(s, key):
+            if not self._always_warm and self._missing(s, key):
                 self._start_load(j, key, now, out)
-            elif len(self.queues[key]) >= cfg.batch_cap(key) or cfg.batch_timeout_s == 0:
+            elif len(queues[key]) >= self._cap[key] or cfg.batch_timeout_s == 0:
                 self._start_batch(j, key, now, out, cold=False)
             else:
                 s.state, s.key = _WAITING, key
+                self._n_claiming += 1
                 self._set_timer(j, TimerKind.FILL_TIMEOUT, now, cfg.batch_timeout_s, out)
 
     def _set_timer(self, j: int, kind: TimerKind, now: float, delay: float, out: list[Event]) -> None:
@@ -599,58 +628,70 @@ class GPUServerModel:
         s.used_gib += add
         delay = sum(cfg.items[i].load_s for i in need)
         s.state, s.key, s.load_start = _LOADING, key, now
+        self._n_claiming += 1
         ev = LoadStart(j, key, tuple(need), tuple(evicted), now, now + delay)
         self.loads.append(ev)
         out.append(ev)
         self._set_timer(j, TimerKind.LOAD_END, now, delay, out)
 
-    def _start_batch(self, j: int, key: str, now: float, out: list[Event], cold: bool,
-                     account: bool = True) -> None:
+    def _start_batch(self, j: int, key: str, now: float, out: list[Event], cold: bool) -> None:
+        """Take up to a batch of the key's queue (dropping expired tasks) and start it on GPU j."""
         cfg = self.cfg
         s = self.slots[j]
+        if s.state in (_LOADING, _WAITING):
+            self._n_claiming -= 1
         q = self.queues[key]
-        cap = cfg.batch_cap(key)
+        cap = self._cap[key]
         batch: list[_Task] = []
         while q and len(batch) < cap:
             _, _, tid = heapq.heappop(q)
             self._n_queued -= 1
             t = self.tasks[tid]
-            if account:
-                self.queued_work -= t.expected
+            self.queued_work -= t.expected
             if cfg.drop_expired and now > t.deadline:
                 del self.tasks[tid]
-                del self.records[tid]
                 out.append(Dropped(tid, now))
                 continue
             batch.append(t)
         if not batch:
             s.state, s.key = _IDLE, ""
             return
-        m = cfg.models[key]
+        self._launch(j, key, batch, now, out, cold)
+
+    def _launch(self, j: int, key: str, batch: list[_Task], now: float, out: list[Event],
+                cold: bool) -> None:
+        s = self.slots[j]
+        m = self.cfg.models[key]
         b = len(batch)
-        steps = max(t.steps for t in batch)
-        st = steps * m.seconds_per_step if b == 1 else steps * (m.seconds_per_step * m.curve.factor(b))
-        expected = st
-        st = st * batch[0].factor
+        if b == 1:
+            head = batch[0]
+            expected = head.steps * m.seconds_per_step
+        else:
+            head = batch[0]
+            expected = max(t.steps for t in batch) * (m.seconds_per_step * m.curve.factor(b))
+        st = expected if self._expected_only else expected * head.factor
+        end = now + st
         bid = self._next_batch
         self._next_batch += 1
-        tick = self._next_tick()
+        self._tick += 1
+        tick = float(self._tick)
+        res = s.resident
         for name in m.items:
-            r = s.resident[name]
-            r[0] = float(tick)
+            r = res[name]
+            r[0] = tick
             r[1] += b
         ids = tuple(t.tid for t in batch)
+        recs = self.records
         for t in batch:
-            rec = self.records[t.tid]
-            rec.batch_id, rec.batch_size, rec.slot = bid, b, j
-            rec.t_start, rec.t_end = now, now + st
+            rec = TaskRecord(bid, b, j, False, 0.0, now, end)
             if cold:
                 rec.cold = True
                 rec.load_wait = now - max(s.load_start, t.t_arrival)
+            recs[t.tid] = rec
         s.state, s.key, s.batch, s.batch_id = _BUSY, key, ids, bid
         s.expected_end = now + expected
         self.in_service[bid] = now + expected
-        out.append(BatchStart(bid, j, key, ids, now, now + st, cold))
+        out.append(BatchStart(bid, j, key, ids, now, end, cold))
         self._set_timer(j, TimerKind.BATCH_END, now, st, out)
 
 
