@@ -506,3 +506,16 @@ def test_default_server_config_is_todays_server():
     m = GPUServerModel(cfg)
     replay(m, [Arrival(0.0, 0, "sdxl", 30)])
     assert m.records[0].cold and m.records[0].load_wait == 32.0 and m.evictions == [(0.0, 0, "sd15")]
+
+
+def test_state_queries():
+    items = {"a": Item("a", 2.0, 4.0), "b": Item("b", 2.0, 3.0)}
+    models = {"a": ServedModel("a", ("a",), 1.0), "b": ServedModel("b", ("b",), 1.0)}
+    m = GPUServerModel(ServerConfig(slots=2, models=models, items=items, memory_gib=2.0,
+                                    preload=("a",)))
+    assert m.warm("a") and not m.warm("b")
+    m.submit(0, "a", 5, 0.0)
+    m.submit(1, "b", 5, 0.0)  # the idle GPU 1 loads b (evicting a there)
+    assert m.in_service_tasks() == (0,) and m.occupied == 2 and m.busy == 1
+    assert m.warm("b") and m.resident(1) == ("b",)
+    assert m.expected_wait("a", 1.0) == 4.0  # GPU 0 frees at 5; GPU 1 busy with b until 3 + 5

@@ -29,6 +29,16 @@ Rules (one place, so the engine, the tests and the decision estimate all use the
   batches of b images only, and no public measurement of the cost of joining a running batch at a
   step boundary was found.
 
+Wiring into the engine (next round): one model per server, built by :func:`server_config` from
+:func:`load_serving_data` and the scenario; ``GPUServer.arrive`` calls :meth:`GPUServerModel.submit`
+with ``priority=(epoch, expected)`` (epoch-SPT) or ``(now, 0.0)`` (FIFO) and the task's jitter
+factor and deadline; each returned :class:`Timer` becomes ``env.timeout(timer.delay)`` whose
+callback calls :meth:`GPUServerModel.fire`; :class:`BatchStart` sets the tasks' service start,
+:class:`BatchEnd` finishes them (``pop_record`` gives batch id and size, cold start, load wait),
+:class:`Dropped` drops an expired task; ``backlog`` is :meth:`GPUServerModel.fluid_backlog`.
+With batching and residency off this reproduces today's start and end times and backlog bit for
+bit (tests/test_gpu_model.py).
+
 The model never schedules anything itself. Its methods return *events*: :class:`Timer` objects the
 caller must fire back (``fire(timer, now)``) at ``now + timer.delay``, and notices
 (:class:`BatchStart`, :class:`BatchEnd`, :class:`LoadStart`, :class:`Dropped`). :func:`replay`
@@ -357,6 +367,14 @@ class GPUServerModel:
     def resident(self, slot: int) -> tuple[str, ...]:
         return tuple(self.slots[slot].resident)
 
+    def in_service_tasks(self) -> tuple[int, ...]:
+        """Tasks in a running batch (GPU order), e.g. for the energy of a partial service."""
+        return tuple(tid for s in self.slots for tid in s.batch)
+
+    def warm(self, key: str) -> bool:
+        """Some GPU holds every item the key needs (loaded, or loading)."""
+        return any(not self._missing(s, key) for s in self.slots)
+
     def submit(self, tid: int, key: str, steps: float, now: float, factor: float = 1.0,
                priority: tuple[Any, Any] = (0.0, 0.0), deadline: float = math.inf) -> list[Event]:
         """A task reaches the server at ``now``; returns the events to act on."""
@@ -418,7 +436,8 @@ class GPUServerModel:
 
     def fail(self, now: float) -> list[int]:
         """The server goes down: returns the tasks it held (in service first, then queued in order).
-        Their records are cleared (they may be resubmitted elsewhere); residency is lost."""
+        Their records are cleared (they may be resubmitted elsewhere) and every pending timer is
+        void. Residency is reset by :meth:`recover`."""
         held: list[int] = []
         for s in self.slots:
             held.extend(s.batch)
@@ -440,7 +459,8 @@ class GPUServerModel:
         return held
 
     def recover(self, now: float) -> None:
-        """The server is back, with its preload set resident again."""
+        """The server is back, with its preload set resident again (a warm restart: the preload
+        costs no load time, as today's engine assumes every hosted model is resident)."""
         self.up = True
         self._reset_residency(now)
 
@@ -466,25 +486,28 @@ class GPUServerModel:
         if not self.up:
             return math.inf
         sim = self._clone()
-        heap: list[tuple[float, int, Timer]] = []
-        for j, s in enumerate(sim.slots):
+        heap: list[tuple[float, int, Timer]] = []  # (time, sequence, timer): FIFO among ties
+        seq = 0
+        for s in sim.slots:
             if s.timer is not None:
                 t = max(now, s.expected_end) if s.timer.kind == TimerKind.BATCH_END else s.timer.t
-                heapq.heappush(heap, (t, j, s.timer))
+                heapq.heappush(heap, (t, seq, s.timer))
+                seq += 1
         probe = -1
         steps_ = float(steps) if steps is not None else 1.0
-        for ev in sim.submit(probe, key, steps_, now, priority=priority):
-            if isinstance(ev, BatchStart) and probe in ev.tasks:
-                return 0.0
-            if isinstance(ev, Timer):
-                heapq.heappush(heap, (ev.t, ev.slot, ev))
-        while heap:
-            t, _, tm = heapq.heappop(heap)
-            for ev in sim.fire(tm, t):
+        events = sim.submit(probe, key, steps_, now, priority=priority)
+        t = now
+        while True:
+            for ev in events:
                 if isinstance(ev, BatchStart) and probe in ev.tasks:
                     return t - now
                 if isinstance(ev, Timer):
-                    heapq.heappush(heap, (ev.t, ev.slot, ev))
+                    heapq.heappush(heap, (ev.t, seq, ev))
+                    seq += 1
+            if not heap:
+                break
+            t, _, tm = heapq.heappop(heap)
+            events = sim.fire(tm, t)
         return math.inf  # the probe was dropped (cannot happen without deadlines)
 
     def load_cost(self, key: str) -> float:
