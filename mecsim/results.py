@@ -7,8 +7,8 @@ Example:
     ('smoke-v1', 3, 20.0)
     >>> res.summary["tasks_generated"] == len(res.tasks)
     True
-    >>> res.summary["tasks_completed"] + res.summary["tasks_dropped"] + res.summary["tasks_in_flight"] \
-    ...     == res.summary["tasks_generated"]
+    >>> s = res.summary
+    >>> s["tasks_completed"] + s["tasks_dropped"] + s["tasks_in_flight"] == s["tasks_generated"]
     True
 """
 
