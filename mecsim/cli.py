@@ -117,14 +117,9 @@ def validate(files: tuple[str, ...]) -> None:
 @_guard
 def list_() -> None:
     """List the registered scenarios, policies and solvers."""
-    from mecsim.policies import make_policy  # noqa: F401  (registers the policies)
-    from mecsim.registry import POLICIES, SOLVERS
+    from mecsim.registry import POLICIES, SOLVERS  # built-in names are listed without importing them
     from mecsim.scenario import project_root, registered_scenarios
 
-    try:
-        import mecsim.decision.solvers  # noqa: F401  (registers the solvers)
-    except ImportError:
-        pass
     click.echo("scenarios:")
     root = project_root()
     for name, path in registered_scenarios().items():

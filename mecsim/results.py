@@ -3,8 +3,13 @@
 Example:
     >>> import mecsim
     >>> res = mecsim.simulate("smoke-v1", seed=3, duration_s=20)
-    >>> sorted(res.summary)[:3]
-    ['deadline_miss_rate', 'decision_wall_s_total', 'drain_s']
+    >>> res.summary["scenario"], res.summary["seed"], res.summary["duration_s"]
+    ('smoke-v1', 3, 20.0)
+    >>> res.summary["tasks_generated"] == len(res.tasks)
+    True
+    >>> s = res.summary
+    >>> s["tasks_completed"] + s["tasks_dropped"] + s["tasks_in_flight"] == s["tasks_generated"]
+    True
 """
 
 from __future__ import annotations

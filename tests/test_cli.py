@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -42,9 +43,44 @@ def test_run_writes_outputs(tmp_path):
 
 
 def test_run_policy_params_and_sets(tmp_path):
-    r = _run("run", "smoke-v1", "--policy", "greedy", "--param", "bandwidth=equal",
-             "--set", "radio.bandwidth_hz=5e6", "--duration", "20")
+    """--param reaches the policy (its bandwidth rule, recorded per epoch, and the shares it gives)
+    and --set reaches the scenario (the resolved scenario.yaml and the epochs' budget)."""
+    base, changed = tmp_path / "base", tmp_path / "changed"
+    r = _run("run", "smoke-v1", "--policy", "greedy", "--duration", "20", "--out", str(base))
     assert r.exit_code == 0, r.output
+    r = _run("run", "smoke-v1", "--policy", "greedy", "--param", "bandwidth=minmax",
+             "--set", "radio.bandwidth_hz=5e6", "--duration", "20", "--out", str(changed))
+    assert r.exit_code == 0, r.output
+    ep0, ep1 = (pd.read_parquet(d / "epochs.parquet") for d in (base, changed))
+    assert set(ep0.bandwidth_rule) == {"equal"} and set(ep1.bandwidth_rule) == {"minmax"}
+    assert (ep0.bandwidth_budget_hz == 10e6).all() and (ep1.bandwidth_budget_hz == 5e6).all()
+    sc0, sc1 = (yaml.safe_load((d / "scenario.yaml").read_text()) for d in (base, changed))
+    assert sc0["radio"]["bandwidth_hz"] == 10e6 and sc1["radio"]["bandwidth_hz"] == 5e6
+    t0, t1 = (pd.read_parquet(d / "tasks.parquet") for d in (base, changed))
+    assert t1.bandwidth_hz.max() <= 5e6 < t0.bandwidth_hz.max()
+    # the override is in the scenario digest, so the two runs cannot be mistaken for each other
+    s0, s1 = (json.loads((d / "summary.json").read_text()) for d in (base, changed))
+    assert s0["scenario_digest"] != s1["scenario_digest"]
+
+
+def test_import_and_help_stay_light():
+    """`import mecsim` and `mecsim --help` import no numerical library (they load when used)."""
+    heavy = ("scipy.optimize", "pandas", "dimod", "qiskit", "torch", "dask", "matplotlib", "pyarrow")
+    check = f"import sys; print([m for m in {heavy!r} if m in sys.modules])"
+    for code in ("import mecsim; mecsim.__version__",
+                 "import sys, runpy; sys.argv = ['mecsim', '--help']\n"
+                 "try: runpy.run_module('mecsim.cli', run_name='__main__')\n"
+                 "except SystemExit as e: assert e.code == 0, e.code"):
+        proc = subprocess.run([sys.executable, "-c", f"{code}\n{check}"], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "[]", (code, proc.stdout)
+    # the negative control: the same check sees the heavy modules once a simulation has run
+    proc = subprocess.run([sys.executable, "-c", "import mecsim; mecsim.simulate('smoke-v1', "
+                           f"policy='qubo-sa', duration_s=5)\n{check}"],
+                          capture_output=True, text=True, timeout=120)
+    loaded = set(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+    assert {"pandas", "dimod", "scipy.optimize"} <= loaded, proc.stderr
 
 
 def test_list_and_validate():

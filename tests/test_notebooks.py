@@ -1,9 +1,8 @@
-"""The notebooks run from top to bottom without error (so they never rot), each within a minute."""
+"""The notebooks run from top to bottom without error (so they never rot) and show their figures."""
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = nbclient.NotebookClient(nb, timeout=120, km=_kernel_manager(),
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
-    t0 = time.perf_counter()
-    client.execute()
-    wall = time.perf_counter() - t0
+    client.execute()  # a cell that hangs fails at the client's timeout; no wall-time assertion here
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) >= 2, f"{name}: the figures were not displayed"
-    assert wall < 90, f"{name} took {wall:.0f} s; keep notebooks under a minute"

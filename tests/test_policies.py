@@ -1,4 +1,4 @@
-"""Policies: every registered heuristic passes check_policy; users' plug-ins work by spec."""
+"""Policies: users' plug-ins work by spec, and check_policy catches broken ones."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ from mecsim.policies import check_policy, make_policy
 from mecsim.state import DROP, Decision
 from mecsim.testing import random_epoch_state
 
-HEURISTICS = ["random", "round-robin", "nearest", "least-loaded", "greedy"]
-
-
-@pytest.mark.parametrize("name", HEURISTICS)
-def test_registered_heuristics_pass_check_policy(name):
-    assert check_policy(name)["ok"]
+# Every registered policy is checked with check_policy in tests/test_conformance.py.
 
 
 def first_server(state):

@@ -116,14 +116,19 @@ def test_epoch_schema_that_grows(tmp_path):
 
 
 def test_memory_is_released_as_the_run_goes(tmp_path):
-    sc = load_scenario("paper-medium-v1", duration_s=16_000)  # about 50,000 tasks
-    sim = Simulation(sc, make_policy("greedy"), 1, stream_to=tmp_path, chunk_rows=2000).run()
+    # about 17,000 tasks in chunks of 500: the buffers keep their first capacity (an in-memory
+    # run grows them to 32,768 rows), and a few hundred rows at most are held at the end
+    sc = load_scenario("paper-medium-v1", duration_s=6000)
+    sim = Simulation(sc, make_policy("greedy"), 1, stream_to=tmp_path, chunk_rows=500).run()
     total = sim.n_arrived
-    assert total > 40_000
-    assert sim.tasks.n < 8000 and sim.tasks.cap <= 16_384  # rows held at the end
-    assert sim._base > total - 8000 and len(sim.epoch_rows) == 0 and sim.server_log.n == 0
+    assert total > 15_000
+    assert sim.tasks.n < 2000 and sim.tasks.cap <= 4096  # rows held at the end
+    assert sim._base > total - 2000 and len(sim.epoch_rows) == 0 and sim.server_log.n == 0
     res = collect(sim)
-    assert res.summary["tasks_generated"] == total
+    # n_arrived counts the arrivals inside the event loop; the few tasks that arrive after its
+    # last event (before duration_s) are added at the end (2 here)
+    assert total <= res.summary["tasks_generated"] <= total + 10
+    total = res.summary["tasks_generated"]
     assert pq.ParquetFile(tmp_path / "tasks.parquet").metadata.num_rows == total
     assert "tasks" not in res._loaded  # nothing loaded until asked for
     _check_invariants(res)

@@ -1,20 +1,12 @@
 """Policies: the decision interface and the shipped policies.
 
-Importing this package registers the heuristics (always) and the QUBO policies (their solvers
-import lazily, so the core stays light).
+Importing this package is cheap (numpy only): the shipped policies are built-in lazy entries of
+:data:`mecsim.registry.POLICIES`, and their modules (the QUBO policies need dimod and scipy, "rl"
+needs torch when used) are imported the first time a name is resolved, e.g. by
+:func:`make_policy`.
 """
 
-from mecsim.policies import heuristics  # noqa: F401  (registers the heuristics)
 from mecsim.policies.base import BasePolicy, FunctionPolicy, Policy, make_policy
 from mecsim.policies.check import check_policy
-
-try:  # the hybrid QUBO policies (need dimod/dwave-samplers, core dependencies)
-    from mecsim.policies import qaoa, qubo  # noqa: F401  (qaoa imports qiskit only when built)
-except ImportError as _exc:  # pragma: no cover - only when the core install is broken
-    import warnings
-
-    warnings.warn(f"QUBO policies unavailable: {_exc}", stacklevel=1)
-
-from mecsim.rl import policy as _rl  # noqa: E402,F401  (registers "rl"; torch loads only on use)
 
 __all__ = ["BasePolicy", "FunctionPolicy", "Policy", "make_policy", "check_policy"]

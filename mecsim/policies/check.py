@@ -23,8 +23,8 @@ def _fail(check: str, msg: str) -> PolicyError:
 
 
 def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
-                 sizes: tuple[int, ...] = (0, 1, 5, 12), simulate_s: float = 20.0,
-                 **params: Any) -> dict[str, Any]:
+                 sizes: tuple[int, ...] = (0, 1, 5, 12), servers: tuple[int, ...] = (3, 4),
+                 simulate_s: float = 20.0, **params: Any) -> dict[str, Any]:
     """Check a policy against the decision interface, then run it in a short simulation.
 
     Checks: ``decide`` returns a :class:`~mecsim.state.Decision` of the right shapes for
@@ -38,6 +38,8 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
         scenario: scenario for the short run (None to skip it).
         seed: seed for the random states and the run.
         sizes: numbers of tasks per test epoch.
+        servers: numbers of servers of the test epochs (all hosting every model for the first,
+            60% of the pairs for the others); e.g. ``(2,)`` for a model trained on two servers.
         simulate_s: simulated seconds of the short run.
         **params: parameters for building the policy.
 
@@ -51,7 +53,7 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
 
     report: dict[str, Any] = {"checks": []}
     for k, n in enumerate(sizes):
-        for m, hp in ((3, 1.0), (4, 0.6)):
+        for m, hp in ((m, 1.0 if q == 0 else 0.6) for q, m in enumerate(servers)):
             state = random_epoch_state(n, m, seed=seed * 1000 + 10 * k + m, host_probability=hp)
             decisions = []
             for _ in range(2):
