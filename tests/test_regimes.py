@@ -31,21 +31,21 @@ def upload_share(res: mecsim.Result) -> float:
 
 
 def grows(scenario: str, policy: str, short: float = 1200.0, long: float = 2400.0,
-          **overrides: object) -> float:
-    """Mean latency of the long run over that of the short one (same seed, same first tasks).
+          **overrides: object) -> tuple[float, float]:
+    """Mean latency of the short run, and that of the long run over it (same seed, same first tasks).
 
     A stable queue's mean settles, so the ratio stays near 1; an unstable queue's backlog grows
     linearly, so its mean latency roughly doubles when the run does.
     """
     a = mecsim.simulate(scenario, policy=policy, seed=1, duration_s=short, warmup_s=60, **overrides)
     b = mecsim.simulate(scenario, policy=policy, seed=1, duration_s=long, warmup_s=60, **overrides)
-    return b.summary["latency_mean_s"] / a.summary["latency_mean_s"]
+    return a.summary["latency_mean_s"], b.summary["latency_mean_s"] / a.summary["latency_mean_s"]
 
 
 #: Above this ratio of mean latencies (2,400 s over 1,200 s) a queue counts as growing. Measured on
-#: hetero-load-v1, seeds 1-4: random 0.84-1.05, round-robin 0.93-1.01, greedy 0.96-1.02; the
-#: overloaded control (112% of capacity under random) 1.56-2.12. (At 600 s over 300 s random's
-#: heavy-tailed queue gave up to 1.52, too noisy to tell.)
+#: hetero-load-v1, seeds 1-4: greedy 1.01-1.05, random 0.91-1.16, round-robin 0.95-1.06; the
+#: overloaded control (109% of capacity, under random) 1.4-2.0. (At 600 s over 300 s a
+#: heavy-tailed stable queue gave up to 1.5: too noisy to tell.)
 GROWTH_LIMIT = 1.3
 
 
@@ -67,16 +67,18 @@ def test_radio_limited_uploads_dominate_and_the_bandwidth_rule_matters():
     assert upload_share(_run("paper-small-v1")) < 0.05
 
 
-def test_hetero_load_random_and_round_robin_stable_random_worse_than_greedy():
-    greedy = _run("hetero-load-v1").summary["latency_mean_s"]
-    for policy in ("random", "round-robin"):
-        assert grows("hetero-load-v1", policy) < GROWTH_LIMIT, policy
-    rand = _run("hetero-load-v1", "random").summary["latency_mean_s"]
+def test_hetero_load_random_and_round_robin_stable_and_worse_than_greedy():
+    greedy, _ = grows("hetero-load-v1", "greedy")
+    rand, rand_growth = grows("hetero-load-v1", "random")
+    rr, rr_growth = grows("hetero-load-v1", "round-robin")
+    assert rand_growth < GROWTH_LIMIT and rr_growth < GROWTH_LIMIT
     assert rand >= 1.2 * greedy
-    # Round-robin is stable but not worse than greedy here (greedy is selfish at high load; see
-    # the scenario's header): recorded, not asserted either way beyond stability.
-    # Negative control: the same servers offered 112% of their capacity, under random, grow.
-    assert grows("hetero-load-v1", "random", **{"devices.0.arrivals.rate_per_s": 0.045}) > GROWTH_LIMIT
+    # Round-robin: 1.12-1.27x greedy over seeds 1-4 (the scenario's header says why not 1.2x on
+    # every seed); the test asks for the margin that holds on all of them.
+    assert rr >= 1.1 * greedy
+    # Negative control: the same servers offered 109% of their capacity, under random, grow.
+    _, growth = grows("hetero-load-v1", "random", **{"devices.0.arrivals.rate_per_s": 0.075})
+    assert growth > GROWTH_LIMIT
 
 
 def test_deadline_greedy_misses_between_5_and_40_percent():
