@@ -569,6 +569,10 @@ class Simulation:
         dt = self.sc.epoch.decision_time
         if dt.mode == "zero":
             return 0.0
+        if dt.mode == "measured":
+            from mecsim.decision.timing import measured_delay
+
+            return measured_delay(self.sc, info, n, self.policy)
         solver = str(info.get("solver", ""))
         if dt.mode == "fixed":
             return dt.by_solver[solver].base_s if solver in dt.by_solver else dt.fixed_s

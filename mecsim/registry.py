@@ -168,6 +168,7 @@ _HEUR = "mecsim.policies.heuristics"
 _QUBO = "mecsim.policies.qubo"
 _QAOA = "mecsim.policies.qaoa"
 _SOLV = "mecsim.decision.solvers"
+_ABL = "mecsim.policies.ablations"
 
 #: Built-in policies: name -> (module that registers it, or "module:Object"; one-line doc).
 BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
@@ -183,6 +184,10 @@ BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
     "qubo-milp": (_QUBO, "hybrid with the exact linearised MILP (HiGHS) as the QUBO solver"),
     "qubo-qaoa": (_QAOA, "hybrid: convex bandwidth + QUBO server selection by QAOA (extra 'qaoa')"),
     "qubo-qaoa-fixed": (_QAOA, "hybrid with fixed-angle QAOA, no optimisation loop (extra 'qaoa')"),
+    "greedy-ls": (_ABL, "ablation: cheapest insertion + the hybrid's local search, no sampler"),
+    "qubo-sa-nols": (_ABL, "ablation: hybrid with SA, its best read only, no local search"),
+    "qubo-random": (_ABL, "ablation: hybrid with the null sampler random-feasible (SA's reads), same repair + LS"),
+    "qubo-random-nols": (_ABL, "ablation: the null sampler's best read only, no local search"),
     "rl": ("mecsim.rl.policy", "reinforcement-learning baseline: a trained MaskablePPO model "
                                "(params: model=path.zip)"),
 }

@@ -318,14 +318,23 @@ class DecisionTime(_Model):
 
     ``zero``: instantaneous. ``fixed``: ``fixed_s``, or ``by_solver[solver].base_s`` when the
     solver is listed. ``model``: a :class:`DecisionCost` of the problem size, per solver
-    (``by_solver``) or the default ``cost``. Measured wall time is recorded but never used, so
-    runs stay reproducible.
+    (``by_solver``) or the default ``cost``. ``measured``: the model per solver fitted from the
+    decision benchmark, read from ``file`` (default ``models/decision-time.yaml``; see
+    :mod:`mecsim.decision.timing`). Measured wall time is recorded but never used, so runs stay
+    reproducible.
     """
 
-    mode: Literal["zero", "fixed", "model"] = "zero"
+    mode: Literal["zero", "fixed", "model", "measured"] = "zero"
     fixed_s: NonNegFloat = 0.0
     cost: DecisionCost = DecisionCost()
     by_solver: dict[str, DecisionCost] = Field(default_factory=dict)
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _file_only_measured(self) -> DecisionTime:
+        if self.file is not None and self.mode != "measured":
+            raise ScenarioError("is read only with mode: measured", "epoch.decision_time.file")
+        return self
 
 
 class Epoch(_Model):
@@ -521,6 +530,10 @@ class Scenario(_Model):
                 if wl.model not in hosted:
                     raise ScenarioError(f"no server hosts model {wl.model!r}",
                                         f"devices.{g}.workload.{w}.model")
+        if self.epoch.decision_time.mode == "measured":  # the timing file must be readable now
+            from mecsim.decision.timing import scenario_timing_model
+
+            scenario_timing_model(self)
         return self
 
     # convenient derived facts -----------------------------------------------------------------
