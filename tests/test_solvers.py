@@ -16,6 +16,13 @@ from mecsim.decision.milp import (
     solve_selection_assignment,
     solve_selection_milp,
 )
+from mecsim.decision.exact import positional_costs, solve_selection_exact
+from mecsim.decision.null import (
+    RandomFeasibleSampler,
+    best_of_distribution,
+    infer_one_hot,
+    null_best_of_distribution,
+)
 from mecsim.decision.qubo import build_selection_qubo
 from mecsim.decision.solvers import (
     BoundedExactSolver,
@@ -28,7 +35,7 @@ from mecsim.registry import SOLVERS
 from mecsim.testing import random_epoch_state
 
 
-@pytest.mark.parametrize("name", ["sa", "tabu", "exact", "milp"])
+@pytest.mark.parametrize("name", ["sa", "tabu", "exact", "milp", "random-feasible"])
 def test_registered_solvers_pass_check_sampler(name):
     assert name in SOLVERS.names()
     sampler = get_sampler(name)
@@ -201,3 +208,107 @@ def test_milp_sampler_errors_and_limits():
         warnings.simplefilter("error")  # known parameters raise no "unknown kwarg" warning
         ss = MILPSampler(time_limit=5).sample(bqm, one_hot=[["a", "b"]], time_limit=2.0)
     assert ss.first.energy == 1.0
+
+
+def _brute_force(q):
+    n, m = q.n_tasks, q.n_servers
+    return min(
+        q.objective(np.array(a))
+        for a in itertools.product(range(m), repeat=n)
+        if all(np.isfinite(q.linear_cost[i, a[i]]) for i in range(n))
+    )
+
+
+@pytest.mark.parametrize("slots", [1, 2, None])
+def test_exact_reference_matches_brute_force_highs_and_milp(slots):
+    """linear_sum_assignment, the positional LP (HiGHS), the positional MILP and brute force agree."""
+    for seed in range(8):
+        n = 5 if seed % 2 else 6
+        state = random_epoch_state(n, 3, seed=50 + seed, host_probability=0.6, slots=slots)
+        q = build_selection_qubo(state, state.equal_share())
+        server, best, how = solve_selection_exact(q)
+        assert how == "linear_sum_assignment"
+        assert q.objective(server) == pytest.approx(best, rel=1e-12)
+        assert best == pytest.approx(_brute_force(q), rel=1e-12)
+        s_h, best_h, how_h = solve_selection_exact(q, method="highs")
+        assert how_h == "highs" and best_h == pytest.approx(best, rel=1e-9)
+        assert solve_selection_milp(q)[1] == pytest.approx(best, rel=1e-9)
+
+
+def test_exact_reference_at_simulated_sizes_agrees_with_highs():
+    for seed, (n, m, h) in enumerate([(30, 6, 1.0), (60, 8, 0.6), (25, 5, 0.3)]):
+        state = random_epoch_state(n, m, seed=seed, host_probability=h)
+        q = build_selection_qubo(state, state.equal_share())
+        _, best, _ = solve_selection_exact(q)
+        assert solve_selection_exact(q, method="highs")[1] == pytest.approx(best, rel=1e-9)
+        assert solve_selection_assignment(q)[1] == pytest.approx(best, rel=1e-9)
+        cost, col_server = positional_costs(q)
+        # server j has one column per task that can use it
+        assert np.array_equal(np.bincount(col_server, minlength=m), np.isfinite(q.linear_cost).sum(axis=0))
+
+
+def test_exact_reference_errors_and_empty_problem():
+    state = random_epoch_state(3, 2, seed=0)
+    q = build_selection_qubo(state, state.equal_share())
+    with pytest.raises(SolverError, match="method"):
+        solve_selection_exact(q, method="simplex")
+    empty = random_epoch_state(0, 2, seed=0)
+    qe = build_selection_qubo(empty, empty.equal_share())
+    server, best, how = solve_selection_exact(qe)
+    assert server.size == 0 and best == 0.0 and how == "none"
+
+
+def test_random_feasible_reads_are_uniform_and_feasible():
+    state = random_epoch_state(4, 3, seed=3, host_probability=0.7)
+    q = build_selection_qubo(state, state.equal_share())
+    groups = [g for g in q.one_hot if g]
+    assert infer_one_hot(q.bqm.variables) == [list(g) for g in groups]
+    ss = get_sampler("random-feasible").sample(q.bqm, num_reads=6000, seed=5)
+    assert len(ss) == 6000 and ss.info["feasible_states"] == int(np.prod([len(g) for g in groups]))
+    x = ss.record.sample
+    cols = {v: ss.variables.index(v) for v in q.bqm.variables}
+    for g in groups:
+        ones = x[:, [cols[v] for v in g]]
+        assert (ones.sum(axis=1) == 1).all()
+        # each server of the group chosen with probability 1/len(g): within 5 standard errors
+        freq = ones.mean(axis=0)
+        se = np.sqrt((1 / len(g)) * (1 - 1 / len(g)) / len(x))
+        assert np.all(np.abs(freq - 1 / len(g)) < 5 * se + 1e-12)
+    # shots is a synonym; seeds reproduce; SPIN models get +-1
+    a = RandomFeasibleSampler().sample(q.bqm, shots=50, seed=9)
+    b = RandomFeasibleSampler().sample(q.bqm, num_reads=50, seed=9)
+    assert (a.record.sample == b.record.sample).all()
+    spin = RandomFeasibleSampler().sample(q.bqm.spin, num_reads=5, seed=1)
+    assert set(np.unique(spin.record.sample)) <= {-1, 1}
+    dimod.testing.assert_sampleset_energies(spin, q.bqm.spin)
+    # labels that are not (task, server) pairs: independent fair coins
+    free = dimod.BinaryQuadraticModel({"a": 1.0, "b": -1.0}, {}, 0.0, "BINARY")
+    fs = RandomFeasibleSampler().sample(free, num_reads=4000, seed=2)
+    assert fs.info["groups"] == 0 and abs(fs.record.sample.mean() - 0.5) < 0.05
+
+
+def test_random_feasible_errors():
+    bqm = dimod.BinaryQuadraticModel({"a": 1.0, "b": 1.0}, {}, 0.0, "BINARY")
+    with pytest.raises(SolverError, match="not a variable"):
+        RandomFeasibleSampler().sample(bqm, one_hot=[["a", "zz"]])
+    with pytest.raises(SolverError, match="two one_hot groups"):
+        RandomFeasibleSampler().sample(bqm, one_hot=[["a", "b"], ["b"]])
+    with pytest.raises(SolverError, match="num_reads"):
+        RandomFeasibleSampler().sample(bqm, num_reads=0)
+    with pytest.raises(SolverError, match="disagree"):
+        RandomFeasibleSampler().sample(bqm, num_reads=3, shots=4)
+
+
+def test_best_of_distribution_is_exact():
+    """Closed forms against Monte Carlo: uniform over K states gives p_opt = 1 - (1 - 1/K)^S."""
+    values = np.array([3.0, 1.0, 2.0, 1.0, 5.0])
+    shots = [1, 2, 7]
+    null = null_best_of_distribution(values, shots)
+    assert null["p_opt"] == pytest.approx([1 - (1 - 2 / 5) ** s for s in shots])
+    assert null["expected_best"][0] == pytest.approx(values.mean())
+    probs = np.array([0.1, 0.05, 0.5, 0.15, 0.2])
+    rng = np.random.default_rng(0)
+    draws = rng.choice(values, p=probs, size=(200_000, 7))
+    got = best_of_distribution(values, probs, [1, 7])
+    assert got["expected_best"] == pytest.approx([draws[:, 0].mean(), draws.min(axis=1).mean()], rel=5e-3)
+    assert got["p_opt"][1] == pytest.approx(np.mean(draws.min(axis=1) == 1.0), abs=5e-3)

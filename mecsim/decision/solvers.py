@@ -10,6 +10,8 @@ names (in :data:`mecsim.registry.SOLVERS`):
 ``exact`` :class:`dimod.ExactSolver` that refuses more than :data:`EXACT_MAX_VARIABLES`
           variables (brute force over ``2^N`` states)
 ``milp``  :class:`mecsim.decision.milp.MILPSampler` (exact, via HiGHS)
+``random-feasible``  :class:`mecsim.decision.null.RandomFeasibleSampler`: uniform random
+          one-hot feasible assignments, the null model every solver is measured against
 ========  ===================================================================================
 
 A user's sampler is named ``"package.module:Object"``: a class is instantiated without
@@ -37,6 +39,7 @@ import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler, TabuSampler
 
 from mecsim.decision.milp import MILPSampler
+from mecsim.decision.null import RandomFeasibleSampler
 from mecsim.errors import SolverError
 from mecsim.registry import SOLVERS
 
@@ -228,6 +231,13 @@ def _qaoa(**params: Any) -> dimod.Sampler:
 def _make_milp(**params: Any) -> dimod.Sampler:
     """:class:`~mecsim.decision.milp.MILPSampler`, e.g. ``time_limit`` as a default."""
     return _with_defaults(MILPSampler(), {}, params, "milp") if params else MILPSampler()
+
+
+@SOLVERS.register("random-feasible", "null model: uniform random one-hot feasible assignments")
+def _make_random_feasible(**params: Any) -> dimod.Sampler:
+    """:class:`~mecsim.decision.null.RandomFeasibleSampler`; ``num_reads`` (or ``shots``) as a default."""
+    sampler = RandomFeasibleSampler()
+    return _with_defaults(sampler, {}, params, "random-feasible") if params else sampler
 
 
 def get_sampler(spec: str | dimod.Sampler | type, **params: Any) -> dimod.Sampler:

@@ -45,7 +45,7 @@ from typing import Any
 import dimod
 import numpy as np
 
-from mecsim.decision.milp import solve_selection_milp
+from mecsim.decision.exact import solve_selection_exact
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
@@ -110,7 +110,7 @@ class QuboPolicy(BasePolicy):
             polished; the one with the lowest objective is the decision. Below the safe penalty
             the energy order of repaired reads is only a hint, and the local search ends in
             different local optima from different reads, so a few starts are worth it.
-        reference: also solve the selection exactly (:func:`~mecsim.decision.milp.solve_selection_milp`)
+        reference: also solve the selection exactly (:func:`~mecsim.decision.exact.solve_selection_exact`)
             and record ``milp_objective`` and ``gap = (objective - milp) / milp``.
         fallback: policy used when the solver fails, returns nothing or runs over
             ``time_budget_s`` (any spec :func:`~mecsim.policies.base.make_policy` takes).
@@ -458,7 +458,7 @@ class QuboPolicy(BasePolicy):
     @staticmethod
     def _add_reference(q: SelectionQUBO, info: dict[str, Any]) -> None:
         try:
-            _, best = solve_selection_milp(q)
+            _, best, _ = solve_selection_exact(q)
         except Exception:  # a reference that cannot be computed is recorded as missing
             info.update(milp_objective=float("nan"), gap=float("nan"))
             return
