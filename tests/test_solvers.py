@@ -23,6 +23,7 @@ from mecsim.decision.null import (
     infer_one_hot,
     null_best_of_distribution,
 )
+from mecsim.decision.penalty import GroupPenaltyComposite, group_penalty_bqm
 from mecsim.decision.qubo import build_selection_qubo
 from mecsim.decision.solvers import (
     BoundedExactSolver,
@@ -35,7 +36,7 @@ from mecsim.registry import SOLVERS
 from mecsim.testing import random_epoch_state
 
 
-@pytest.mark.parametrize("name", ["sa", "tabu", "exact", "milp", "random-feasible"])
+@pytest.mark.parametrize("name", ["sa", "tabu", "exact", "milp", "random-feasible", "sa-standalone"])
 def test_registered_solvers_pass_check_sampler(name):
     assert name in SOLVERS.names()
     sampler = get_sampler(name)
@@ -312,3 +313,67 @@ def test_best_of_distribution_is_exact():
     got = best_of_distribution(values, probs, [1, 7])
     assert got["expected_best"] == pytest.approx([draws[:, 0].mean(), draws.min(axis=1).mean()], rel=5e-3)
     assert got["p_opt"][1] == pytest.approx(np.mean(draws.min(axis=1) == 1.0), abs=5e-3)
+
+
+def _best_feasible_gap(q, ss, opt):
+    labels = list(q.bqm.variables)
+    x = ss.record.sample[:, [ss.variables.index(v) for v in labels]]
+    ok = np.ones(len(x), dtype=bool)
+    for g in q.one_hot:
+        if g:
+            ok &= x[:, [labels.index(v) for v in g]].sum(axis=1) == 1
+    if not ok.any():
+        return np.inf
+    return float(q.bqm.energies((x[ok], labels)).min()) / opt - 1.0
+
+
+def test_group_penalties_keep_feasible_energies_and_feasible_minimisers():
+    """Per-group weights: same energy on every feasible state, ground state feasible and optimal."""
+    for seed in range(6):
+        state = random_epoch_state(4, 3, seed=seed, host_probability=0.7)
+        q = build_selection_qubo(state, state.equal_share())
+        groups = [g for g in q.one_hot if g]
+        new, info = group_penalty_bqm(q.bqm, groups)
+        assert new is not None and np.all(info["group_penalties"] <= info["penalty"] * (1 + 1e-9))
+        feas = RandomFeasibleSampler().sample(q.bqm, num_reads=50, seed=seed)
+        labels = list(q.bqm.variables)
+        x = feas.record.sample[:, [feas.variables.index(v) for v in labels]]
+        np.testing.assert_allclose(new.energies((x, labels)), q.bqm.energies((x, labels)), rtol=1e-12)
+        ground = dimod.ExactSolver().sample(new).first
+        assert all(sum(ground.sample[v] for v in g) == 1 for g in groups)
+        assert ground.energy == pytest.approx(solve_selection_exact(q)[1], rel=1e-9)
+    # a model without the one-hot structure goes through unchanged, recorded
+    bqm = dimod.BinaryQuadraticModel({"a": 1.0, "b": 1.0}, {("a", "b"): -1.0}, 0.0, "BINARY")
+    ss = GroupPenaltyComposite(get_sampler("sa", num_reads=2)).sample(bqm, one_hot=[["a"], ["b"]], seed=1)
+    assert ss.info["group_penalty"] is False and "reason" in ss.info
+
+
+def test_sa_standalone_needs_no_repair_or_local_search():
+    """Gap of the best feasible read alone, against the exact optimum; the null sampler fails."""
+    sa = get_sampler("sa-standalone")
+    null = get_sampler("random-feasible", num_reads=sa.defaults["num_reads"])
+    gaps = {"sa": [], "null": []}
+    for e in range(4):
+        state = random_epoch_state(30, 6, seed=30_000 + e, host_probability=0.6)
+        q = build_selection_qubo(state, state.equal_share())
+        groups = [g for g in q.one_hot if g]
+        _, opt, _ = solve_selection_exact(q)
+        gaps["sa"].append(_best_feasible_gap(q, sa.sample(q.bqm, one_hot=groups, seed=e), opt))
+        gaps["null"].append(_best_feasible_gap(q, null.sample(q.bqm, seed=e), opt))
+    # measured (tests/benchmarks/decision.py, 30x6, 60% hosting): median 0.35%, max 1.3%;
+    # plain "sa" at its defaults 12%; random-feasible with the same 16 reads 19%
+    threshold = 0.02
+    assert np.median(gaps["sa"]) <= threshold and max(gaps["sa"]) <= 2 * threshold
+    assert not np.median(gaps["null"]) <= threshold  # negative control: the null fails
+
+
+def test_sa_standalone_in_the_policy_without_local_search():
+    from mecsim.policies.qubo import QuboPolicy
+
+    pol = QuboPolicy(solver="sa-standalone", local_search=False, reference=True)
+    pol.reset(np.random.default_rng(0))
+    state = random_epoch_state(12, 4, seed=3, host_probability=0.6)
+    d = pol.decide(state)
+    assert d.info["fallback"] is None and d.info["local_search_moves"] == 0
+    assert d.info["sampler_rounds"] if "sampler_rounds" in d.info else True
+    assert d.info["gap"] <= 0.02  # the exact reference (linear_sum_assignment) is recorded
