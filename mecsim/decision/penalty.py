@@ -139,7 +139,9 @@ class GroupPenaltyComposite(dimod.ComposedSampler):
     ``group_penalty_scale`` (overrides ``scale``), and everything the child takes.
     """
 
-    def __init__(self, child: dimod.Sampler, scale: float = 1.0, rounds: int = 1, growth: float = 2.0) -> None:
+    def __init__(
+        self, child: dimod.Sampler, scale: float = 1.0, rounds: int = 1, growth: float = 2.0
+    ) -> None:
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale!r}")
         if not (int(rounds) == rounds and rounds >= 1):
@@ -198,7 +200,9 @@ class GroupPenaltyComposite(dimod.ComposedSampler):
         return self._wrap(bqm, runs, {"group_penalty": True, "rounds": len(runs), **extra})
 
     @staticmethod
-    def _broken_groups(ss: dimod.SampleSet, groups: list[list[Hashable]], vartype: dimod.Vartype) -> list[int]:
+    def _broken_groups(
+        ss: dimod.SampleSet, groups: list[list[Hashable]], vartype: dimod.Vartype
+    ) -> list[int]:
         """Groups without exactly one 1 in the lowest-energy read (child energies)."""
         best = ss.record.sample[int(np.argmin(ss.record.energy))]
         if vartype is dimod.SPIN:
@@ -207,7 +211,9 @@ class GroupPenaltyComposite(dimod.ComposedSampler):
         return [g for g, members in enumerate(groups) if int(sum(best[col[v]] for v in members)) != 1]
 
     @staticmethod
-    def _wrap(bqm: dimod.BinaryQuadraticModel, runs: list[dimod.SampleSet], info: dict[str, Any]) -> dimod.SampleSet:
+    def _wrap(
+        bqm: dimod.BinaryQuadraticModel, runs: list[dimod.SampleSet], info: dict[str, Any]
+    ) -> dimod.SampleSet:
         labels = list(bqm.variables)
         rows = [ss.record.sample[:, [ss.variables.index(v) for v in labels]] for ss in runs]
         samples = np.vstack(rows) if rows else np.zeros((0, len(labels)), np.int8)

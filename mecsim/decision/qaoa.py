@@ -58,11 +58,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -70,6 +69,7 @@ from typing import Any
 import dimod
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from mecsim.errors import MissingExtraError, SolverError
 
@@ -562,40 +562,6 @@ def _fill_tables(prob: _Problem) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _openblas_thread_controls() -> tuple[tuple[Callable[[], int], Callable[[int], None]], ...]:
-    """Getters and setters of the thread count of every OpenBLAS loaded in this process.
-
-    Found through /proc/self/maps (Linux; elsewhere none, and nothing is changed). numpy and
-    scipy wheels each bring their own OpenBLAS, with prefixed symbol names.
-    """
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
-        return ()
-    controls = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            found = False
-            for suffix in ("64_", "_64_", ""):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype = ctypes.c_int
-                    put.argtypes = [ctypes.c_int]
-                    controls.append((get, put))
-                    found = True
-                    break
-            if found:
-                break
-    return tuple(controls)
-
-
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     """Run BLAS on one thread inside the block (the previous counts are restored after).
@@ -603,17 +569,11 @@ def _single_threaded_blas() -> Iterator[None]:
     The fast path's matrix products are thin (``(rows, d) @ (d, d)`` with d <= 8). OpenBLAS
     splits them over its threads anyway, and on this shared 2-core machine that made one
     16-qubit evaluation 7-20 ms instead of 1.5 ms (and 20 qubits 100-200 ms instead of ~50 ms).
-    The setting is process-wide while the block runs.
+    :func:`threadpoolctl.threadpool_limits` sets every BLAS library loaded in the process (numpy's
+    and scipy's each bring their own OpenBLAS); the setting is process-wide while the block runs.
     """
-    controls = _openblas_thread_controls()
-    saved = [get() for get, _ in controls]
-    try:
-        for _, put in controls:
-            put(1)
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
-    finally:
-        for (_, put), n in zip(controls, saved, strict=True):
-            put(n)
 
 
 @lru_cache(maxsize=64)
@@ -793,7 +753,8 @@ class _FastSimulator:
         k = int(np.searchsorted(cum, alpha * cum[-1]))
         k = min(k, pp.size - 1)
         below = float(cum[k - 1]) if k > 0 else 0.0
-        total = float(pp[:k] @ self._sorted_cost[:k]) + (alpha * cum[-1] - below) * float(self._sorted_cost[k])
+        total = float(pp[:k] @ self._sorted_cost[:k])
+        total += (alpha * cum[-1] - below) * float(self._sorted_cost[k])
         return total / (alpha * float(cum[-1]))
 
     def bits_of(self, flat_index: np.ndarray) -> np.ndarray:

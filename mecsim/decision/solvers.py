@@ -225,7 +225,7 @@ def _make_sa(**params: Any) -> dimod.Sampler:
     return _with_defaults(FastSimulatedAnnealingSampler(), SA_DEFAULTS, params, "sa")
 
 
-@SOLVERS.register("sa-standalone", "simulated annealing with per-task one-hot penalties: no repair or local search needed")
+@SOLVERS.register("sa-standalone", "SA with per-task one-hot penalties: no repair or local search needed")
 def _make_sa_standalone(**params: Any) -> dimod.Sampler:
     """SA in a :class:`~mecsim.decision.penalty.GroupPenaltyComposite` (:data:`SA_STANDALONE_PENALTY`)
     with :data:`SA_STANDALONE_DEFAULTS` (``params`` override)."""

@@ -164,7 +164,7 @@ def vs_null(shapes: dict[int, list[tuple[int, int]]], n_test: int, plot: str | N
     print(f"\n== QAOA vs the null sampler at equal shots: medians over {n_test} test epochs per shape ==")
     cols = " ".join(f"{'S=' + str(x):>6}" for x in SHOTS_TABLE)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    for n_qubits, shape_list in shapes.items():
+    for shape_list in shapes.values():
         for n, m in shape_list:
             t0 = time.perf_counter()
             train = [_epoch_qubo(n, m, 10_000 + k) for k in range(4)]
@@ -189,7 +189,8 @@ def vs_null(shapes: dict[int, list[tuple[int, int]]], n_test: int, plot: str | N
                 rows = []
                 for q in test:
                     if not transfer:
-                        ss = sampler.sample(q.bqm, one_hot=[list(g) for g in q.one_hot if g], maxiter=40, **kw)
+                        groups = [list(g) for g in q.one_hot if g]
+                        ss = sampler.sample(q.bqm, one_hot=groups, maxiter=40, **kw)
                         angles = ss.info["angles"]
                     cost, pr = _distribution(q, angles, _warm_sample(q) if warm else None)
                     rows.append(_curves(cost, pr, SHOTS_CURVE))
@@ -209,7 +210,8 @@ def vs_null(shapes: dict[int, list[tuple[int, int]]], n_test: int, plot: str | N
                 if label == "null":
                     verdict = "-"
                 else:
-                    better = (c[0, idx] >= med["null"][0, idx] - 1e-12) & (c[1, idx] <= med["null"][1, idx] + 1e-12)
+                    null = med["null"]
+                    better = (c[0, idx] >= null[0, idx] - 1e-12) & (c[1, idx] <= null[1, idx] + 1e-12)
                     verdict = f"{int(better.sum())}/{len(idx)} S"
                 print(f"{label:<14} {p_cells} {g_cells} {verdict:>10}")
     if plot:
