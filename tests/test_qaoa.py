@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mecsim.decision.null import RandomFeasibleSampler
+from mecsim.decision.qubo import build_selection_qubo
 from mecsim.decision.qaoa import (
     DEFAULT_DT,
     QAOASampler,
@@ -500,3 +501,22 @@ def test_estimator_path_in_the_sampler(small):
     # the same optimiser run on the fast path visits the same angles
     quick = sampler.sample(bqm, one_hot=groups, seed=est.info["seed"])
     np.testing.assert_allclose(quick.info["angles"]["gamma"], angles["gamma"], atol=1e-7)
+
+
+def test_greedy_classical_start_is_cheapest_insertion_and_reaches_the_policy():
+    from mecsim.decision.qaoa import greedy_one_hot_solution
+    from mecsim.policies.qaoa import make_qaoa_policy
+
+    for seed in range(4):
+        state = random_epoch_state(5, 3, seed=seed, host_probability=0.7)
+        q = build_selection_qubo(state, state.equal_share())
+        warm = greedy_one_hot_solution(q.bqm, [g for g in q.one_hot if g])
+        server = q.greedy_assignment()
+        assert all(warm[v] == int(server[v[0]] == v[1]) for v in q.bqm.variables)
+    pol = make_qaoa_policy(p=2, shots=32, maxiter=8, classical_start="greedy", objective="cvar",
+                           cvar_alpha=0.2, target=None)
+    pol.reset(np.random.default_rng(1))
+    d = pol.decide(random_epoch_state(3, 3, seed=2))
+    assert d.info["fallback"] is None and d.info["sampler_p"] == 2
+    with pytest.raises(ValueError, match="classical_start"):
+        QAOASampler(classical_start="sdp")

@@ -92,6 +92,7 @@ __all__ = [
     "QAOASampler",
     "circuit_metrics",
     "fixed_angle_schedule",
+    "greedy_one_hot_solution",
     "interp_angles",
 ]
 
@@ -410,6 +411,48 @@ def _w_state(qc: QuantumCircuit, qubits: list[int], amplitudes: np.ndarray | Non
         theta = 2.0 * math.acos(ratio)
         qc.cry(theta, qubits[i], qubits[i + 1])
         qc.cx(qubits[i + 1], qubits[i])
+
+
+def greedy_one_hot_solution(
+    bqm: dimod.BinaryQuadraticModel, one_hot: Sequence[Sequence[Hashable]] | None
+) -> dict[Hashable, int]:
+    """A classical start for warm-started QAOA, from the BQM alone: cheapest insertion.
+
+    Every variable starts at 0; then, one group at a time, the (group, variable) whose setting to
+    1 raises the energy least is fixed (for the selection QUBO this is the cheapest-insertion
+    heuristic of :meth:`~mecsim.decision.qubo.SelectionQUBO.greedy_assignment`). Free variables
+    are then set to 1 while that lowers the energy (single-flip descent).
+    """
+    binary = bqm if bqm.vartype is dimod.BINARY else bqm.change_vartype(dimod.BINARY, inplace=False)
+    labels = list(binary.variables)
+    pos = {v: k for k, v in enumerate(labels)}
+    n = len(labels)
+    lin, (row, col, val), _ = binary.to_numpy_vectors(variable_order=labels)
+    quad = np.zeros((n, n))
+    quad[row, col] += val
+    quad[col, row] += val
+    x = np.zeros(n)
+    field_ = np.asarray(lin, dtype=float).copy()  # energy change of setting each variable to 1
+    groups = [[pos[v] for v in g] for g in (one_hot or ()) if len(g)]
+    left = list(range(len(groups)))
+    while left:
+        best = min(((field_[v], gi, v) for gi in left for v in groups[gi]), key=lambda t: t[0])
+        _, gi, v = best
+        x[v] = 1.0
+        field_ += quad[v]
+        left.remove(gi)
+    grouped = {v for g in groups for v in g}
+    free = [v for v in range(n) if v not in grouped]
+    changed = True
+    while changed and free:
+        changed = False
+        for v in free:
+            delta = field_[v] if x[v] == 0 else -field_[v]
+            if delta < -1e-12:
+                field_ += quad[v] * (1.0 if x[v] == 0 else -1.0)
+                x[v] = 1.0 - x[v]
+                changed = True
+    return {labels[k]: int(x[k]) for k in range(n)}
 
 
 def _apply_warm_start(prob: _Problem, sample: Mapping[Hashable, Any], weight: float) -> None:
@@ -1038,6 +1081,9 @@ class QAOASampler(dimod.Sampler):
         cvar_alpha: the CVaR share, in (0, 1].
         warm_start_weight: with a ``warm_start`` solution, the probability each register puts
             *off* the solution at the start (see :func:`_apply_warm_start`).
+        classical_start: ``"greedy"`` to warm-start every call from
+            :func:`greedy_one_hot_solution` when no ``warm_start`` is given; None (default) for
+            the uniform start.
         seed: one integer seed for everything (optimizer start, shots, transpiler, Aer). A
             sampler built with a seed gives a reproducible sequence of calls (each call draws its
             own seed from it, recorded as ``info["seed"]``); ``sample(seed=...)`` replays one.
@@ -1075,6 +1121,7 @@ class QAOASampler(dimod.Sampler):
         objective: str = "expectation",
         cvar_alpha: float = 0.25,
         warm_start_weight: float = 0.3,
+        classical_start: str | None = None,
         seed: int | None = None,
         max_qubits: int = 32,
         fast_max_log2_dim: int = FAST_MAX_LOG2_DIM,
@@ -1104,6 +1151,7 @@ class QAOASampler(dimod.Sampler):
             "objective": objective,
             "cvar_alpha": cvar_alpha,
             "warm_start_weight": warm_start_weight,
+            "classical_start": classical_start,
         }
         self._check(self._defaults)
         _noise_model(noise_model)  # validate early
@@ -1169,6 +1217,8 @@ class QAOASampler(dimod.Sampler):
             raise ValueError(f"rhobeg must be > 0, got {o['rhobeg']!r}")
         if not 0.0 < float(o["cvar_alpha"]) <= 1.0:
             raise ValueError(f"cvar_alpha must be in (0, 1], got {o['cvar_alpha']!r}")
+        if o["classical_start"] not in (None, "greedy"):
+            raise ValueError(f"classical_start must be None or 'greedy', got {o['classical_start']!r}")
         if not 0.0 < float(o["warm_start_weight"]) < 1.0:
             raise ValueError(f"warm_start_weight must be in (0, 1), got {o['warm_start_weight']!r}")
 
@@ -1226,6 +1276,10 @@ class QAOASampler(dimod.Sampler):
         if n == 0:
             return self._empty(bqm, o, mixer, seed, t0)
         prob = _build_problem(bqm, mixer, one_hot, o["xy_topology"])
+        if warm is None and o["classical_start"] == "greedy":
+            warm = greedy_one_hot_solution(bqm, one_hot)
+            if bqm.vartype is dimod.SPIN:
+                warm = {v: 2 * x - 1 for v, x in warm.items()}
         if warm is not None:
             if bqm.vartype is dimod.SPIN:
                 warm = {v: (int(x) + 1) // 2 for v, x in dict(warm).items()}
