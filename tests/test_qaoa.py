@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from mecsim.decision.null import RandomFeasibleSampler
-from mecsim.decision.qubo import build_selection_qubo
 from mecsim.decision.qaoa import (
     DEFAULT_DT,
     QAOASampler,
@@ -30,6 +29,7 @@ from mecsim.decision.qaoa import (
     fixed_angle_schedule,
     interp_angles,
 )
+from mecsim.decision.qubo import build_selection_qubo
 from mecsim.errors import MissingExtraError, SolverError
 from mecsim.testing import random_epoch_state
 
