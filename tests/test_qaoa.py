@@ -520,3 +520,41 @@ def test_greedy_classical_start_is_cheapest_insertion_and_reaches_the_policy():
     assert d.info["fallback"] is None and d.info["sampler_p"] == 2
     with pytest.raises(ValueError, match="classical_start"):
         QAOASampler(classical_start="sdp")
+
+
+def test_device_target_noise_time_model_and_any_sampler_primitive():
+    pytest.importorskip("qiskit_ibm_runtime")
+    from qiskit.primitives import StatevectorSampler
+
+    from mecsim.decision.hardware import QPUTimeModel, get_backend
+
+    bqm, groups = assignment_bqm(2, 3, seed=1)
+    device = "fake:FakeNairobiV2"  # 7 qubits: small enough to simulate its noise quickly
+    ss = QAOASampler(p=1, shots=200, maxiter=6, seed=1, target=device, job_latency_s=0.5).sample(
+        bqm, one_hot=groups)
+    info = ss.info
+    assert info["two_qubit_gates"] > 0 and info["circuit_depth"] > 0 and info["circuit_duration_s"] > 0
+    model = QPUTimeModel.from_backend(get_backend(device), info["circuit_duration_s"], 0.5)
+    per_shot = info["circuit_duration_s"] + model.readout_s + model.reset_s
+    assert info["qpu_time_s"] == pytest.approx((info["evaluations"] + 1) * (0.5 + 200 * per_shot))
+    # the device's own noise breaks the one-hot subspace; the noiseless fast path does not
+    noisy = QAOASampler(p=1, shots=200, maxiter=3, seed=1, target=device, noise_model="backend").sample(
+        bqm, one_hot=groups)
+    assert noisy.info["method"].startswith("aer-noisy-") and noisy.info["feasible_fraction"] < 1.0
+    # any SamplerV2 draws the shots: qiskit's local StatevectorSampler matches the exact state
+    angles = {"gamma": [0.4], "beta": [-0.5]}
+    sampler = QAOASampler(p=1, shots=4000, mode="fixed", target=None, primitive=StatevectorSampler(seed=3))
+    prim = sampler.sample(bqm, one_hot=groups, initial_angles=angles)
+    assert prim.info["method"] == "primitive-StatevectorSampler" and prim.info["feasible_fraction"] == 1.0
+    prob = _build_problem(bqm, "xy", groups)
+    fast = _FastSimulator(prob)
+    exact = fast.probabilities(angles["gamma"], angles["beta"])
+    bits = fast.bits_of(np.arange(fast.dim))
+    order = [prob.order.index(v) for v in prim.variables]
+    freq = {tuple(r): c / 4000 for r, c in zip(prim.record.sample, prim.record.num_occurrences, strict=True)}
+    tv = 0.5 * sum(abs(freq.get(tuple(b[order]), 0.0) - pr) for b, pr in zip(bits, exact, strict=True))
+    assert tv < 0.05
+    with pytest.raises(ValueError, match="backend"):
+        QAOASampler(target=None).sample(bqm, one_hot=groups, noise_model="backend")
+    with pytest.raises(ValueError, match="fake device"):
+        QAOASampler(target="fake:FakeNowhere").sample(bqm, one_hot=groups)

@@ -327,7 +327,11 @@ class QuboPolicy(BasePolicy):
     #: scalar entries of ``sampleset.info`` copied to the epochs table as ``sampler_<key>``
     SAMPLER_INFO_KEYS = ("p", "mixer", "mode", "method", "expectation_path", "evaluations",
                          "final_expectation", "p_best", "feasible_fraction", "circuit_depth",
-                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap")
+                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap", "circuit_duration_s",
+                         "qpu_time_s", "objective", "rounds")
+    #: of those, summed over the subproblems of a decomposed epoch (run one after the other)
+    SAMPLER_SUMMED_KEYS = ("evaluations", "circuit_depth", "two_qubit_gates", "circuit_duration_s",
+                           "qpu_time_s")
 
     def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
         sinfo = getattr(sampleset, "info", {}) or {}
@@ -337,8 +341,9 @@ class QuboPolicy(BasePolicy):
             val = sinfo.get(key)
             if isinstance(val, bool | int | float | str | np.integer | np.floating | np.bool_):
                 old = info.get(f"sampler_{key}")
-                # over several subproblems keep the totals of counts, the last of the rest
-                if key == "evaluations" and isinstance(old, int | np.integer):
+                # over several subproblems keep the totals of counts and times, the last of the rest
+                summed = key in self.SAMPLER_SUMMED_KEYS
+                if summed and isinstance(old, int | float | np.integer | np.floating):
                     val = old + val
                 info[f"sampler_{key}"] = val.item() if isinstance(val, np.generic) else val
 
