@@ -163,9 +163,9 @@ def test_factory_builds_sampler(monkeypatch):
     s = _make_qaoa_sampler(p=3, shots=10)
     assert isinstance(s, QAOASampler) and s.properties["defaults"]["p"] == 3
     # without the extra, the factory names it
-    import mecsim.decision.qaoa as qaoa
+    import mecsim.decision.qaoa._base as base
 
-    monkeypatch.setattr(qaoa, "_QISKIT_IMPORT_ERROR", ImportError("No module named 'qiskit'"))
+    monkeypatch.setattr(base, "_QISKIT_IMPORT_ERROR", ImportError("No module named 'qiskit'"))
     with pytest.raises(MissingExtraError, match=r"mecsim\[qaoa\]"):
         _make_qaoa_sampler(p=1)
 
@@ -246,7 +246,7 @@ def test_split_phase_path_matches_aer(monkeypatch, mixer):
     """Force the outer/inner phase split on a small problem and compare with Aer."""
     import mecsim.decision.qaoa as qaoa
 
-    monkeypatch.setattr(qaoa, "_INNER_MIN_DIM", 4)
+    monkeypatch.setattr(qaoa.fast, "_INNER_MIN_DIM", 4)
     bqm, groups = _with_free_variable((2, 3))
     prob = _build_problem(bqm, mixer, groups)
     fast = _FastSimulator(prob)
