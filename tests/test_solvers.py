@@ -402,3 +402,55 @@ def test_tabu_misses_on_the_5x3_class_because_the_optimum_is_a_swap_away():
         assert local_search(q, server, swaps=False)[1] == 0  # no single move improves
         fixed, moves = local_search(q, server)
         assert moves == 1 and q.objective(fixed) == pytest.approx(opt, rel=1e-12)
+
+
+def test_decompose_composite_matches_the_policy_and_sums_circuit_figures():
+    from mecsim.decision.decompose import OneHotDecomposeComposite
+    from mecsim.policies.qubo import QuboPolicy
+
+    for seed in range(3):
+        state = random_epoch_state(9, 3, seed=seed, host_probability=0.8)
+        q = build_selection_qubo(state, state.equal_share())
+        groups = [g for g in q.one_hot if g]
+        comp = OneHotDecomposeComposite(get_sampler("exact"), max_variables=8)
+        dimod.testing.assert_sampler_api(comp)
+        ss = comp.sample(q.bqm, one_hot=groups)
+        dimod.testing.assert_sampleset_energies(ss, q.bqm)
+        server, info = q.decode(ss)
+        assert info["feasible_before_repair"] and ss.info["subproblems"] >= 3
+        pol = QuboPolicy(solver="exact", decompose=8, local_search=False)
+        pol.reset(np.random.default_rng(0))
+        d = pol.decide(state)
+        assert d.info["subproblems"] == ss.info["subproblems"]
+        np.testing.assert_array_equal(d.server, server)  # the same sequential procedure
+        # a sequential optimum, not a joint one: never below the exact optimum
+        assert q.objective(server) >= solve_selection_exact(q)[1] * (1 - 1e-12)
+    with pytest.raises(SolverError, match="more than max_variables"):
+        OneHotDecomposeComposite(get_sampler("exact"), max_variables=2).sample(q.bqm, one_hot=groups)
+    with pytest.raises(SolverError, match="max_variables"):
+        OneHotDecomposeComposite(get_sampler("exact"))
+
+
+def test_decompose_composite_sums_qaoa_circuit_figures():
+    pytest.importorskip("qiskit")
+    from mecsim.decision.decompose import OneHotDecomposeComposite
+    from mecsim.decision.qaoa import QAOASampler
+
+    state = random_epoch_state(6, 3, seed=2)
+    q = build_selection_qubo(state, state.equal_share())
+    groups = [g for g in q.one_hot if g]
+    qaoa = QAOASampler(p=1, shots=32, mode="fixed", max_qubits=9, seed=1)
+    seen = []
+    inner = qaoa.sample
+
+    def spy(bqm, **kw):
+        ss = inner(bqm, **kw)
+        seen.append(ss.info)
+        return ss
+
+    qaoa.sample = spy
+    ss = OneHotDecomposeComposite(qaoa).sample(q.bqm, one_hot=groups, seed=5)
+    assert ss.info["subproblems"] == len(seen) == 2
+    for key in ("two_qubit_gates", "circuit_depth"):
+        assert ss.info[key] == sum(i[key] for i in seen)
+    assert ss.info["feasible_before_repair"]  # XY mixer: every shot is a valid assignment
