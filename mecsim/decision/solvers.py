@@ -72,9 +72,9 @@ SA_DEFAULTS: dict[str, Any] = {"num_reads": 8, "num_sweeps": 200}
 #: repair, no local search). Chosen with ``tests/benchmarks/decision.py`` (SA-alone section): 16
 #: reads x 1000 sweeps with per-group penalties starting at half their safe weight, raised 1.35x
 #: per round while the best read breaks a group (at most 4 rounds) gave median / p95 gaps of
-#: 0.32 / 1.1% (30x6) and 0.62 / 1.2% (60x8) with every model hosted, 0.35 / 0.92% and
-#: 0.37 / 0.76% with 60% hosted (12 epochs each), where plain SA at its defaults is 2.3-8.4%
-#: median, and 1.7-5.9% even at 16 x 1000.
+#: 0.32 / 1.13% (30x6) and 0.62 / 1.17% (60x8) with every model hosted, 0.35 / 0.92% and
+#: 0.37 / 0.76% with 60% hosted (12 epochs each, ``--quick``), where plain SA at its defaults is
+#: 2.3-8.4% median, and 1.7-5.9% even at 16 x 1000.
 SA_STANDALONE_DEFAULTS: dict[str, Any] = {"num_reads": 16, "num_sweeps": 1000}
 
 #: ``GroupPenaltyComposite`` settings of ``"sa-standalone"``: (scale, rounds, growth).
