@@ -16,10 +16,12 @@ import dimod.testing
 import numpy as np
 import pytest
 
+from mecsim.decision.null import RandomFeasibleSampler
 from mecsim.decision.qaoa import (
     DEFAULT_DT,
     QAOASampler,
     _AerEstimatorPath,
+    _apply_warm_start,
     _build_problem,
     _FastSimulator,
     _make_qaoa_sampler,
@@ -27,6 +29,7 @@ from mecsim.decision.qaoa import (
     fixed_angle_schedule,
     interp_angles,
 )
+from mecsim.decision.qubo import build_selection_qubo
 from mecsim.errors import MissingExtraError, SolverError
 from mecsim.testing import random_epoch_state
 
@@ -160,9 +163,9 @@ def test_factory_builds_sampler(monkeypatch):
     s = _make_qaoa_sampler(p=3, shots=10)
     assert isinstance(s, QAOASampler) and s.properties["defaults"]["p"] == 3
     # without the extra, the factory names it
-    import mecsim.decision.qaoa as qaoa
+    import mecsim.decision.qaoa._base as base
 
-    monkeypatch.setattr(qaoa, "_QISKIT_IMPORT_ERROR", ImportError("No module named 'qiskit'"))
+    monkeypatch.setattr(base, "_QISKIT_IMPORT_ERROR", ImportError("No module named 'qiskit'"))
     with pytest.raises(MissingExtraError, match=r"mecsim\[qaoa\]"):
         _make_qaoa_sampler(p=1)
 
@@ -243,7 +246,7 @@ def test_split_phase_path_matches_aer(monkeypatch, mixer):
     """Force the outer/inner phase split on a small problem and compare with Aer."""
     import mecsim.decision.qaoa as qaoa
 
-    monkeypatch.setattr(qaoa, "_INNER_MIN_DIM", 4)
+    monkeypatch.setattr(qaoa.fast, "_INNER_MIN_DIM", 4)
     bqm, groups = _with_free_variable((2, 3))
     prob = _build_problem(bqm, mixer, groups)
     fast = _FastSimulator(prob)
@@ -257,36 +260,142 @@ def test_split_phase_path_matches_aer(monkeypatch, mixer):
 # Behaviour on tiny instances
 # ------------------------------------------------------------------------------------------
 
-SHAPES = [(3, 2), (4, 2), (2, 3), (2, 4)]
+SHAPES = [(3, 2), (4, 2), (2, 3), (2, 4), (3, 3)]
+#: shots per decision in the quality tests: few enough that drawing uniformly cannot score well
+QUALITY_SHOTS = 8
+QUALITY_DRAWS = 10
+
+
+def _hit_rate(draw) -> float:
+    """Share of (instance, draw) pairs whose best of QUALITY_SHOTS shots is the optimum.
+
+    ``draw(bqm, groups, mixer, seed)`` returns a SampleSet of QUALITY_SHOTS shots.
+    """
+    hits = []
+    for seed in range(4):
+        for shape in SHAPES:
+            bqm, groups = assignment_bqm(*shape, seed=100 + seed)
+            opt = brute_force_min(bqm)
+            for r in range(QUALITY_DRAWS):
+                hits.append(draw(bqm, groups, r).first.energy <= opt + 1e-9)
+    return float(np.mean(hits))
 
 
 @pytest.fixture(scope="module")
-def tiny_runs() -> dict[str, tuple[float, float]]:
-    """Per mixer: share of 20 instances whose best sample is the optimum, mean P(best sample)."""
-    sampler = QAOASampler(p=2, shots=512, maxiter=60, target=None, seed=2024)
+def tiny_runs() -> dict[str, dict[str, float]]:
+    """Per mixer: best-of-8-shots hit rate of QAOA (p = 2, angles optimised once per instance,
+    then 10 independent 8-shot draws) and of its null model, plus mean P(best sample)."""
+    sampler = QAOASampler(p=2, shots=QUALITY_SHOTS, maxiter=60, target=None, seed=2024)
     out = {}
     for mixer in ("x", "xy"):
-        hits, p_best = [], []
-        for seed in range(5):
-            for shape in SHAPES:
-                bqm, groups = assignment_bqm(*shape, seed=100 + seed)
+        angles, p_best = {}, []
+
+        def draw(bqm, groups, r, mixer=mixer, angles=angles, p_best=p_best):
+            key = tuple(sorted(bqm.linear.items()))
+            if key not in angles:
                 ss = sampler.sample(bqm, one_hot=groups, mixer=mixer)
-                hits.append(ss.first.energy <= brute_force_min(bqm) + 1e-9)
+                angles[key] = ss.info["angles"]
                 p_best.append(ss.info["p_best"])
-        out[mixer] = (float(np.mean(hits)), float(np.mean(p_best)))
+            return sampler.sample(bqm, one_hot=groups, mixer=mixer, mode="fixed",
+                                  initial_angles=angles[key], seed=r)
+
+        out[mixer] = {"qaoa": _hit_rate(draw), "p_best": float(np.mean(p_best))}
+    out["random-feasible"] = _hit_rate(
+        lambda bqm, groups, r: RandomFeasibleSampler().sample(bqm, one_hot=groups, shots=QUALITY_SHOTS,
+                                                              seed=r))
+    out["random"] = _hit_rate(
+        lambda bqm, groups, r: dimod.RandomSampler().sample(bqm, num_reads=QUALITY_SHOTS, seed=r))
     return out
 
 
-@pytest.mark.parametrize("mixer", ["x", "xy"])
-def test_best_sample_is_brute_force_optimum(tiny_runs, mixer):
-    # measured: 20/20 for both mixers (p = 2, 512 shots, 60 COBYLA evaluations); with 64 shots
-    # 18/20 for "x" and 20/20 for "xy"
-    assert tiny_runs[mixer][0] >= 0.9
+def test_xy_qaoa_beats_uniform_feasible_sampling_at_equal_shots(tiny_runs):
+    # measured: 0.835 for QAOA (XY mixer, p = 2) against 0.42 for random-feasible at 8 shots
+    threshold = 0.7
+    assert tiny_runs["xy"]["qaoa"] >= threshold
+    assert not tiny_runs["random-feasible"] >= threshold  # negative control: the null fails
+
+
+def test_x_qaoa_beats_uniform_bit_strings_at_equal_shots(tiny_runs):
+    # The X mixer searches all 2^n bit strings, so its null is dimod.RandomSampler: measured
+    # 0.315 against 0.045 at 8 shots. (It does NOT beat random-feasible, 0.42: the penalty
+    # landscape leaks probability to infeasible states; the XY mixer is the one to use.)
+    threshold = 0.2
+    assert tiny_runs["x"]["qaoa"] >= threshold
+    assert not tiny_runs["random"] >= threshold  # negative control: the null fails
 
 
 def test_xy_mixer_finds_optimum_more_often(tiny_runs):
-    # measured mean probability of the optimum: 0.056 ("x") vs 0.264 ("xy")
-    assert tiny_runs["xy"][1] > 2.0 * tiny_runs["x"][1]
+    # measured mean probability of the best sample: 0.056 ("x") vs 0.264 ("xy")
+    assert tiny_runs["xy"]["p_best"] > 2.0 * tiny_runs["x"]["p_best"]
+
+
+def _exact_curves(bqm, groups, angles, alpha=None, warm=None, weight=0.3):
+    prob = _build_problem(bqm, "xy", groups)
+    if warm is not None:
+        _apply_warm_start(prob, warm, weight)
+    fast = _FastSimulator(prob)
+    pr = fast.probabilities(angles["gamma"], angles["beta"])
+    return fast, pr / pr.sum()
+
+
+def test_cvar_is_exact_and_cvar_training_beats_the_null():
+    bqm, groups = assignment_bqm(3, 3, seed=4)
+    fast, pr = _exact_curves(bqm, groups, {"gamma": [0.3, 0.7], "beta": [-0.7, -0.3]})
+    # CVaR from its definition: mean of the lowest alpha mass, by brute-force sorting
+    for alpha in (0.05, 0.3, 1.0):
+        order = np.argsort(fast.cost)
+        cum = np.cumsum(pr[order])
+        take = np.minimum(pr[order], np.clip(alpha - (cum - pr[order]), 0, None))
+        want = float(take @ fast.cost[order] / alpha)
+        assert fast.cvar([0.3, 0.7], [-0.7, -0.3], alpha) == pytest.approx(want, rel=1e-9)
+    mean = fast.expectation([0.3, 0.7], [-0.7, -0.3])
+    assert fast.cvar([0.3, 0.7], [-0.7, -0.3], 1.0) == pytest.approx(mean)
+    # optimising CVaR_0.3 (p = 3, INTERP) puts far more probability on the optimum than
+    # uniform sampling of the 27 feasible states: measured P(opt) 0.094 / 0.33 / 0.395 on the
+    # three instances (mean 0.27; <C> itself gave 0.089 / 0.52 / 0.35, so CVaR is no better per
+    # instance here; it pays in transferred schedules, see tests/benchmarks/qaoa.py)
+    p_opts = []
+    for seed in (4, 5, 6):
+        bqm_s, groups_s = assignment_bqm(3, 3, seed=seed)
+        ss = QAOASampler(p=3, shots=64, maxiter=90, start="interp", target=None, seed=1).sample(
+            bqm_s, one_hot=groups_s, objective="cvar", cvar_alpha=0.3)
+        assert ss.info["objective"] == "cvar" and ss.info["final_objective"] <= ss.info["final_expectation"]
+        f, pr = _exact_curves(bqm_s, groups_s, ss.info["angles"])
+        p_opts.append(pr[f.cost <= f.cost.min() + 1e-9].sum())
+    null = 1.0 / 27  # uniform over the feasible states (each instance has one optimum)
+    threshold = 0.15
+    assert np.mean(p_opts) >= threshold
+    assert not null >= threshold  # negative control: the null's P(opt) fails
+    with pytest.raises(ValueError, match="cvar"):
+        QAOASampler(target=None).sample(bqm, one_hot=groups, objective="cvar", expectation="estimator")
+    with pytest.raises(ValueError, match="cvar_alpha"):
+        QAOASampler(cvar_alpha=0.0)
+
+
+def test_warm_start_state_matches_the_circuit_and_biases_towards_the_solution():
+    bqm, groups = assignment_bqm(2, 3, seed=6)
+    sol = {v: 0 for v in bqm.variables}
+    sol[groups[0][2]] = sol[groups[1][0]] = 1
+    for mixer in ("xy", "x"):
+        prob = _build_problem(bqm, mixer, groups)
+        _apply_warm_start(prob, sol, 0.2)
+        fast = _FastSimulator(prob)
+        est = _AerEstimatorPath(prob, 1, seed=0, method="statevector")
+        for g, b in ([0.0], [0.0]), ([0.4], [-0.3]):
+            assert fast.expectation(g, b) == pytest.approx(est.expectation(g, b), abs=1e-8)
+        # at zero angles the start state itself: P(solution) = 0.8^2 (xy) or 0.8^6 (x)
+        pr = fast.probabilities([0.0], [0.0])
+        bits = fast.bits_of(np.arange(fast.dim))
+        target = np.array([sol[v] for v in prob.order])
+        p_sol = pr[(bits == target).all(axis=1)].sum()
+        assert p_sol == pytest.approx(0.8 ** (2 if mixer == "xy" else 6))
+    ss = QAOASampler(p=1, shots=50, maxiter=5, target=None, seed=0).sample(
+        bqm, one_hot=groups, warm_start=sol, warm_start_weight=0.2)
+    assert ss.info["warm_start"] is True
+    bad = dict(sol)
+    bad[groups[0][0]] = 1
+    with pytest.raises(ValueError, match="one-hot"):
+        QAOASampler(target=None).sample(bqm, one_hot=groups, warm_start=bad)
 
 
 def test_xy_mixer_keeps_every_shot_feasible():
@@ -392,3 +501,60 @@ def test_estimator_path_in_the_sampler(small):
     # the same optimiser run on the fast path visits the same angles
     quick = sampler.sample(bqm, one_hot=groups, seed=est.info["seed"])
     np.testing.assert_allclose(quick.info["angles"]["gamma"], angles["gamma"], atol=1e-7)
+
+
+def test_greedy_classical_start_is_cheapest_insertion_and_reaches_the_policy():
+    from mecsim.decision.qaoa import greedy_one_hot_solution
+    from mecsim.policies.qaoa import make_qaoa_policy
+
+    for seed in range(4):
+        state = random_epoch_state(5, 3, seed=seed, host_probability=0.7)
+        q = build_selection_qubo(state, state.equal_share())
+        warm = greedy_one_hot_solution(q.bqm, [g for g in q.one_hot if g])
+        server = q.greedy_assignment()
+        assert all(warm[v] == int(server[v[0]] == v[1]) for v in q.bqm.variables)
+    pol = make_qaoa_policy(p=2, shots=32, maxiter=8, classical_start="greedy", objective="cvar",
+                           cvar_alpha=0.2, target=None)
+    pol.reset(np.random.default_rng(1))
+    d = pol.decide(random_epoch_state(3, 3, seed=2))
+    assert d.info["fallback"] is None and d.info["sampler_p"] == 2
+    with pytest.raises(ValueError, match="classical_start"):
+        QAOASampler(classical_start="sdp")
+
+
+def test_device_target_noise_time_model_and_any_sampler_primitive():
+    pytest.importorskip("qiskit_ibm_runtime")
+    from qiskit.primitives import StatevectorSampler
+
+    from mecsim.decision.hardware import QPUTimeModel, get_backend
+
+    bqm, groups = assignment_bqm(2, 3, seed=1)
+    device = "fake:FakeNairobiV2"  # 7 qubits: small enough to simulate its noise quickly
+    ss = QAOASampler(p=1, shots=200, maxiter=6, seed=1, target=device, job_latency_s=0.5).sample(
+        bqm, one_hot=groups)
+    info = ss.info
+    assert info["two_qubit_gates"] > 0 and info["circuit_depth"] > 0 and info["circuit_duration_s"] > 0
+    model = QPUTimeModel.from_backend(get_backend(device), info["circuit_duration_s"], 0.5)
+    per_shot = info["circuit_duration_s"] + model.readout_s + model.reset_s
+    assert info["qpu_time_s"] == pytest.approx((info["evaluations"] + 1) * (0.5 + 200 * per_shot))
+    # the device's own noise breaks the one-hot subspace; the noiseless fast path does not
+    noisy = QAOASampler(p=1, shots=200, maxiter=3, seed=1, target=device, noise_model="backend").sample(
+        bqm, one_hot=groups)
+    assert noisy.info["method"].startswith("aer-noisy-") and noisy.info["feasible_fraction"] < 1.0
+    # any SamplerV2 draws the shots: qiskit's local StatevectorSampler matches the exact state
+    angles = {"gamma": [0.4], "beta": [-0.5]}
+    sampler = QAOASampler(p=1, shots=4000, mode="fixed", target=None, primitive=StatevectorSampler(seed=3))
+    prim = sampler.sample(bqm, one_hot=groups, initial_angles=angles)
+    assert prim.info["method"] == "primitive-StatevectorSampler" and prim.info["feasible_fraction"] == 1.0
+    prob = _build_problem(bqm, "xy", groups)
+    fast = _FastSimulator(prob)
+    exact = fast.probabilities(angles["gamma"], angles["beta"])
+    bits = fast.bits_of(np.arange(fast.dim))
+    order = [prob.order.index(v) for v in prim.variables]
+    freq = {tuple(r): c / 4000 for r, c in zip(prim.record.sample, prim.record.num_occurrences, strict=True)}
+    tv = 0.5 * sum(abs(freq.get(tuple(b[order]), 0.0) - pr) for b, pr in zip(bits, exact, strict=True))
+    assert tv < 0.05
+    with pytest.raises(ValueError, match="backend"):
+        QAOASampler(target=None).sample(bqm, one_hot=groups, noise_model="backend")
+    with pytest.raises(ValueError, match="fake device"):
+        QAOASampler(target="fake:FakeNowhere").sample(bqm, one_hot=groups)

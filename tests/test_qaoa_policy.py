@@ -43,6 +43,21 @@ def test_large_epochs_are_decomposed_and_recorded():
     assert d.info["subproblems"] == 3
     assert (d.server >= 0).all() and state.feasible[np.arange(9), d.server].all()
     assert d.info["fallback"] is None
+    # circuit figures are per epoch: summed over the groups (run one after the other)
+    seen = []
+    inner = pol.sampler.sample
+
+    def spy(bqm, **kw):
+        ss = inner(bqm, **kw)
+        seen.append(ss.info)
+        return ss
+
+    pol.sampler.sample = spy
+    pol.reset(np.random.default_rng(0))
+    d = pol.decide(state)
+    assert len(seen) == 3
+    for key in ("two_qubit_gates", "circuit_depth", "evaluations"):
+        assert d.info[f"sampler_{key}"] == sum(i[key] for i in seen)
     # without decomposition the sampler refuses, and the fallback is recorded
     pol = make_policy("qubo-qaoa-fixed", max_qubits=12, decompose=None)
     pol.reset(np.random.default_rng(0))

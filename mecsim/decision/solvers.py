@@ -12,6 +12,12 @@ names (in :data:`mecsim.registry.SOLVERS`):
 ``milp``  :class:`mecsim.decision.milp.MILPSampler` (exact, via HiGHS)
 ========  ===================================================================================
 
+Two more: ``sa-standalone`` is SA that needs no repair or local search (per-group one-hot
+penalties with a penalty-method loop, :class:`mecsim.decision.penalty.GroupPenaltyComposite`,
+defaults in :data:`SA_STANDALONE_DEFAULTS`); ``random-feasible``
+(:class:`mecsim.decision.null.RandomFeasibleSampler`) draws uniform random one-hot feasible
+assignments, the null model every solver is measured against.
+
 A user's sampler is named ``"package.module:Object"``: a class is instantiated without
 arguments, a sampler instance is used as is. Parameters given to :func:`get_sampler` (a
 scenario's ``solver_params``) are always *sampling* parameters, applied to every ``sample`` call
@@ -37,12 +43,16 @@ import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler, TabuSampler
 
 from mecsim.decision.milp import MILPSampler
+from mecsim.decision.null import RandomFeasibleSampler
+from mecsim.decision.penalty import GroupPenaltyComposite
 from mecsim.errors import SolverError
 from mecsim.registry import SOLVERS
 
 __all__ = [
     "EXACT_MAX_VARIABLES",
     "SA_DEFAULTS",
+    "SA_STANDALONE_DEFAULTS",
+    "SA_STANDALONE_PENALTY",
     "TABU_DEFAULTS",
     "BoundedExactSolver",
     "ConfiguredSampler",
@@ -57,6 +67,18 @@ __all__ = [
 #: reads with a local search (8 reads = 8 starts); longer schedules cost time without changing
 #: the polished result (16 reads x 100 sweeps and 8 x 500 were no better).
 SA_DEFAULTS: dict[str, Any] = {"num_reads": 8, "num_sweeps": 200}
+
+#: Sampling defaults of ``"sa-standalone"``: SA whose own best feasible read is the decision (no
+#: repair, no local search). Chosen with ``tests/benchmarks/decision.py`` (SA-alone section): 16
+#: reads x 1000 sweeps with per-group penalties starting at half their safe weight, raised 1.35x
+#: per round while the best read breaks a group (at most 4 rounds) gave median / p95 gaps of
+#: 0.32 / 1.13% (30x6) and 0.62 / 1.17% (60x8) with every model hosted, 0.35 / 0.92% and
+#: 0.37 / 0.76% with 60% hosted (12 epochs each, ``--quick``), where plain SA at its defaults is
+#: 2.3-8.4% median, and 1.7-5.9% even at 16 x 1000.
+SA_STANDALONE_DEFAULTS: dict[str, Any] = {"num_reads": 16, "num_sweeps": 1000}
+
+#: ``GroupPenaltyComposite`` settings of ``"sa-standalone"``: (scale, rounds, growth).
+SA_STANDALONE_PENALTY: tuple[float, int, float] = (0.5, 4, 1.35)
 
 #: Sampling defaults of ``"tabu"``: one read stopped after 3 restarts, which keeps a seeded run
 #: reproducible (a search cut by its ``timeout``, dwave-samplers' default of 20 ms, ends wherever
@@ -203,6 +225,15 @@ def _make_sa(**params: Any) -> dimod.Sampler:
     return _with_defaults(FastSimulatedAnnealingSampler(), SA_DEFAULTS, params, "sa")
 
 
+@SOLVERS.register("sa-standalone", "SA with per-task one-hot penalties: no repair or local search needed")
+def _make_sa_standalone(**params: Any) -> dimod.Sampler:
+    """SA in a :class:`~mecsim.decision.penalty.GroupPenaltyComposite` (:data:`SA_STANDALONE_PENALTY`)
+    with :data:`SA_STANDALONE_DEFAULTS` (``params`` override)."""
+    scale, rounds, growth = SA_STANDALONE_PENALTY
+    composite = GroupPenaltyComposite(FastSimulatedAnnealingSampler(), scale, rounds, growth)
+    return _with_defaults(composite, SA_STANDALONE_DEFAULTS, params, "sa-standalone")
+
+
 @SOLVERS.register("tabu", "tabu search (dwave-samplers)")
 def _make_tabu(**params: Any) -> dimod.Sampler:
     """:class:`dwave.samplers.TabuSampler` with :data:`TABU_DEFAULTS` (``params`` override)."""
@@ -228,6 +259,13 @@ def _qaoa(**params: Any) -> dimod.Sampler:
 def _make_milp(**params: Any) -> dimod.Sampler:
     """:class:`~mecsim.decision.milp.MILPSampler`, e.g. ``time_limit`` as a default."""
     return _with_defaults(MILPSampler(), {}, params, "milp") if params else MILPSampler()
+
+
+@SOLVERS.register("random-feasible", "null model: uniform random one-hot feasible assignments")
+def _make_random_feasible(**params: Any) -> dimod.Sampler:
+    """:class:`~mecsim.decision.null.RandomFeasibleSampler`; ``num_reads`` (or ``shots``) as a default."""
+    sampler = RandomFeasibleSampler()
+    return _with_defaults(sampler, {}, params, "random-feasible") if params else sampler
 
 
 def get_sampler(spec: str | dimod.Sampler | type, **params: Any) -> dimod.Sampler:

@@ -15,6 +15,11 @@ The QAOA settings are policy parameters, so scenarios name them under ``policy.p
       name: qubo-qaoa
       params: {p: 2, shots: 512, optimizer: COBYLA, maxiter: 40, max_qubits: 20, method: auto}
 
+``objective: cvar`` with ``cvar_alpha`` optimises CVaR_alpha instead of the mean;
+``classical_start: greedy`` warm-starts every epoch's QAOA state from cheapest insertion (see
+:class:`~mecsim.decision.qaoa.QAOASampler`). ``tests/benchmarks/qaoa.py`` measures these against
+the null sampler ``random-feasible`` at equal shots.
+
 Needs the ``qaoa`` extra (qiskit, qiskit-aer).
 """
 
@@ -28,7 +33,8 @@ from mecsim.registry import POLICIES
 
 #: Sampler settings a scenario may give as policy parameters (QAOASampler constructor names).
 QAOA_SETTINGS = ("p", "shots", "mixer", "optimizer", "maxiter", "expectation", "sampling", "start",
-                 "dt", "rhobeg", "xy_topology", "target", "noise_model", "mps_max_bond")
+                 "dt", "rhobeg", "xy_topology", "target", "noise_model", "mps_max_bond", "objective",
+                 "cvar_alpha", "classical_start", "warm_start_weight")
 
 
 def make_qaoa_policy(*, mode: str = "optimize", p: int = 2, shots: int = 512, maxiter: int = 40,

@@ -45,7 +45,7 @@ from typing import Any
 import dimod
 import numpy as np
 
-from mecsim.decision.milp import solve_selection_milp
+from mecsim.decision.exact import solve_selection_exact
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
@@ -110,7 +110,7 @@ class QuboPolicy(BasePolicy):
             polished; the one with the lowest objective is the decision. Below the safe penalty
             the energy order of repaired reads is only a hint, and the local search ends in
             different local optima from different reads, so a few starts are worth it.
-        reference: also solve the selection exactly (:func:`~mecsim.decision.milp.solve_selection_milp`)
+        reference: also solve the selection exactly (:func:`~mecsim.decision.exact.solve_selection_exact`)
             and record ``milp_objective`` and ``gap = (objective - milp) / milp``.
         fallback: policy used when the solver fails, returns nothing or runs over
             ``time_budget_s`` (any spec :func:`~mecsim.policies.base.make_policy` takes).
@@ -327,7 +327,11 @@ class QuboPolicy(BasePolicy):
     #: scalar entries of ``sampleset.info`` copied to the epochs table as ``sampler_<key>``
     SAMPLER_INFO_KEYS = ("p", "mixer", "mode", "method", "expectation_path", "evaluations",
                          "final_expectation", "p_best", "feasible_fraction", "circuit_depth",
-                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap")
+                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap", "circuit_duration_s",
+                         "qpu_time_s", "objective", "rounds")
+    #: of those, summed over the subproblems of a decomposed epoch (run one after the other)
+    SAMPLER_SUMMED_KEYS = ("evaluations", "circuit_depth", "two_qubit_gates", "circuit_duration_s",
+                           "qpu_time_s")
 
     def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
         sinfo = getattr(sampleset, "info", {}) or {}
@@ -337,8 +341,9 @@ class QuboPolicy(BasePolicy):
             val = sinfo.get(key)
             if isinstance(val, bool | int | float | str | np.integer | np.floating | np.bool_):
                 old = info.get(f"sampler_{key}")
-                # over several subproblems keep the totals of counts, the last of the rest
-                if key == "evaluations" and isinstance(old, int | np.integer):
+                # over several subproblems keep the totals of counts and times, the last of the rest
+                summed = key in self.SAMPLER_SUMMED_KEYS
+                if summed and isinstance(old, int | float | np.integer | np.floating):
                     val = old + val
                 info[f"sampler_{key}"] = val.item() if isinstance(val, np.generic) else val
 
@@ -458,7 +463,7 @@ class QuboPolicy(BasePolicy):
     @staticmethod
     def _add_reference(q: SelectionQUBO, info: dict[str, Any]) -> None:
         try:
-            _, best = solve_selection_milp(q)
+            _, best, _ = solve_selection_exact(q)
         except Exception:  # a reference that cannot be computed is recorded as missing
             info.update(milp_objective=float("nan"), gap=float("nan"))
             return
