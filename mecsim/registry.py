@@ -196,6 +196,8 @@ BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
 BUILTIN_SOLVERS: dict[str, tuple[str, str]] = {
     "sa": (_SOLV, "simulated annealing (dwave-samplers), few short anneals"),
     "tabu": (_SOLV, "tabu search (dwave-samplers)"),
+    "sa-standalone": (_SOLV, "SA with per-task one-hot penalties: no repair or local search needed"),
+    "random-feasible": (_SOLV, "null model: uniform random one-hot feasible assignments"),
     "exact": (_SOLV, "brute force (dimod.ExactSolver), at most 20 variables"),
     "qaoa": (_SOLV, "QAOA: qiskit circuits, numpy statevector fast path, qiskit-aer (extra 'qaoa')"),
     "milp": (_SOLV, "exact MILP linearisation solved by HiGHS (scipy)"),
