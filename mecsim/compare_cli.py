@@ -32,7 +32,7 @@ def _print_comparison(cmp: Any) -> None:
 
 def _rl_models(items: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
     """``--rl-model PATH`` (any scenario) or ``--rl-model SCENARIO=PATH`` (repeatable)."""
-    from mecsim.compare import CompareError
+    from mecsim.study import CompareError
 
     single, per = None, {}
     for item in items:
@@ -91,8 +91,8 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
             progress: bool | None) -> None:
     """Compare policies on the same seeds of SCENARIO (a registered name or a YAML file), or run
     a study file (scenarios/studies/*.yaml); write tables, figures and report.md."""
-    from mecsim.compare import DEFAULT_POLICIES, DEFAULT_RL_STEPS, CompareError, is_study_file, run_study
-    from mecsim.compare import compare as run_compare
+    from mecsim.study import DEFAULT_POLICIES, DEFAULT_RL_STEPS, CompareError, is_study_file, run_study
+    from mecsim.study import compare as run_compare
 
     single, per = _rl_models(rl_model)
     if is_study_file(scenario):
@@ -103,7 +103,7 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
             raise CompareError(f"{', '.join(ignored)}: a study file sets these itself; edit the file")
         if single is not None:
             raise CompareError("with a study file give --rl-model SCENARIO=PATH")
-        from mecsim.compare import load_study
+        from mecsim.study import load_study
 
         name = load_study(scenario)["name"]
         out = Path(out_dir) if out_dir else Path("runs") / name
@@ -219,8 +219,8 @@ def reproduce(out_dir: str, quick: bool, seeds: int | None, workers: int | None,
               rl_steps: int | None, figures: bool, progress: bool | None) -> None:
     """Run the paper-style study (scenarios/studies/paper.yaml): paper-small-v1 and paper-medium-v1,
     hybrid QUBO, RL and heuristics; tables, figures and report.md in --out."""
-    from mecsim.compare import CompareError
-    from mecsim.compare import reproduce as run
+    from mecsim.study import CompareError
+    from mecsim.study import reproduce as run
 
     single, per = _rl_models(rl_model)
     if single is not None:

@@ -35,7 +35,7 @@ def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: 
     Every run lands in OUT/runs/run_id=<id>/, the catalogue in OUT/catalogue.parquet (and .csv).
     Exit code 1 when some runs failed (their one-line errors are printed and in the catalogue).
     """
-    from mecsim.sweep import DONE, FAILED, load_sweep_spec, run_sweep
+    from mecsim.study import DONE, FAILED, load_sweep_spec, run_sweep
 
     spec = load_sweep_spec(sweep_file)
     out = Path(out_dir) if out_dir else Path("runs") / spec.name
