@@ -1,13 +1,13 @@
 """Policy comparisons and studies: moved to :mod:`mecsim.study` (this import path stays).
 
-See :mod:`mecsim.study.compare` (:func:`compare`) and :mod:`mecsim.study.studies`
+See :mod:`mecsim.study.comparison` (:func:`compare`) and :mod:`mecsim.study.studies`
 (:func:`run_study`, :func:`reproduce`).
 """
 
 from mecsim.analysis.plots import vary_figure
 from mecsim.analysis.report import compact_paired, compact_table, findings
 from mecsim.analysis.stats import paired_differences, policy_table
-from mecsim.study.compare import DEFAULT_POLICIES, TASK_COLUMNS, Comparison, compare, parse_vary
+from mecsim.study.comparison import DEFAULT_POLICIES, TASK_COLUMNS, Comparison, compare, parse_vary
 from mecsim.study.policies import (
     DEFAULT_RL_STEPS,
     RL_SPEC,

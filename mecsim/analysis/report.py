@@ -198,7 +198,7 @@ def compact_table(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
         miss = "-" if not np.isfinite(r["miss_rate"]) else f"{r['miss_rate']:.1%}"
         if "growth" in r and np.isfinite(r["growth"]):
             grow = _ci(100 * r["growth"], 100 * r["growth_lo"], 100 * r["growth_hi"]) + " %"
-            stab = ("UNSTABLE, latency grows " if bad else "stable, ") + grow
+            stab = ("UNSTABLE, grows " if bad else "no growth shown, ") + grow
         else:
             stab = "-"
         na = "unstable: no mean"
@@ -209,7 +209,7 @@ def compact_table(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             f"p99 (s) [{pct} CI]": na if bad else _ci(r["p99_s"], r["p99_s_lo"], r["p99_s_hi"]),
             "deadline miss": miss,
             "std of seed means (s)": f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"]) else "-",
-            "2nd-half / 1st-half latency - 1": stab,
+            "backlog growth, 2nd half vs 1st [CI]": stab,
             "decision (ms/epoch)": f"{r['decision_ms_per_epoch']:.3g}",
             "tx energy (J/task)": f"{r['energy_tx_j_per_task']:.3g}",
             "server energy (J/task)": f"{r['energy_server_j_per_task']:.3g}",
@@ -251,9 +251,10 @@ def report_header(title: str, command: str) -> str:
             f"{platform.python_version()}) on {when}. Latencies are end-to-end (arrival to result "
             "back at the device) over the completed tasks that arrived after the warm-up; every "
             "interval is a Student-t interval across seeds (one replicate per seed). A policy is "
-            "marked unstable when the mean latency of the tasks arriving in the second half of the "
-            "measured window exceeds the first half's (unfinished tasks counted at their age) by "
-            f"more than {GROWTH_LIMIT:.0%} with confidence: its queue grows, so it has no steady-state "
+            "marked unstable when its backlog (time-average tasks in the system, unfinished ones "
+            "included) in the second half of the measured window exceeds the first half's by more than "
+            f"{GROWTH_LIMIT:.0%} with confidence (and by at least half a task): its queue grows with the "
+            "run's length, so it has no steady-state "
             "mean and none is given.\n\n")
 
 

@@ -5,7 +5,7 @@
   layout of a sweep's folder and its catalogue;
 * :mod:`mecsim.study.executor`: :class:`Executor`, serial or Dask, used by everything below;
 * :mod:`mecsim.study.sweep`: :func:`run_sweep`;
-* :mod:`mecsim.study.policies`, :mod:`mecsim.study.compare`: :func:`compare` (policies on common
+* :mod:`mecsim.study.policies`, :mod:`mecsim.study.comparison`: :func:`compare` (policies on common
   random numbers, tables, figures, report);
 * :mod:`mecsim.study.studies`: study files, :func:`run_study`, :func:`reproduce`.
 
@@ -26,8 +26,9 @@ _WHERE = {
     "Executor": "executor", "run_sweep": "sweep",
     "CompareError": "policies", "PolicyChoice": "policies", "parse_policies": "policies",
     "resolve_policies": "policies", "RL_SPEC": "policies", "DEFAULT_RL_STEPS": "policies",
-    "Comparison": "compare", "compare": "compare", "parse_vary": "compare", "DEFAULT_POLICIES": "compare",
-    "comparison_figures": "compare",
+    "Comparison": "comparison", "compare": "comparison", "parse_vary": "comparison",
+    "DEFAULT_POLICIES": "comparison",
+    "comparison_figures": "comparison",
     "Study": "studies", "load_study": "studies", "is_study_file": "studies", "run_study": "studies",
     "reproduce": "studies", "REGIMES_STUDY": "studies", "PAPER_STUDY": "studies",
 }

@@ -1,7 +1,7 @@
 """One executor for every study: runs planned runs serially in this process or on Dask.
 
 :class:`Executor` is what :func:`mecsim.study.sweep.run_sweep` (and through it
-:func:`mecsim.study.compare.compare` and every study) hands its pending runs to. It executes
+:func:`mecsim.study.comparison.compare` and every study) hands its pending runs to. It executes
 :func:`mecsim.study.runs.execute_run` for each and reports each catalogue row as the run ends:
 
 * serially, in this process (``workers=1``, or when ``dask.distributed`` is not installed and

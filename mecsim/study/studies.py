@@ -3,7 +3,7 @@
 A study file (``scenarios/studies/*.yaml``) names scenarios (registered names, or paths relative to
 the file), the policies to compare on each, the fields to vary, the RL training budget, named
 override sets (``modes``, e.g. decision time free and charged) and a ``quick`` variant.
-:func:`run_study` runs one :func:`~mecsim.study.compare.compare` per scenario and mode on one
+:func:`run_study` runs one :func:`~mecsim.study.comparison.compare` per scenario and mode on one
 shared executor (a Dask cluster is started once) and writes ``report.md`` with an overview across
 scenarios: per regime, whether the hybrid beats RL and the heuristics on latency (paired
 intervals) and on stability, and where its gain over greedy comes from.
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mecsim.analysis.report import _ci, _safe, report_header, scenario_section, seed_warning, to_markdown
-from mecsim.study.compare import DEFAULT_POLICIES, Comparison, compare
+from mecsim.study.comparison import DEFAULT_POLICIES, Comparison, compare
 from mecsim.study.executor import Executor
 from mecsim.study.policies import DEFAULT_RL_STEPS, CompareError
 from mecsim.traces import atomic_write
@@ -158,8 +158,8 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
         quick: use the study's ``quick`` settings (fewer seeds, shorter runs, a small RL budget,
             fewer varied values, possibly fewer scenarios and modes).
         seeds: seeds per comparison, over the study's.
-        workers: as :func:`~mecsim.study.compare.compare`.
-        scheduler: as :func:`~mecsim.study.compare.compare`.
+        workers: as :func:`~mecsim.study.comparison.compare`.
+        scheduler: as :func:`~mecsim.study.comparison.compare`.
         rl_models: scenario name -> a model for its ``rl`` policy (else one is trained).
         rl_steps: training decisions of the RL models trained here, over the study's.
         figures: write the figures.
@@ -183,6 +183,7 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
                    or Path(str(e["scenario"])).stem in set(q["studies"])]
     ex = Executor(workers, scheduler, progress)
     comps: list[Comparison] = []
+    used: set[str] = set()
     t0 = time.perf_counter()
     try:
         for entry in entries:
@@ -193,12 +194,17 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
             name = load_scenario(entry["scenario"]).name
             model = (rl_models or {}).get(name) or entry.get("rl_model")
             modes = _modes(study, entry, q)
+            title = entry.get("title") or name
+            # One folder per entry: the scenario's name, or its title when the name is taken.
+            folder = _safe(name) if _safe(name) not in used else _safe(title)
+            if folder in used:
+                raise CompareError(f"studies: two entries of {name!r} need different titles")
+            used.add(folder)
             for k, (mode, mode_over) in enumerate(modes.items()):
-                sub = out / _safe(name) / _safe(mode) if len(modes) > 1 else out / _safe(name)
-                title = entry.get("title") or name
+                sub = out / folder / _safe(mode) if len(modes) > 1 else out / folder
                 cmp = compare(
                     entry["scenario"], entry.get("policies") or DEFAULT_POLICIES,
-                    seeds=entry.get("seeds") if seeds is None and not quick and entry.get("seeds") else n_seeds,
+                    seeds=entry.get("seeds") if seeds is None and not q.get("seeds") and entry.get("seeds") else n_seeds,
                     out_dir=sub, duration_s=dur, warmup_s=warm, overrides={**over, **mode_over},
                     vary=vary if k == 0 else None,
                     vary_seeds=q.get("vary_seeds") or entry.get("vary_seeds") or study.get("vary_seeds"),
@@ -265,7 +271,7 @@ def _overview_md(ov: pd.DataFrame) -> pd.DataFrame:
                      "p95 (s) [CI]": "unstable" if bad else _ci(r["p95_s"], r["p95_s_lo"], r["p95_s_hi"]),
                      "miss rate [CI]": _ci(r["miss_rate"], r["miss_rate_lo"], r["miss_rate_hi"]),
                      "std of seed means (s)": f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"]) else "-",
-                     "stable": "no" if bad else "yes"})
+                     "unstable": "YES" if bad else "no"})
     return pd.DataFrame(rows)
 
 
@@ -307,18 +313,22 @@ def verdicts(comps: Sequence[Comparison], hybrid: str = "qubo-sa") -> pd.DataFra
 def _verdict_text(vd: pd.DataFrame, hybrid: str) -> str:
     if vd.empty:
         return f"{hybrid} was not compared in any regime.\n"
+
+    def cell(r: Mapping[str, Any], who: str) -> str:
+        if r[who] is None or pd.isna(r[who]):
+            return "-"
+        diff = _ci(r[f"{who}_minus_hybrid_s"], r[f"{who}_lo"], r[f"{who}_hi"])
+        return f"{r[who]}: {diff} ({r[f'{who}_verdict']})"
+
     rows = []
     for r in vd.to_dict("records"):
-        def cell(who: str) -> str:
-            if r[who] is None:
-                return "-"
-            return f"{r[who]}: {_ci(r[f'{who}_minus_hybrid_s'], r[f'{who}_lo'], r[f'{who}_hi'])} ({r[f'{who}_verdict']})"
         rows.append({"regime": r["regime"], "decision time": r["mode"] or "-",
-                     f"RL minus {hybrid}, mean latency (s) [CI]": cell("rl"),
-                     f"best stable heuristic minus {hybrid} (s) [CI]": cell("heuristic"),
-                     f"{hybrid} stable": "yes" if r["hybrid_stable"] else "no",
+                     f"RL minus {hybrid}, mean latency (s) [CI]": cell(r, "rl"),
+                     f"best stable heuristic minus {hybrid} (s) [CI]": cell(r, "heuristic"),
+                     f"{hybrid} unstable": "no" if r["hybrid_stable"] else "YES",
                      "unstable policies": r["unstable"] or "none"})
-    return ("Positive differences mean the hybrid is faster. Stability: see the header.\n\n"
+    return ("Positive differences mean the hybrid is faster (paired over the same seeds). Stability: see "
+            "the header; an unstable policy gets no mean and no verdict on latency.\n\n"
             + to_markdown(pd.DataFrame(rows)) + "\n")
 
 

@@ -425,6 +425,7 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
     the censored latency CDF with its band, where the latency goes, the spread of seed means of
     the stable policies, and each statistic against each varied field."""
     from mecsim.analysis import plots
+    from mecsim.analysis.labels import axis_label
 
     files: list[Path] = []
     rank = {p: k for k, p in enumerate(order)}
@@ -453,7 +454,9 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
         files += [out / f"{name}.png", out / f"{name}.pdf"]
     for key, st in vary_stats.items():
         stem = out / f"vs_{_safe(key)}"
-        fig = plots.vary_figure(st, key, save=stem, title=None)
+        seeds = int(st["n_seeds"].max()) if "n_seeds" in st.columns and len(st) else 0
+        fig = plots.vary_figure(st, key, save=stem, title=(
+            f"mean latency against {axis_label(key)}\n{heading.split(', seeds')[0]}, {seeds} seeds per point"))
         plots.close(fig)
         files += [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     return files
