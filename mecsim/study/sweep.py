@@ -134,8 +134,10 @@ def run_sweep(spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
     to_submit = [r for r in pending if r.error is None]
     n_failed = len(pending) - len(to_submit)
 
-    from tqdm.auto import tqdm
-
+    if progress:  # tqdm.auto only then: in a notebook without ipywidgets it warns on import
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     bar = tqdm(total=len(runs), initial=n_skipped + n_failed, desc=f"sweep {spec.name}", unit="run",
                disable=not progress, dynamic_ncols=True)
     counts = {"done": 0, "failed": n_failed, "skipped": n_skipped, "outstanding": len(to_submit)}
