@@ -182,7 +182,9 @@ def _cli(*args):
 TINY_STUDY = {
     "name": "tiny", "seeds": 2, "duration_s": 40, "warmup_s": 5, "reference": "qubo-sa", "hybrid": "qubo-sa",
     "rl": {"steps": 300, "seed": 0},
-    "modes": {"free": {}, "charged": {"epoch.decision_time.mode": "fixed", "epoch.decision_time.fixed_s": 0.3}},
+    "modes": {"free": {},  # charged: only some policies (a mode with `set` and `policies`)
+              "charged": {"set": {"epoch.decision_time.mode": "fixed", "epoch.decision_time.fixed_s": 0.3},
+                          "policies": ["qubo-sa", "greedy", "rl"]}},
     "studies": [{"scenario": "smoke-v1", "title": "smoke-v1 (tiny)",
                  "policies": ["qubo-sa", "greedy", "random", {"name": "rl", "optional": True}]},
                 # random overloads its servers at this rate (its backlog grows), qubo-sa copes
@@ -206,7 +208,7 @@ def test_reproduce_quick(tmp_path):
     for mode in ("free", "charged"):
         assert f"## smoke-v1 (tiny), decision time {mode}" in report
         t = pd.read_csv(out / "smoke-v1" / mode / "comparison.csv")
-        assert set(t["policy"]) == {"qubo-sa", "greedy", "random", "rl"}
+        assert set(t["policy"]) == {"qubo-sa", "greedy", "rl"} | ({"random"} if mode == "free" else set())
         assert (t["n_seeds"] == 2).all() and t["mean_s"].notna().all()
         for stem in ("paired", "latency_cdf", "breakdown"):
             assert (out / "smoke-v1" / mode / "figures" / f"{stem}.png").stat().st_size > 0
@@ -219,6 +221,10 @@ def test_reproduce_quick(tmp_path):
     # One RL model per scenario, trained once and reused in the charged mode.
     models = list((out / "smoke-v1" / "free" / "models").glob("*.zip"))
     assert len(models) == 1 and not (out / "smoke-v1" / "charged" / "models").exists()
+    curve = pd.read_csv(models[0].with_name(models[0].stem + "-curve.csv"))  # the learning curve
+    assert len(curve) > 0 and curve["step"].is_monotonic_increasing
+    assert models[0].with_name(models[0].stem + "-curve.png").stat().st_size > 0
+    assert "learning curve" in report
     vd = pd.read_csv(out / "verdicts.csv")
     assert len(vd) == 3 and set(vd["mode"]) == {"free", "charged"}
     # Negative control of the stability test: random is unstable when overloaded, and gets no mean.

@@ -354,9 +354,12 @@ def scenario_section(cmp: Any, root: Path, level: int = 2) -> str:
     rl = s.get("rl")
     if rl:
         if rl.get("trained_here"):
-            lines.append(f"- RL: MaskablePPO, {rl['steps']} decisions of training (seed {rl['seed']}, "
-                         f"runs of {rl['train_duration_s']:g} s whose seeds are drawn apart from the "
-                         f"evaluation seeds), model `{Path(rl['model']).name}` (digest {rl['digest']}).")
+            lines.append(f"- RL: MaskablePPO trained on this scenario for {rl.get('trained_steps', rl['steps'])} "
+                         f"decisions (at most {rl['steps']}, stopping once the learning curve is flat; "
+                         f"seed {rl['seed']}, runs of {rl['train_duration_s']:g} s whose seeds are drawn apart "
+                         f"from the evaluation seeds), model `{Path(rl['model']).name}` (digest "
+                         f"{rl['digest']}); one model for the whole comparison (varied points and modes "
+                         "included).")
         else:
             lines.append(f"- RL: model `{rl['model']}` (trained on {rl.get('scenario') or '?'}; digest "
                          f"{rl['digest']}).")

@@ -144,21 +144,66 @@ def prepare_rl(policies: list[PolicyChoice], source: str, overrides: dict[str, A
         # The name holds everything the training depends on, so a model on disk is reused only
         # when it is the one this call would train.
         hp = hashlib.sha256(json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True).encode()).hexdigest()[:6]
-        path = (model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-steps{rl_steps}-seed{rl_seed}.zip").resolve()
+        path = (model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}.zip").resolve()
+        curve = path.with_name(path.stem + "-curve.csv")
         info = {"model": str(path), "trained_here": True, "steps": rl_steps, "seed": rl_seed,
                 "train_duration_s": sc.duration_s, "scenario": sc.name}
-        if path.is_file():
+        if path.is_file() and curve.is_file():
             notes.append(f"rl: reused the model trained earlier with the same settings ({path.name})")
             info["reused"] = True
+            import pandas as pd
+
+            c = pd.read_csv(curve)
+            info.update(trained_steps=int(c.attrs.get("steps", c["step"].max())), episodes=len(c),
+                        curve=str(curve))
         else:
-            rep = train_rl(source, rl_steps, path, seed=rl_seed, overrides=train_over, progress=progress)
-            info.update(wall_s=rep.wall_s, episodes=rep.episodes,
-                        first_returns=rep.episode_rewards[:3], last_returns=rep.episode_rewards[-3:])
-            notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions ({rep.episodes} runs of "
-                         f"{sc.duration_s:g} s, seed {rl_seed}) in {rep.wall_s:.0f} s")
+            # Trained in chunks until the learning curve is flat, at most rl_steps decisions.
+            rep = train_rl(source, rl_steps, path, seed=rl_seed, overrides=train_over, progress=progress,
+                           until_flat=True)
+            _write_curve(rep, curve, sc.name)
+            info.update(wall_s=rep.wall_s, episodes=rep.episodes, trained_steps=rep.steps, flat=rep.flat,
+                        curve=str(curve), first_returns=rep.episode_rewards[:3],
+                        last_returns=rep.episode_rewards[-3:])
+            state = {True: "flat at the end", False: "NOT flat at the end (raise rl.steps)",
+                     None: "too few episodes to tell whether it flattened"}[rep.flat]
+            notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions of at most {rl_steps} "
+                         f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in {rep.wall_s:.0f} s; "
+                         f"learning curve {state} (`models/{curve.with_suffix('.png').name}`)")
     digest = model_digest(path)
     info["digest"] = digest
     out = [PolicyChoice(p.label, p.name, {**p.params, "model": str(path), "digest": digest})
            if p.name == RL_SPEC else p for p in policies]
     return out, info
 
+
+
+def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
+    """The RL learning curve as CSV and as a figure (return per decision of each training run,
+    with a moving average) next to the model."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"episode": np.arange(1, len(rep.episode_steps) + 1), "step": rep.episode_steps,
+                       "return": rep.episode_rewards, "reward_per_step": rep.episode_reward_per_step})
+    df.to_csv(csv, index=False)
+    try:
+        from mecsim.analysis import plots
+
+        fig = plots.figure()
+    except MecsimError:  # no matplotlib: the CSV is there
+        return
+    ax = fig.axes[0]
+    ax.plot(df["step"], df["reward_per_step"], ".", color="grey", alpha=0.6, label="one training run")
+    if len(df) >= 4:
+        w = max(2, len(df) // 8)
+        ax.plot(df["step"], df["reward_per_step"].rolling(w, min_periods=1).mean(), color="C0",
+                label=f"moving average of {w} runs")
+    ax.set_xlabel("training decisions (environment steps)")
+    ax.set_ylabel("return per decision (minus expected latency, scaled)")
+    flat = {True: "flat at the end", False: "not flat at the end", None: "too few runs to tell"}[rep.flat]
+    ax.set_title(f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
+                 f"{rep.wall_s:.0f} s ({flat})", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    plots.save_figure(fig, csv.with_suffix(""), formats=("png",))
+    plots.close(fig)

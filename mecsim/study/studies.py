@@ -135,13 +135,31 @@ def _thin(values: Sequence[Any], k: int | None) -> list[Any]:
 
 
 
-def _modes(study: Mapping[str, Any], entry: Mapping[str, Any], quick: Mapping[str, Any]) -> dict[str, dict]:
+def _modes(study: Mapping[str, Any], entry: Mapping[str, Any],
+           quick: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], list[str] | None]]:
+    """name -> (overrides, the policies to run in it or None for all). A mode is a mapping of
+    overrides, or ``{set: {overrides}, policies: [labels]}`` to run only some policies in it."""
     modes = entry.get("modes") or study.get("modes") or {"": {}}
     if not isinstance(modes, Mapping):
         raise CompareError("modes: a mapping of name -> overrides, e.g. {free: {}, charged: {...}}")
     keep = quick.get("modes")
-    out = {str(k): dict(v or {}) for k, v in modes.items() if keep is None or k in keep}
-    return out or {"": {}}
+    out: dict[str, tuple[dict[str, Any], list[str] | None]] = {}
+    for k, v in modes.items():
+        if keep is not None and k not in keep:
+            continue
+        v = dict(v or {})
+        if set(v) and set(v) <= {"set", "policies"}:
+            pols = v.get("policies")
+            if pols is not None and not (isinstance(pols, list) and all(isinstance(p, str) for p in pols)):
+                raise CompareError(f"modes.{k}.policies: a list of policy labels")
+            out[str(k)] = (dict(v.get("set") or {}), pols)
+        else:
+            out[str(k)] = (v, None)
+    return out or {"": ({}, None)}
+
+
+def _label(p: Any) -> str:
+    return str(p) if isinstance(p, str) else str(p.get("label") or p.get("name"))
 
 
 def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str | os.PathLike[str], *,
@@ -200,10 +218,13 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
             if folder in used:
                 raise CompareError(f"studies: two entries of {name!r} need different titles")
             used.add(folder)
-            for k, (mode, mode_over) in enumerate(modes.items()):
+            for k, (mode, (mode_over, only)) in enumerate(modes.items()):
+                pols = list(entry.get("policies") or DEFAULT_POLICIES)
+                if only is not None:
+                    pols = [p for p in pols if _label(p) in set(only)]
                 sub = out / folder / _safe(mode) if len(modes) > 1 else out / folder
                 cmp = compare(
-                    entry["scenario"], entry.get("policies") or DEFAULT_POLICIES,
+                    entry["scenario"], pols,
                     seeds=entry.get("seeds") if seeds is None and not q.get("seeds") and entry.get("seeds") else n_seeds,
                     out_dir=sub, duration_s=dur, warmup_s=warm, overrides={**over, **mode_over},
                     vary=vary if k == 0 else None,
