@@ -139,6 +139,18 @@ def test_rerun_reuses_finished_runs(smoke_cmp, monkeypatch):
     pd.testing.assert_frame_equal(again.table, smoke_cmp.table)
 
 
+def test_rl_is_trained_at_each_varied_point(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    cmp = compare("smoke-v1", "greedy,rl", seeds=2, out_dir=tmp_path, duration_s=30, rl_steps=200,
+                  vary={"devices.0.count": [2, 3]}, vary_seeds=1, workers=1, progress=False, figures=False)
+    models = sorted((tmp_path / "models").glob("*.zip"))
+    assert len(models) == 2  # the compared point (3 devices) and the varied one (2 devices)
+    st = cmp.vary["devices.0.count"]
+    assert set(st.loc[st["policy"] == "rl", "devices.0.count"]) == {2, 3}
+    assert cmp.settings["rl"]["per_point"] is True
+    assert "a model of its own trained at each varied point" in (tmp_path / "report.md").read_text()
+
+
 def test_compare_errors(tmp_path):
     with pytest.raises(PolicyError, match="no-such-policy"):
         compare("smoke-v1", "greedy,no-such-policy", seeds=1, out_dir=tmp_path, workers=1)

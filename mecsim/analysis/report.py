@@ -358,13 +358,14 @@ def scenario_section(cmp: Any, root: Path, level: int = 2) -> str:
                          f"decisions (at most {rl['steps']}, stopping once the learning curve is flat; "
                          f"seed {rl['seed']}, runs of {rl['train_duration_s']:g} s whose seeds are drawn apart "
                          f"from the evaluation seeds), model `{Path(rl['model']).name}` (digest "
-                         f"{rl['digest']}); one model for the whole comparison (varied points and modes "
-                         "included).")
+                         f"{rl['digest']}); "
+                         + ("a model of its own trained at each varied point." if rl.get("per_point")
+                            else "the same model at every varied point and mode."))
         else:
             lines.append(f"- RL: model `{rl['model']}` (trained on {rl.get('scenario') or '?'}; digest "
-                         f"{rl['digest']}).")
+                         f"{rl['digest']}), the same model at every varied point and mode.")
     if s.get("vary"):
-        lines.append("- Varied one at a time (other fields as above; RL model as above): "
+        lines.append("- Varied one at a time (other fields as above): "
                      + "; ".join(f"`{k}` in {v}" for k, v in s["vary"].items())
                      + f", on seeds {s['vary_seeds']}.")
     lines.append(f"- {s['runs']} runs ({s['executor']}), {s['wall_s']:.0f} s wall.")

@@ -276,6 +276,7 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     if ref not in labels:
         raise CompareError(f"reference {ref!r} is not one of the compared policies {labels}")
     out.mkdir(parents=True, exist_ok=True)
+    unbound = list(chosen)  # before the RL policy gets its model
     chosen, rl_info = prepare_rl(chosen, source, over, rl_model, rl_steps, rl_seed, rl_duration_s,
                                   out / "models", notes, progress)
     by_name = {p.name: p.label for p in chosen}
@@ -297,26 +298,38 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     from mecsim.study.sweep import run_sweep
 
     main_runs = plan_runs(main_spec)
-    vary_spec = None
+    # An RL model trained here is trained again at every varied point (the policy a user would
+    # deploy there); a model given by the caller is used at every point. Either way it is said.
+    per_point = rl_info is not None and rl_info.get("trained_here", False)
+    vary_specs: list[dict[str, Any]] = []
+    if cases and per_point:
+        for case in cases:
+            pts, _ = prepare_rl(unbound, source, {**over, **case}, None, rl_steps, rl_seed, rl_duration_s,
+                                out / "models", notes, progress)
+            vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
+                               "cases": [case], "policies": [{"name": p.name, "params": p.params} for p in pts],
+                               "seeds": v_seeds})
+        rl_info["per_point"] = True
+    elif cases:
+        vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
+                           "cases": cases, "policies": pol_entries, "seeds": v_seeds})
+        if rl_info is not None:
+            rl_info["per_point"] = False
     vary_runs = []
-    if cases:
-        vary_spec = {"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
-                     "cases": cases, "policies": pol_entries, "seeds": v_seeds}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a case equal to a default: planned once
-            vary_runs = plan_runs(vary_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a case equal to a default: planned once
+        for vs in vary_specs:
+            vary_runs += plan_runs(vs)
 
     ex = executor or Executor(workers, scheduler, progress)
     sweep_dir = out / "sweep"
     planned = {r.run_id for r in [*main_runs, *vary_runs]}
     try:
-        run_sweep(main_spec, sweep_dir, progress=progress, executor=ex)
-        if vary_spec is not None:
+        cat = run_sweep(main_spec, sweep_dir, progress=progress, executor=ex)
+        for vs in vary_specs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cat = run_sweep(vary_spec, sweep_dir, progress=progress, executor=ex)
-        else:
-            cat = pd.read_parquet(sweep_dir / "catalogue.parquet")
+                cat = run_sweep(vs, sweep_dir, progress=progress, executor=ex)
     finally:
         if executor is None:
             ex.close()
