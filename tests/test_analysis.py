@@ -343,3 +343,37 @@ def test_axis_labels_have_names_and_units():
     assert axis_label("radio.bandwidth_hz") == "uplink bandwidth (Hz)"
     assert axis_label("servers.2.slots") == "slots of server 2"
     assert axis_label("foo.bar_latency_s") == "bar latency (s)"
+
+
+def test_analysis_has_no_import_circle_and_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, mecsim.analysis.stats, mecsim.analysis.load, mecsim.analysis.report\n"
+            "assert 'mecsim.analysis.plots' not in sys.modules, 'stats/load/report import plots'\n"
+            "import mecsim.analysis, mecsim.plots\n"
+            "assert 'matplotlib' not in sys.modules and 'dask' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_figures_name_axes_and_mark_what_they_draw():
+    pytest.importorskip("matplotlib")
+    from mecsim import plots
+
+    st = pd.DataFrame({"policy": ["a", "a", "b", "b"], "devices.0.arrivals.rate_per_s": [0.1, 1.0, 0.1, 1.0],
+                       "mean_s": [1.0, 50.0, 1.2, 60.0], "mean_s_lo": [np.nan] * 4, "mean_s_hi": [np.nan] * 4})
+    fig = plots.vary_figure(st, "devices.0.arrivals.rate_per_s")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "arrival rate per device (1/s)" and ax.get_yscale() == "log"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and not any("10^" in t or "times" in t for t in labels), labels  # plain numbers
+    # no interval (one seed): lines without error bars, so the legend shows lines
+    assert not ax.containers and len(ax.get_legend().get_lines()) == 2
+    summ = pd.DataFrame({"policy": ["r"] * 4 + ["x"] * 4, "seed": list(range(4)) * 2,
+                         "latency_mean_s": [1.0, 2.0, 3.0, 4.0, 1.5, 2.4, 3.6, 4.5]})
+    fig = plots.paired_figure(summ, "r", title="t")
+    dots = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 1 and len(dots[0].get_xdata()) == 4  # one dot per seed
+    np.testing.assert_allclose(sorted(dots[0].get_xdata()), [0.4, 0.5, 0.5, 0.6])

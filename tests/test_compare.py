@@ -212,7 +212,8 @@ def test_reproduce_quick(tmp_path):
     study = tmp_path / "tiny.yaml"
     study.write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     out = tmp_path / "rep"
-    r = _cli("reproduce", "--quick", "--study", str(study), "--out", str(out), "--workers", "1", "--no-progress")
+    r = _cli("reproduce", "--quick", "--study", str(study), "--out", str(out), "--workers", "1",
+             "--no-progress")
     assert r.exit_code == 0, r.output
     report = (out / "report.md").read_text()
     assert "## Does the hybrid (qubo-sa) win? Per regime" in report and "## Overview" in report

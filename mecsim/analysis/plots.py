@@ -350,7 +350,8 @@ def vary_figure(stats: pd.DataFrame, key: str, value: str = "mean_s", title: str
     for k, (pol, g) in enumerate(groups):
         g = g.sort_values(key)
         # A small sideways shift per policy: equal results stay visible, error bars do not overlap.
-        x = pd.to_numeric(g[key], errors="coerce").to_numpy(float) + 0.012 * span * (k - (len(groups) - 1) / 2)
+        shift = 0.012 * span * (k - (len(groups) - 1) / 2)
+        x = pd.to_numeric(g[key], errors="coerce").to_numpy(float) + shift
         y = g[value].to_numpy(float)
         lo = g.get(f"{value}_lo", pd.Series(np.nan, index=g.index)).to_numpy(float)
         hi = g.get(f"{value}_hi", pd.Series(np.nan, index=g.index)).to_numpy(float)

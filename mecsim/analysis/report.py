@@ -283,10 +283,12 @@ def findings(cmp: Any) -> list[str]:
         out.append(f"Unstable (latency grows with run length, no mean given): {', '.join(map(str, bad))}.")
     if not stable.empty and stable["mean_s"].notna().any():
         best = stable.loc[stable["mean_s"].idxmin()]
-        out.append(f"Lowest mean latency among stable policies: **{best['policy']}**, {_fmt_s(best['mean_s'])} "
+        out.append(f"Lowest mean latency among stable policies: **{best['policy']}**, "
+                   f"{_fmt_s(best['mean_s'])} "
                    f"[{_fmt_s(best['mean_s_lo'])}, {_fmt_s(best['mean_s_hi'])}].")
         best95 = stable.loc[stable["p95_s"].idxmin()]
-        out.append(f"Lowest p95 latency among stable policies: **{best95['policy']}**, {_fmt_s(best95['p95_s'])}.")
+        out.append(f"Lowest p95 latency among stable policies: **{best95['policy']}**, "
+                   f"{_fmt_s(best95['p95_s'])}.")
     ref = cmp.reference
     p = cmp.paired
     if ref is not None and not p.empty:
@@ -308,7 +310,8 @@ CONTRASTS = (
     ("repair + local search added to greedy", "greedy-ls", "greedy"),
     ("hybrid against greedy with the same local search", "qubo-sa", "greedy-ls"),
     ("solver: SA against random-feasible at equal reads (with local search)", "qubo-sa", "qubo-random"),
-    ("solver: SA against random-feasible at equal reads (no local search)", "qubo-sa-nols", "qubo-random-nols"),
+    ("solver: SA against random-feasible at equal reads (no local search)", "qubo-sa-nols",
+     "qubo-random-nols"),
     ("repair + local search inside the hybrid", "qubo-sa", "qubo-sa-nols"),
     ("hybrid against RL", "qubo-sa", "rl"),
     ("hybrid against least-loaded", "qubo-sa", "least-loaded"),
@@ -354,9 +357,11 @@ def scenario_section(cmp: Any, root: Path, level: int = 2) -> str:
     rl = s.get("rl")
     if rl:
         if rl.get("trained_here"):
-            lines.append(f"- RL: MaskablePPO trained on this scenario for {rl.get('trained_steps', rl['steps'])} "
+            lines.append(f"- RL: MaskablePPO trained on this scenario for "
+                         f"{rl.get('trained_steps', rl['steps'])} "
                          f"decisions (at most {rl['steps']}, stopping once the learning curve is flat; "
-                         f"seed {rl['seed']}, runs of {rl['train_duration_s']:g} s whose seeds are drawn apart "
+                         f"seed {rl['seed']}, runs of {rl['train_duration_s']:g} s whose seeds are drawn "
+                         "apart "
                          f"from the evaluation seeds), model `{Path(rl['model']).name}` (digest "
                          f"{rl['digest']}); "
                          + ("a model of its own trained at each varied point." if rl.get("per_point")

@@ -87,7 +87,8 @@ class TrainReport:
     flat: bool | None = None
 
 
-def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.1, min_episodes: int = 8) -> bool | None:
+def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.1,
+            min_episodes: int = 8) -> bool | None:
     """Has a learning curve flattened? The mean of the last ``frac`` of the episodes against the
     mean of the ``frac`` before them: flat when they differ by less than ``tol`` (relative).
 

@@ -144,7 +144,8 @@ class Comparison:
         from mecsim.analysis.report import compact_table, seed_warning, to_markdown
 
         warn = seed_warning(len(self.seeds))
-        return (warn + "\n\n" if warn else "") + to_markdown(compact_table(self.table, self.settings.get("ci", 0.95)))
+        table = to_markdown(compact_table(self.table, self.settings.get("ci", 0.95)))
+        return (warn + "\n\n" if warn else "") + table
 
 
 
@@ -307,8 +308,8 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
             pts, _ = prepare_rl(unbound, source, {**over, **case}, None, rl_steps, rl_seed, rl_duration_s,
                                 out / "models", notes, progress)
             vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
-                               "cases": [case], "policies": [{"name": p.name, "params": p.params} for p in pts],
-                               "seeds": v_seeds})
+                               "cases": [case], "seeds": v_seeds,
+                               "policies": [{"name": p.name, "params": p.params} for p in pts]})
         rl_info["per_point"] = True
     elif cases:
         vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
@@ -411,8 +412,10 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
                      failed=failed, files=files, run_ids=main_ids, contrasts=contrasts)
     report = out / "report.md"
     atomic_write(report, lambda p: Path(p).write_text(
-        report_header(f"mecsim comparison: {sc.name}", "mecsim compare") + scenario_section(cmp, out, level=2)))
-    atomic_write(out / "settings.json", lambda p: Path(p).write_text(json.dumps(settings, indent=2, default=str)))
+        report_header(f"mecsim comparison: {sc.name}", "mecsim compare")
+        + scenario_section(cmp, out, level=2)))
+    atomic_write(out / "settings.json",
+                 lambda p: Path(p).write_text(json.dumps(settings, indent=2, default=str)))
     cmp.files += [report, out / "settings.json"]
     return cmp
 
@@ -451,7 +454,8 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
     left_out = f"; left out as unstable: {', '.join(sorted(unstable))}" if unstable else ""
     makers = [
         ("paired", lambda p: plots.paired_figure(s, reference, order=list(order), unstable=unstable, ci=ci,
-                                                 title=f"mean latency against {reference}\n{heading}", save=p)),
+                                                 title=f"mean latency against {reference}\n{heading}",
+                                                 save=p)),
         ("latency_cdf", lambda p: plots.latency_cdf(ts, by="policy", log_x=True, save=p, title=(
             f"latency CDF, dropped and unfinished censored (band: {ci:.0%} CI)\n{heading}"))),
         ("breakdown", lambda p: plots.breakdown_bars(ts, by="policy", save=p,
@@ -469,7 +473,8 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
         stem = out / f"vs_{_safe(key)}"
         seeds = int(st["n_seeds"].max()) if "n_seeds" in st.columns and len(st) else 0
         fig = plots.vary_figure(st, key, save=stem, title=(
-            f"mean latency against {axis_label(key)}\n{heading.split(', seeds')[0]}, {seeds} seeds per point"))
+            f"mean latency against {axis_label(key)}\n{heading.split(', seeds')[0]}, "
+            f"{seeds} seeds per point"))
         plots.close(fig)
         files += [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     return files

@@ -167,7 +167,8 @@ def prepare_rl(policies: list[PolicyChoice], source: str, overrides: dict[str, A
             state = {True: "flat at the end", False: "NOT flat at the end (raise rl.steps)",
                      None: "too few episodes to tell whether it flattened"}[rep.flat]
             notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions of at most {rl_steps} "
-                         f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in {rep.wall_s:.0f} s; "
+                         f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
+                         f"{rep.wall_s:.0f} s; "
                          f"learning curve {state} (`models/{curve.with_suffix('.png').name}`)")
     digest = model_digest(path)
     info["digest"] = digest

@@ -225,7 +225,8 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
                 sub = out / folder / _safe(mode) if len(modes) > 1 else out / folder
                 cmp = compare(
                     entry["scenario"], pols,
-                    seeds=entry.get("seeds") if seeds is None and not q.get("seeds") and entry.get("seeds") else n_seeds,
+                    seeds=(entry.get("seeds") if seeds is None and not q.get("seeds") and entry.get("seeds")
+                           else n_seeds),
                     out_dir=sub, duration_s=dur, warmup_s=warm, overrides={**over, **mode_over},
                     vary=vary if k == 0 else None,
                     vary_seeds=q.get("vary_seeds") or entry.get("vary_seeds") or study.get("vary_seeds"),
@@ -291,7 +292,8 @@ def _overview_md(ov: pd.DataFrame) -> pd.DataFrame:
                      "mean (s) [CI]": "unstable" if bad else _ci(r["mean_s"], r["mean_s_lo"], r["mean_s_hi"]),
                      "p95 (s) [CI]": "unstable" if bad else _ci(r["p95_s"], r["p95_s_lo"], r["p95_s_hi"]),
                      "miss rate [CI]": _ci(r["miss_rate"], r["miss_rate_lo"], r["miss_rate_hi"]),
-                     "std of seed means (s)": f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"]) else "-",
+                     "std of seed means (s)": (f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"])
+                                               else "-"),
                      "unstable": "YES" if bad else "no"})
     return pd.DataFrame(rows)
 
@@ -310,8 +312,9 @@ def verdicts(comps: Sequence[Comparison], hybrid: str = "qubo-sa") -> pd.DataFra
         unstable = set(t.loc[t.get("unstable", pd.Series(False, index=t.index)).fillna(False).astype(bool),
                              "policy"])
         p = c.paired.set_index("policy") if c.reference == hybrid and not c.paired.empty else None
-        row: dict[str, Any] = {"regime": c.settings.get("regime") or c.scenario, "mode": c.settings.get("mode", ""),
-                               "hybrid_stable": hybrid not in unstable, "unstable": ", ".join(sorted(unstable))}
+        row: dict[str, Any] = {"regime": c.settings.get("regime") or c.scenario,
+                               "mode": c.settings.get("mode", ""), "hybrid_stable": hybrid not in unstable,
+                               "unstable": ", ".join(sorted(unstable))}
         heur = [x for x in t["policy"] if x != hybrid and x != "rl" and not str(x).startswith("qubo")
                 and x not in unstable]
         best = t[t["policy"].isin(heur)].sort_values("mean_s").head(1)
@@ -326,7 +329,8 @@ def verdicts(comps: Sequence[Comparison], hybrid: str = "qubo-sa") -> pd.DataFra
             verdict = _verdict(d, lo, hi, hybrid, name)
             if name in unstable:
                 verdict = f"{name} is unstable"
-            row.update({f"{who}_minus_hybrid_s": d, f"{who}_lo": lo, f"{who}_hi": hi, f"{who}_verdict": verdict})
+            row.update({f"{who}_minus_hybrid_s": d, f"{who}_lo": lo, f"{who}_hi": hi,
+                        f"{who}_verdict": verdict})
         rows.append(row)
     return pd.DataFrame(rows)
 
