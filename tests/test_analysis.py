@@ -361,9 +361,11 @@ def test_figures_name_axes_and_mark_what_they_draw():
     pytest.importorskip("matplotlib")
     from mecsim import plots
 
-    st = pd.DataFrame({"policy": ["a", "a", "b", "b"], "devices.0.arrivals.rate_per_s": [0.1, 1.0, 0.1, 1.0],
-                       "mean_s": [1.0, 50.0, 1.2, 60.0], "mean_s_lo": [np.nan] * 4, "mean_s_hi": [np.nan] * 4})
-    fig = plots.vary_figure(st, "devices.0.arrivals.rate_per_s")
+    key = "devices.0.arrivals.rate_per_s"
+    st = pd.DataFrame({"policy": ["a", "a", "b", "b"], key: [0.1, 1.0, 0.1, 1.0],
+                       "mean_s": [1.0, 50.0, 1.2, 60.0], "mean_s_lo": [np.nan] * 4,
+                       "mean_s_hi": [np.nan] * 4})
+    fig = plots.vary_figure(st, key)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "arrival rate per device (1/s)" and ax.get_yscale() == "log"
     fig.canvas.draw()
