@@ -165,7 +165,7 @@ def test_learning_curve_and_training_until_flat(tmp_path):
     import mecsim.rl.train as train
 
     assert doctest.testmod(train).failed == 0
-    assert train.is_flat([-5.0] * 4 + [-1.0] * 8) is True
+    assert train.is_flat([-5.0] * 8 + [-1.0] * 16) is True
     assert train.is_flat(np.linspace(-10, -1, 20)) is False
     assert train.is_flat([-1.0, -1.0]) is None
     rep = train_rl("smoke-v1", 2048, tmp_path / "f.zip", seed=0, overrides={"duration_s": 40},

@@ -87,19 +87,23 @@ class TrainReport:
     flat: bool | None = None
 
 
-def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.1,
-            min_episodes: int = 8) -> bool | None:
+def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.05,
+            min_episodes: int = 16) -> bool | None:
     """Has a learning curve flattened? The mean of the last ``frac`` of the episodes against the
-    mean of the ``frac`` before them: flat when they differ by less than ``tol`` (relative).
+    mean of the ``frac`` before them: flat when they differ by less than ``tol`` (relative). At
+    least ``min_episodes`` episodes are needed (so that each mean is over 4 or more runs, which
+    differ in load from seed to seed).
 
     Returns:
         True or False; None with fewer than ``min_episodes`` values.
 
     Example:
-        >>> is_flat([-3, -2.5, -2, -1.6, -1.2, -1.0, -1.0, -1.01, -0.99, -1.0, -1.0, -1.0])
+        >>> is_flat([-3, -2.5, -2, -1.6, -1.2, -1.1, -1.0, -1.0] + [-1.0, -1.01, -0.99, -1.0] * 2)
         True
-        >>> is_flat([-8, -7, -6, -5, -4, -3, -2.5, -2, -1.5, -1])
+        >>> is_flat([-16 + k for k in range(16)])
         False
+        >>> is_flat([-1.0] * 10) is None
+        True
     """
     v = np.asarray(list(values), dtype=float)
     v = v[np.isfinite(v)]
