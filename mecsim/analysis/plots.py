@@ -285,17 +285,17 @@ def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_
     """The main comparison figure: each policy minus ``reference``, seed by seed.
 
     One dot per seed (the same seed means the same tasks and channels for every policy) and
-    the mean difference with its t-interval as a bar; right of zero means the reference is
-    better. Unstable policies (see :func:`mecsim.analysis.stats.stability`) are drawn hollow and
-    marked, since their differences grow with run length; a symmetric log axis keeps them from
-    squashing the others.
+    the mean difference with its t-interval; right of zero means the reference is better.
+    Unstable policies (see :func:`mecsim.analysis.stats.stability`) have no mean, so they are
+    not drawn: a note under the axes names them.
     """
     unstable = set(unstable)
-    pols = [p for p in (order or list(dict.fromkeys(summ["policy"].astype(str)))) if p != reference]
+    every = [p for p in (order or list(dict.fromkeys(summ["policy"].astype(str)))) if p != reference]
+    pols = [p for p in every if p not in unstable]
     ref = summ[summ["policy"].astype(str) == reference].set_index("seed")[stat]
-    fig = figure(6.4, max(2.5, 0.5 * len(pols) + 1.6))
+    fig = figure(6.4, max(2.5, 0.5 * len(pols) + 1.8))
     ax = fig.axes[0]
-    spans = []
+    first = True
     for i, pol in enumerate(pols):
         g = summ[summ["policy"].astype(str) == pol].set_index("seed")[stat]
         seeds = sorted(set(g.index) & set(ref.index))
@@ -303,28 +303,29 @@ def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_
         d = d[np.isfinite(d)]
         if len(d) == 0:
             continue
-        bad = pol in unstable
         off = np.linspace(-0.18, 0.18, len(d)) if len(d) > 1 else np.zeros(1)
-        ax.plot(d, i + off, "o", markersize=4, alpha=0.7, color="grey" if bad else "black",
-                markerfacecolor="none" if bad else "black", label="one seed" if i == 0 else None)
+        ax.plot(d, i + off, "o", markersize=4, alpha=0.7, color="black", label="one seed" if first else None)
         mean, lo, hi, _ = t_interval(d, ci)
         if np.isfinite(lo):
             ax.errorbar([mean], [i], xerr=[[mean - lo], [hi - mean]], fmt="D", color="C3", capsize=4,
-                        markersize=6, label=f"mean, {ci:.0%} CI" if i == 0 else None)
+                        markersize=6, label=f"mean, {ci:.0%} CI" if first else None)
         else:
-            ax.plot([mean], [i], "D", color="C3", markersize=6, label="mean" if i == 0 else None)
-        if not bad:
-            spans.append(np.abs(d).max())
+            ax.plot([mean], [i], "D", color="C3", markersize=6, label="mean" if first else None)
+        first = False
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(pols)), [f"{p} (unstable)" if p in unstable else p for p in pols])
+    ax.set_yticks(range(len(pols)), pols)
     ax.set_ylim(len(pols) - 0.5, -0.5)
-    if unstable & set(pols) and spans:
-        ax.set_xscale("symlog", linthresh=max(max(spans), 1e-3))
     name = stat_label(stat.removeprefix("latency_"))
     ax.set_xlabel(f"{name}: policy minus {reference} (positive: {reference} is better)")
     ax.set_title(title or f"paired differences against {reference}", fontsize="medium")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize="small", loc="best")
+    if not first:
+        ax.legend(fontsize="small", loc="best")
+    left_out = [p for p in every if p in unstable]
+    if left_out:
+        fig.text(0.01, 0.005, f"not drawn, unstable (latency grows with run length): {', '.join(left_out)}",
+                 fontsize="small", ha="left", va="bottom")
+        fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     return _finish(fig, save)
 
 

@@ -359,7 +359,7 @@ def scenario_section(cmp: Any, root: Path, level: int = 2) -> str:
         if rl.get("trained_here"):
             lines.append(f"- RL: MaskablePPO trained on this scenario for "
                          f"{rl.get('trained_steps', rl['steps'])} "
-                         f"decisions (at most {rl['steps']}, stopping once the learning curve is flat; "
+                         f"decisions (budget {rl['steps']}, stopping once the learning curve is flat; "
                          f"seed {rl['seed']}, runs of {rl['train_duration_s']:g} s whose seeds are drawn "
                          "apart "
                          f"from the evaluation seeds), model `{Path(rl['model']).name}` (digest "

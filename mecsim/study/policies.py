@@ -165,11 +165,11 @@ def prepare_rl(policies: list[PolicyChoice], source: str, overrides: dict[str, A
                         curve=str(curve), first_returns=rep.episode_rewards[:3],
                         last_returns=rep.episode_rewards[-3:])
             state = {True: "flat at the end", False: "NOT flat at the end (raise rl.steps)",
-                     None: "too few episodes to tell whether it flattened"}[rep.flat]
-            notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions of at most {rl_steps} "
+                     None: "too few training runs to tell whether it is flat"}[rep.flat]
+            notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
                          f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
                          f"{rep.wall_s:.0f} s; "
-                         f"learning curve {state} (`models/{curve.with_suffix('.png').name}`)")
+                         f"learning curve: {state} (`models/{curve.with_suffix('.png').name}`)")
     digest = model_digest(path)
     info["digest"] = digest
     out = [PolicyChoice(p.label, p.name, {**p.params, "model": str(path), "digest": digest})
