@@ -314,7 +314,7 @@ def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_
         first = False
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(pols)), pols)
-    ax.set_ylim(len(pols) - 0.5, -0.5)
+    ax.set_ylim(max(len(pols), 1) - 0.5, -0.5)
     name = stat_label(stat.removeprefix("latency_"))
     ax.set_xlabel(f"{name}: policy minus {reference} (positive: {reference} is better)")
     ax.set_title(title or f"paired differences against {reference}", fontsize="medium")
