@@ -151,6 +151,18 @@ def test_rl_is_trained_at_each_varied_point(tmp_path):
     assert "a model of its own trained at each varied point" in (tmp_path / "report.md").read_text()
 
 
+def test_one_policy_under_two_labels_stays_apart(tmp_path):
+    """An ablation given as the same policy with other params and its own label is its own row."""
+    cmp = compare("smoke-v1", ["qubo-sa", {"name": "qubo-sa", "label": "qubo-sa-nols",
+                                           "params": {"local_search": False, "candidates": 1}}, "greedy"],
+                  seeds=2, out_dir=tmp_path, duration_s=30, workers=1, progress=False, figures=False)
+    assert cmp.table["policy"].tolist() == ["qubo-sa", "qubo-sa-nols", "greedy"]
+    s = cmp.summaries()
+    assert s.groupby("policy").size().to_dict() == {"greedy": 2, "qubo-sa": 2, "qubo-sa-nols": 2}
+    nols = s[s["policy"] == "qubo-sa-nols"]["policy_params"].astype(str)
+    assert nols.str.contains('"local_search": false').all()
+
+
 def test_compare_errors(tmp_path):
     with pytest.raises(PolicyError, match="no-such-policy"):
         compare("smoke-v1", "greedy,no-such-policy", seeds=1, out_dir=tmp_path, workers=1)

@@ -120,9 +120,10 @@ class Comparison:
     files: list[Path] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     contrasts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    run_labels: dict[str, str] = field(default_factory=dict)
 
     def _labels(self) -> dict[str, str]:
-        return {p.name: p.label for p in self.policies}
+        return self.run_labels
 
     def tasks(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The tasks of the main comparison's runs, with ``policy`` (label) and ``seed``."""
@@ -193,10 +194,22 @@ def parse_vary(items: Iterable[str] | Mapping[str, Sequence[Any]] | None) -> dic
     return out
 
 
-def _relabel(df: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+def _relabel(df: pd.DataFrame, run_labels: Mapping[str, str]) -> pd.DataFrame:
+    """``policy`` as the label the run was compared under: two entries of one policy with
+    different params (``{name: qubo-sa, label: qubo-sa-nols, params: ...}``) stay apart."""
     df = df.copy()
-    df["policy"] = df["policy"].astype(str).map(lambda p: labels.get(p, p))
+    df["policy"] = [run_labels.get(r, p) for r, p in zip(df["run_id"].astype(str), df["policy"].astype(str),
+                                                         strict=True)]
     return df
+
+
+def _label_runs(runs: Sequence[Any], policies: Sequence[PolicyChoice]) -> dict[str, str]:
+    """run id -> the label of the policy entry it was planned from (by name and params)."""
+    def key(name: str, params: Any) -> tuple[str, str]:
+        return name, json.dumps(params or {}, sort_keys=True, default=str)
+
+    labels = {key(p.name, p.params): p.label for p in policies}
+    return {r.run_id: labels.get(key(r.policy, r.policy_params), r.policy) for r in runs}
 
 
 
@@ -280,7 +293,6 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     unbound = list(chosen)  # before the RL policy gets its model
     chosen, rl_info = prepare_rl(chosen, source, over, rl_model, rl_steps, rl_seed, rl_duration_s,
                                   out / "models", notes, progress)
-    by_name = {p.name: p.label for p in chosen}
     pol_entries = [{"name": p.name, "params": p.params} for p in chosen]
 
     main_spec = {"name": _safe(sc.name), "scenario": source, "overrides": over,
@@ -303,6 +315,7 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     # deploy there); a model given by the caller is used at every point. Either way it is said.
     per_point = rl_info is not None and rl_info.get("trained_here", False)
     vary_specs: list[dict[str, Any]] = []
+    spec_policies: list[list[PolicyChoice]] = []
     if cases and per_point:
         for case in cases:
             pts, _ = prepare_rl(unbound, source, {**over, **case}, None, rl_steps, rl_seed, rl_duration_s,
@@ -310,17 +323,22 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
             vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
                                "cases": [case], "seeds": v_seeds,
                                "policies": [{"name": p.name, "params": p.params} for p in pts]})
+            spec_policies.append(pts)
         rl_info["per_point"] = True
     elif cases:
         vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
                            "cases": cases, "policies": pol_entries, "seeds": v_seeds})
+        spec_policies.append(chosen)
         if rl_info is not None:
             rl_info["per_point"] = False
     vary_runs = []
+    run_labels = _label_runs(main_runs, chosen)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a case equal to a default: planned once
-        for vs in vary_specs:
-            vary_runs += plan_runs(vs)
+        for vs, pts in zip(vary_specs, spec_policies, strict=True):
+            planned_vary = plan_runs(vs)
+            vary_runs += planned_vary
+            run_labels.update(_label_runs(planned_vary, pts))
 
     ex = executor or Executor(workers, scheduler, progress)
     sweep_dir = out / "sweep"
@@ -340,11 +358,11 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     rs = load_sweep(sweep_dir)
     summ_all = rs.summaries()
     main_ids = [r.run_id for r in main_runs]
-    summ = _relabel(summ_all[summ_all["run_id"].isin(main_ids)].reset_index(drop=True), by_name)
+    summ = _relabel(summ_all[summ_all["run_id"].isin(main_ids)].reset_index(drop=True), run_labels)
     if summ.empty:
         raise CompareError(f"{sc.name}: no run finished; first error: "
                            f"{failed[0]['error'] if failed else 'unknown'}")
-    tasks = _relabel(rs.tasks(columns=TASK_COLUMNS, filters=[("run_id", "in", main_ids)]), by_name)
+    tasks = _relabel(rs.tasks(columns=TASK_COLUMNS, filters=[("run_id", "in", main_ids)]), run_labels)
     stab = stability(tasks, "policy", ci=ci)
     table = policy_table(summ, labels, ci).merge(
         stab[["policy", "growth", "growth_lo", "growth_hi", "unfinished_frac", "unstable"]], on="policy",
@@ -371,7 +389,7 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
             if sv.empty:
                 continue
             sv[key] = sv["run_id"].map(ids)
-            sv = _relabel(sv, by_name)
+            sv = _relabel(sv, run_labels)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 st = latency_stats(sv, ["policy", key], ci=ci)
@@ -405,11 +423,12 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
         "executor": ex.kind, "title": title,
     }
     for row in failed:
-        notes.append(f"run failed: {by_name.get(str(row.get('policy')), row.get('policy'))}, seed "
+        notes.append(f"run failed: {run_labels.get(str(row.get('run_id')), row.get('policy'))}, seed "
                      f"{row.get('seed')}, overrides {row.get('overrides')}: {row.get('error')}")
     cmp = Comparison(scenario=sc.name, out_dir=out, table=table, paired=paired, vary=vary_stats,
                      policies=chosen, seeds=seed_list, reference=ref, settings=settings, notes=notes,
-                     failed=failed, files=files, run_ids=main_ids, contrasts=contrasts)
+                     failed=failed, files=files, run_ids=main_ids, contrasts=contrasts,
+                     run_labels=run_labels)
     report = out / "report.md"
     atomic_write(report, lambda p: Path(p).write_text(
         report_header(f"mecsim comparison: {sc.name}", "mecsim compare")
