@@ -307,6 +307,8 @@ def findings(cmp: Any) -> list[str]:
 #: both compared are left out.
 CONTRASTS = (
     ("total: hybrid (qubo-sa) against greedy", "qubo-sa", "greedy"),
+    ("bandwidth rule: greedy with the hybrid's rule (sum) against equal shares", "greedy-sum", "greedy"),
+    ("server choice: hybrid against greedy with the same bandwidth rule", "qubo-sa", "greedy-sum"),
     ("repair + local search added to greedy", "greedy-ls", "greedy"),
     ("hybrid against greedy with the same local search", "qubo-sa", "greedy-ls"),
     ("solver: SA against random-feasible at equal reads (with local search)", "qubo-sa", "qubo-random"),
