@@ -477,8 +477,10 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
                                                  save=p)),
         ("latency_cdf", lambda p: plots.latency_cdf(ts, by="policy", log_x=True, save=p, title=(
             f"latency CDF, dropped and unfinished censored (band: {ci:.0%} CI)\n{heading}"))),
-        ("breakdown", lambda p: plots.breakdown_bars(ts, by="policy", save=p,
-                                                     title=f"where the latency goes\n{heading}")),
+        ("breakdown", lambda p: plots.breakdown_bars(ts, by="policy", save=p, title=(
+            f"where the latency goes\n{heading}"
+            + (f"; unstable, means grow with run length: {', '.join(sorted(unstable))}"
+               if unstable else "")))),
     ]
     if not stable.empty:
         makers.append(("seed_spread", lambda p: plots.seed_spread(
