@@ -32,7 +32,7 @@ def _print_comparison(cmp: Any) -> None:
 
 def _rl_models(items: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
     """``--rl-model PATH`` (any scenario) or ``--rl-model SCENARIO=PATH`` (repeatable)."""
-    from mecsim.compare import CompareError
+    from mecsim.study import CompareError
 
     single, per = None, {}
     for item in items:
@@ -91,8 +91,8 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
             progress: bool | None) -> None:
     """Compare policies on the same seeds of SCENARIO (a registered name or a YAML file), or run
     a study file (scenarios/studies/*.yaml); write tables, figures and report.md."""
-    from mecsim.compare import DEFAULT_POLICIES, DEFAULT_RL_STEPS, CompareError, is_study_file, run_study
-    from mecsim.compare import compare as run_compare
+    from mecsim.study import DEFAULT_POLICIES, DEFAULT_RL_STEPS, CompareError, is_study_file, run_study
+    from mecsim.study import compare as run_compare
 
     single, per = _rl_models(rl_model)
     if is_study_file(scenario):
@@ -103,7 +103,7 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
             raise CompareError(f"{', '.join(ignored)}: a study file sets these itself; edit the file")
         if single is not None:
             raise CompareError("with a study file give --rl-model SCENARIO=PATH")
-        from mecsim.compare import load_study
+        from mecsim.study import load_study
 
         name = load_study(scenario)["name"]
         out = Path(out_dir) if out_dir else Path("runs") / name
@@ -202,11 +202,16 @@ def train_rl(scenario: str, steps: int, out_path: str, seed: int, duration: floa
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce",
               show_default=True, help="Output folder.")
-@click.option("--quick", is_flag=True, help="Minutes instead of tens of minutes: 2 seeds, 120 s "
-              "runs, a short RL training, two values per varied field.")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per policy (default 10).")
+@click.option("--quick", is_flag=True, help="A first look in minutes: the study's quick settings "
+              "(fewer seeds and regimes, shorter runs, a short RL training).")
+@click.option("--study", "study", type=click.Path(dir_okay=False), default=None,
+              help="Another study file (default: scenarios/studies/regimes.yaml).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per policy (default: "
+              "the study's).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="1: serially in this process; N: a local Dask cluster (default: one per core).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Address of a running Dask scheduler instead of a local cluster.")
 @click.option("--rl-model", "rl_model", multiple=True, metavar="SCENARIO=PATH",
               help="A trained model for a scenario's rl policy (default: train one).")
 @click.option("--rl-steps", type=click.IntRange(min=1), default=None,
@@ -215,18 +220,20 @@ def train_rl(scenario: str, steps: int, out_path: str, seed: int, duration: floa
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars (default: on when stderr is a terminal).")
 @_guard
-def reproduce(out_dir: str, quick: bool, seeds: int | None, workers: int | None, rl_model: tuple[str, ...],
-              rl_steps: int | None, figures: bool, progress: bool | None) -> None:
-    """Run the paper-style study (scenarios/studies/paper.yaml): paper-small-v1 and paper-medium-v1,
-    hybrid QUBO, RL and heuristics; tables, figures and report.md in --out."""
-    from mecsim.compare import CompareError
-    from mecsim.compare import reproduce as run
+def reproduce(out_dir: str, quick: bool, study: str | None, seeds: int | None, workers: int | None,
+              scheduler: str | None, rl_model: tuple[str, ...], rl_steps: int | None, figures: bool,
+              progress: bool | None) -> None:
+    """Run the regime study (scenarios/studies/regimes.yaml): regimes where each decision matters
+    plus paper-small-v1 and paper-medium-v1; the hybrid against RL, the heuristics and its own
+    ablations, decision time free and charged; tables, figures and report.md in --out."""
+    from mecsim.study import CompareError
+    from mecsim.study import reproduce as run
 
     single, per = _rl_models(rl_model)
     if single is not None:
         raise CompareError("--rl-model takes SCENARIO=PATH here (one model per scenario)")
-    st = run(out_dir, quick=quick, seeds=seeds, workers=workers, rl_models=per, rl_steps=rl_steps,
-             figures=figures, progress=_progress(progress))
+    st = run(out_dir, quick=quick, study=study, seeds=seeds, workers=workers, scheduler=scheduler,
+             rl_models=per, rl_steps=rl_steps, figures=figures, progress=_progress(progress))
     for cmp in st.comparisons:
         _print_comparison(cmp)
     click.echo(f"\nwrote {st.report}")

@@ -20,7 +20,8 @@ from mecsim.cli_common import _guard
               help="Address of a running Dask scheduler (e.g. tcp://host:8786); default: an "
                    "embedded local cluster.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes of the embedded local cluster (default: one per core).")
+              help="1: serially in this process; N: worker processes of the embedded local cluster "
+                   "(default: one per core).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: runs/<sweep name>).")
 @click.option("--max-runs", type=click.IntRange(min=0), default=None,
@@ -30,12 +31,14 @@ from mecsim.cli_common import _guard
 @_guard
 def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: str | None,
           max_runs: int | None, progress: bool | None) -> None:
-    """Run the sweep in SWEEP_FILE on Dask; finished runs of an earlier call are skipped.
+    """Run the sweep in SWEEP_FILE (on Dask); finished runs of an earlier call are skipped.
 
-    Every run lands in OUT/runs/run_id=<id>/, the catalogue in OUT/catalogue.parquet (and .csv).
+    Each table is one Parquet dataset, OUT/<table>/run_id=<id>/ (tasks, epochs, servers, faults);
+    each run's summary and scenario are in OUT/runs/run_id=<id>/, the catalogue in
+    OUT/catalogue.parquet (and .csv). --workers 1 runs serially in this process.
     Exit code 1 when some runs failed (their one-line errors are printed and in the catalogue).
     """
-    from mecsim.sweep import DONE, FAILED, load_sweep_spec, run_sweep
+    from mecsim.study import DONE, FAILED, load_sweep_spec, run_sweep
 
     spec = load_sweep_spec(sweep_file)
     out = Path(out_dir) if out_dir else Path("runs") / spec.name

@@ -13,6 +13,7 @@ import mecsim
 from mecsim.analysis import (
     STAGES,
     AnalysisError,
+    censored_cdf,
     latency_breakdown,
     latency_stats,
     littles_law,
@@ -21,6 +22,8 @@ from mecsim.analysis import (
     mean_breakdown,
     per_seed_stats,
     queue_timeseries,
+    stability,
+    t_interval,
     write_report,
 )
 
@@ -220,8 +223,11 @@ def test_report_on_a_sweep(sweep_dir):
     for stem in ("latency_cdf", "seed_spread", "breakdown", "queue"):
         assert (folder / f"{stem}.png").stat().st_size > 1000
         assert (folder / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
-    for table in ("latency", "breakdown", "runs"):
+    for table in ("breakdown", "runs"):
         assert (folder / f"{table}.md").read_text().startswith("| ")
+    # 3 seeds: the latency table says its intervals cannot be trusted
+    lat_md = (folder / "latency.md").read_text()
+    assert lat_md.startswith("**Warning: 3 seed(s) only.**") and "\n| policy |" in lat_md
     lat = pd.read_csv(folder / "latency.csv")
     assert len(lat) == 4 and (lat["n_seeds"] == 3).all()
 
@@ -254,7 +260,8 @@ def test_plots_return_figures_and_save_png_and_pdf(tmp_path):
     assert plots.save_figure(fig, tmp_path / "q.png") == [tmp_path / "q.png", tmp_path / "q.pdf"]
 
 
-@pytest.mark.parametrize("module", ["mecsim.sweep", "mecsim.analysis", "mecsim.plots"])
+@pytest.mark.parametrize("module", ["mecsim.sweep", "mecsim.study.sweep", "mecsim.analysis.stats",
+                                    "mecsim.analysis.labels", "mecsim.plots"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -263,3 +270,112 @@ def test_docstring_examples_run(module):
         pytest.importorskip("matplotlib")
     result = doctest.testmod(importlib.import_module(module), verbose=False)
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# stability, censored CDF, the one t-interval, labels
+
+
+def _queue_tasks(growth_per_s: float, seed: int, n: int = 400, duration: float = 200.0) -> pd.DataFrame:
+    """Synthetic tasks of one run: latency 1 s plus noise plus ``growth_per_s`` times the arrival
+    time (a stable queue has 0; a queue whose backlog grows linearly has > 0). Tasks whose
+    completion falls after the end are in flight."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, duration, n))
+    lat = 1.0 + rng.exponential(0.3, n) + growth_per_s * t
+    done = t + lat <= duration
+    return pd.DataFrame({"t_arrival": t, "latency": np.where(done, lat, np.nan),
+                         "t_complete": np.where(done, t + lat, np.nan),
+                         "status": np.where(done, "completed", "in_flight"), "seed": seed,
+                         "warmup_s": 20.0, "duration_s": duration})
+
+
+def test_stability_flags_a_growing_queue_and_not_a_stable_one():
+    stable = pd.concat([_queue_tasks(0.0, s).assign(policy="stable") for s in range(5)])
+    growing = pd.concat([_queue_tasks(0.05, s).assign(policy="growing") for s in range(5)])
+    st = stability(pd.concat([stable, growing]), "policy").set_index("policy")
+    assert not st.loc["stable", "unstable"] and st.loc["stable", "growth_lo"] < 0.2
+    assert abs(st.loc["stable", "growth"]) < 0.1
+    # Negative control: latency growing 0.05 s per s is flagged, and the in-flight tasks count.
+    assert st.loc["growing", "unstable"] and st.loc["growing", "growth_lo"] > 0.2, st
+    assert st.loc["growing", "unfinished_frac"] > 0
+
+
+def test_stability_on_simulated_queues():
+    """smoke-v1 at 3x its arrival rate overloads random; greedy copes at the default rate."""
+    rows = []
+    for seed in range(1, 6):
+        for pol, rate in (("greedy", None), ("random", 3.0)):
+            over = {"duration_s": 120, "warmup_s": 10}
+            if rate:
+                sc = mecsim.load_scenario("smoke-v1")
+                over["devices.0.arrivals.rate_per_s"] = sc.devices[0].arrivals.rate_per_s * rate
+            res = mecsim.simulate("smoke-v1", policy=pol, seed=seed, **over)
+            rows.append(res.tasks.assign(policy=pol, seed=seed, warmup_s=10.0, duration_s=120.0))
+    st = stability(pd.concat(rows, ignore_index=True), "policy").set_index("policy")
+    assert not st.loc["greedy", "unstable"]
+    assert st.loc["random", "unstable"], st
+
+
+def test_censored_cdf_ends_below_one_by_the_dropped_share():
+    tasks = pd.concat([_queue_tasks(0.0, s) for s in range(3)], ignore_index=True).assign(policy="p")
+    tasks.loc[tasks.index % 10 == 0, "status"] = "dropped"
+    cdf = censored_cdf(tasks, "policy", grid=[1e3])
+    never = (tasks["status"] != "completed") & (tasks["t_arrival"] >= 20)
+    expect = 1 - never[tasks["t_arrival"] >= 20].mean()
+    assert cdf["F"].iloc[0] == pytest.approx(expect, abs=0.02) and cdf["F"].iloc[0] < 0.95
+    assert cdf["censored"].iloc[0] == pytest.approx(1 - cdf["F"].iloc[0], abs=1e-9)
+    assert (cdf["F_lo"] <= cdf["F"]).all() and (cdf["F"] <= cdf["F_hi"]).all()
+
+
+def test_t_interval_matches_scipy():
+    x = np.array([2.0, 3.5, 1.0, 4.0, 2.5])
+    lo, hi = stats.t.interval(0.9, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    m, a, b, sd = t_interval(x, 0.9)
+    assert (m, sd) == pytest.approx((x.mean(), x.std(ddof=1))) and (a, b) == pytest.approx((lo, hi))
+    assert np.isnan(t_interval([1.0], 0.95)[1]) and t_interval([2.0, 2.0])[1:3] == (2.0, 2.0)
+
+
+def test_axis_labels_have_names_and_units():
+    from mecsim.analysis.labels import axis_label
+
+    assert axis_label("devices.0.arrivals.rate_per_s") == "arrival rate per device (1/s)"
+    assert axis_label("radio.bandwidth_hz") == "uplink bandwidth (Hz)"
+    assert axis_label("servers.2.slots") == "slots of server 2"
+    assert axis_label("foo.bar_latency_s") == "bar latency (s)"
+
+
+def test_analysis_has_no_import_circle_and_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, mecsim.analysis.stats, mecsim.analysis.load, mecsim.analysis.report\n"
+            "assert 'mecsim.analysis.plots' not in sys.modules, 'stats/load/report import plots'\n"
+            "import mecsim.analysis, mecsim.plots\n"
+            "assert 'matplotlib' not in sys.modules and 'dask' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_figures_name_axes_and_mark_what_they_draw():
+    pytest.importorskip("matplotlib")
+    from mecsim import plots
+
+    key = "devices.0.arrivals.rate_per_s"
+    st = pd.DataFrame({"policy": ["a", "a", "b", "b"], key: [0.1, 1.0, 0.1, 1.0],
+                       "mean_s": [1.0, 50.0, 1.2, 60.0], "mean_s_lo": [np.nan] * 4,
+                       "mean_s_hi": [np.nan] * 4})
+    fig = plots.vary_figure(st, key)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "arrival rate per device (1/s)" and ax.get_yscale() == "log"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and not any("10^" in t or "times" in t for t in labels), labels  # plain numbers
+    # no interval (one seed): lines without error bars, so the legend shows lines
+    assert not ax.containers and len(ax.get_legend().get_lines()) == 2
+    summ = pd.DataFrame({"policy": ["r"] * 4 + ["x"] * 4, "seed": list(range(4)) * 2,
+                         "latency_mean_s": [1.0, 2.0, 3.0, 4.0, 1.5, 2.4, 3.6, 4.5]})
+    fig = plots.paired_figure(summ, "r", title="t")
+    dots = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 1 and len(dots[0].get_xdata()) == 4  # one dot per seed
+    np.testing.assert_allclose(sorted(dots[0].get_xdata()), [0.4, 0.5, 0.5, 0.6])

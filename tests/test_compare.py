@@ -16,6 +16,7 @@ pytest.importorskip("matplotlib")
 
 from mecsim.compare import (  # noqa: E402
     PAPER_STUDY,
+    REGIMES_STUDY,
     compare,
     load_study,
     paired_differences,
@@ -82,6 +83,10 @@ def test_tables(smoke_cmp):
     assert p["policy"].tolist() == ["random", "round-robin"] and (p["reference"] == "greedy").all()
     report = (smoke_cmp.out_dir / "report.md").read_text()
     assert "## smoke-v1" in report and "Findings" in report and "figures/latency_cdf.png" in report
+    # 3 seeds: every table says its intervals cannot be trusted
+    assert "**Warning: 3 seed(s) only.**" in report and md.startswith("**Warning: 3 seed(s)")
+    assert {"growth", "growth_lo", "unstable"} <= set(t.columns)
+    assert "backlog growth" in md
 
 
 def test_paired_differences_are_per_seed():
@@ -109,7 +114,7 @@ def test_vary_tables_reuse_the_main_runs(smoke_cmp):
 
 def test_figures(smoke_cmp):
     figs = smoke_cmp.out_dir / "figures"
-    for stem in ("latency_cdf", "seed_spread", "breakdown", "vs_devices_0_count"):
+    for stem in ("paired", "latency_cdf", "seed_spread", "breakdown", "vs_devices_0_count"):
         png, pdf = figs / f"{stem}.png", figs / f"{stem}.pdf"
         assert png.stat().st_size > 5000, stem
         assert pdf.read_bytes()[:5] == b"%PDF-"
@@ -120,16 +125,42 @@ def test_figures(smoke_cmp):
 
 
 def test_rerun_reuses_finished_runs(smoke_cmp, monkeypatch):
-    import mecsim.sweep
+    import mecsim.study.executor
+    import mecsim.study.sweep
 
     def boom(*a, **k):  # pragma: no cover - must not be called
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(mecsim.sweep, "execute_run", boom)
+    monkeypatch.setattr(mecsim.study.executor, "execute_run", boom)
+    monkeypatch.setattr(mecsim.study.sweep, "execute_run", boom)
     again = compare("smoke-v1", "greedy,random,round-robin", seeds=3, out_dir=smoke_cmp.out_dir,
                     duration_s=40, vary={"devices.0.count": [2, 3, 5]}, vary_seeds=2, workers=1,
                     progress=False, figures=False)
     pd.testing.assert_frame_equal(again.table, smoke_cmp.table)
+
+
+def test_rl_is_trained_at_each_varied_point(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    cmp = compare("smoke-v1", "greedy,rl", seeds=2, out_dir=tmp_path, duration_s=30, rl_steps=200,
+                  vary={"devices.0.count": [2, 3]}, vary_seeds=1, workers=1, progress=False, figures=False)
+    models = sorted((tmp_path / "models").glob("*.zip"))
+    assert len(models) == 2  # the compared point (3 devices) and the varied one (2 devices)
+    st = cmp.vary["devices.0.count"]
+    assert set(st.loc[st["policy"] == "rl", "devices.0.count"]) == {2, 3}
+    assert cmp.settings["rl"]["per_point"] is True
+    assert "a model of its own trained at each varied point" in (tmp_path / "report.md").read_text()
+
+
+def test_one_policy_under_two_labels_stays_apart(tmp_path):
+    """An ablation given as the same policy with other params and its own label is its own row."""
+    cmp = compare("smoke-v1", ["qubo-sa", {"name": "qubo-sa", "label": "qubo-sa-nols",
+                                           "params": {"local_search": False, "candidates": 1}}, "greedy"],
+                  seeds=2, out_dir=tmp_path, duration_s=30, workers=1, progress=False, figures=False)
+    assert cmp.table["policy"].tolist() == ["qubo-sa", "qubo-sa-nols", "greedy"]
+    s = cmp.summaries()
+    assert s.groupby("policy").size().to_dict() == {"greedy": 2, "qubo-sa": 2, "qubo-sa-nols": 2}
+    nols = s[s["policy"] == "qubo-sa-nols"]["policy_params"].astype(str)
+    assert nols.str.contains('"local_search": false').all()
 
 
 def test_compare_errors(tmp_path):
@@ -146,7 +177,7 @@ def test_compare_errors(tmp_path):
     assert parse_vary(["radio.bandwidth_hz=5e6,1.0e+7"]) == {"radio.bandwidth_hz": [5e6, 1e7]}
 
 
-def test_study_file_is_valid():
+def test_study_files_are_valid():
     study = load_study(PAPER_STUDY)
     names = [e["scenario"] for e in study["studies"]]
     assert names == ["paper-small-v1", "paper-medium-v1"]
@@ -155,32 +186,77 @@ def test_study_file_is_valid():
         for p in ("qubo-sa", "rl", "random", "round-robin", "least-loaded", "greedy"):
             assert p in pols
     assert study["seeds"] == 10 and study["quick"]["seeds"] == 2
+    # The regime study (its scenario and policy names are checked when it runs).
+    reg = load_study(REGIMES_STUDY)
+    assert [e["scenario"] for e in reg["studies"]] == [
+        "radio-limited-v1", "hetero-load-v1", "deadline-v1", "batch-v1", "azure-code-v1", "paper-small-v1",
+        "paper-medium-v1"]
+    for e in reg["studies"]:
+        pols = [p if isinstance(p, str) else p["name"] for p in e["policies"]]
+        assert {"qubo-sa", "greedy", "greedy-ls", "least-loaded", "random", "round-robin", "rl",
+                "qubo-sa-nols", "qubo-random"} <= set(pols)
+    assert set(reg["modes"]) == {"free", "charged"} and reg["seeds"] >= 5
 
 
 def _cli(*args):
     return CliRunner().invoke(_standalone, list(args))
 
 
+#: A study as small as a study gets (seconds): the same machinery as the regime study.
+TINY_STUDY = {
+    "name": "tiny", "seeds": 2, "duration_s": 40, "warmup_s": 5, "reference": "qubo-sa", "hybrid": "qubo-sa",
+    "rl": {"steps": 300, "seed": 0},
+    "modes": {"free": {},  # charged: only some policies (a mode with `set` and `policies`)
+              "charged": {"set": {"epoch.decision_time.mode": "fixed", "epoch.decision_time.fixed_s": 0.3},
+                          "policies": ["qubo-sa", "greedy", "rl"]}},
+    "studies": [{"scenario": "smoke-v1", "title": "smoke-v1 (tiny)",
+                 "policies": ["qubo-sa", "greedy", "random", {"name": "rl", "optional": True}]},
+                # random overloads its servers at this rate (its backlog grows), qubo-sa copes
+                {"scenario": "smoke-v1", "title": "smoke-v1 overloaded", "policies": ["qubo-sa", "random"],
+                 "overrides": {"devices.0.arrivals.rate_per_s": 0.5}, "duration_s": 150, "seeds": 5,
+                 "modes": {"free": {}}}],
+    "quick": {"modes": ["free", "charged"]},
+}
+
+
 def test_reproduce_quick(tmp_path):
     pytest.importorskip("sb3_contrib")
+    study = tmp_path / "tiny.yaml"
+    study.write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     out = tmp_path / "rep"
-    r = _cli("reproduce", "--quick", "--out", str(out), "--workers", "1", "--no-progress")
+    r = _cli("reproduce", "--quick", "--study", str(study), "--out", str(out), "--workers", "1",
+             "--no-progress")
     assert r.exit_code == 0, r.output
     report = (out / "report.md").read_text()
-    for name in ("paper-small-v1", "paper-medium-v1"):
-        assert f"## {name}" in report
-        t = pd.read_csv(out / name / "comparison.csv")
-        assert {"qubo-sa", "rl", "greedy", "least-loaded", "round-robin", "random"} <= set(t["policy"])
+    assert "## Does the hybrid (qubo-sa) win? Per regime" in report and "## Overview" in report
+    assert "**Warning: 2 seed(s) only.**" in report
+    for mode in ("free", "charged"):
+        assert f"## smoke-v1 (tiny), decision time {mode}" in report
+        t = pd.read_csv(out / "smoke-v1" / mode / "comparison.csv")
+        assert set(t["policy"]) == {"qubo-sa", "greedy", "rl"} | ({"random"} if mode == "free" else set())
         assert (t["n_seeds"] == 2).all() and t["mean_s"].notna().all()
-        for stem in ("latency_cdf", "breakdown", "seed_spread", "vs_devices_0_count",
-                     "vs_devices_0_arrivals_rate_per_s"):
-            assert (out / name / "figures" / f"{stem}.png").stat().st_size > 0
-    from mecsim.registry import POLICIES
-
-    if "qubo-qaoa" in POLICIES.names():
-        assert "qubo-qaoa" in pd.read_csv(out / "paper-small-v1" / "comparison.csv")["policy"].tolist()
-    else:
-        assert "qubo-qaoa skipped" in report
+        for stem in ("paired", "latency_cdf", "breakdown"):
+            assert (out / "smoke-v1" / mode / "figures" / f"{stem}.png").stat().st_size > 0
+        c = pd.read_csv(out / "smoke-v1" / mode / "contrasts.csv")
+        assert {"total: hybrid (qubo-sa) against greedy", "hybrid against RL"} <= set(c["contrast"])
+    # Decision time charged costs latency: qubo-sa's wait stage grows by the fixed 0.3 s per epoch.
+    free = pd.read_csv(out / "smoke-v1" / "free" / "comparison.csv").set_index("policy")
+    charged = pd.read_csv(out / "smoke-v1" / "charged" / "comparison.csv").set_index("policy")
+    assert charged.loc["qubo-sa", "mean_s"] > free.loc["qubo-sa", "mean_s"] + 0.1
+    # One RL model per scenario, trained once and reused in the charged mode.
+    models = list((out / "smoke-v1" / "free" / "models").glob("*.zip"))
+    assert len(models) == 1 and not (out / "smoke-v1" / "charged" / "models").exists()
+    curve = pd.read_csv(models[0].with_name(models[0].stem + "-curve.csv"))  # the learning curve
+    assert len(curve) > 0 and curve["step"].is_monotonic_increasing
+    assert models[0].with_name(models[0].stem + "-curve.png").stat().st_size > 0
+    assert "learning curve" in report
+    vd = pd.read_csv(out / "verdicts.csv")
+    assert len(vd) == 3 and set(vd["mode"]) == {"free", "charged"}
+    # Negative control of the stability test: random is unstable when overloaded, and gets no mean.
+    ov = pd.read_csv(out / "overview.csv")
+    over = ov[ov["regime"] == "smoke-v1 overloaded"].set_index("policy")
+    assert over.loc["random", "unstable"] and not over.loc["qubo-sa", "unstable"], over
+    assert "unstable: no mean" in (out / "smoke-v1_overloaded" / "comparison.md").read_text()
     assert "mean latency (s) [95% CI]" in r.output
 
 

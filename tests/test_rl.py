@@ -157,6 +157,27 @@ def test_training_is_reproducible(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_learning_curve_and_training_until_flat(tmp_path):
+    """The flatness test: a curve that levels off is flat, a rising one is not (negative control);
+    training until flat stops within its budget and records one point per training run."""
+    import doctest
+
+    import mecsim.rl.train as train
+
+    assert doctest.testmod(train).failed == 0
+    assert train.is_flat([-5.0] * 8 + [-1.0] * 16) is True
+    assert train.is_flat(np.linspace(-10, -1, 20)) is False
+    assert train.is_flat([-1.0, -1.0]) is None
+    rep = train_rl("smoke-v1", 2048, tmp_path / "f.zip", seed=0, overrides={"duration_s": 40},
+                   progress=False, until_flat=True)
+    assert 512 <= rep.steps <= 2048 + 512
+    assert len(rep.episode_steps) == len(rep.episode_reward_per_step) == rep.episodes > 0
+    assert rep.episode_steps == sorted(rep.episode_steps)
+    assert rep.flat == train.is_flat(rep.episode_reward_per_step)
+    if rep.steps < 2048:  # it stopped early only because the curve was flat
+        assert rep.flat
+
+
 def test_rl_policy_errors(tmp_path):
     with pytest.raises(PolicyError, match="no such model"):
         mecsim.simulate("smoke-v1", policy="rl", policy_params={"model": str(tmp_path / "no.zip")})

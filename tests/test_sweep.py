@@ -63,6 +63,18 @@ def drop_wall(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=[c for c in df.columns if c.endswith("wall_s")])
 
 
+def plain(df: pd.DataFrame) -> pd.DataFrame:
+    """A table as a sweep stores it: categories and object columns as text (every run of a
+    dataset then has the same column types)."""
+    from mecsim.study.runs import _plain
+
+    return _plain(df)
+
+
+def run_table(out: Path, table: str, run_id: str) -> pd.DataFrame:
+    return pd.read_parquet(out / table / f"run_id={run_id}" / "part-0.parquet")
+
+
 # ---------------------------------------------------------------------------------------------
 # spec and planning
 
@@ -139,11 +151,11 @@ def test_sweep_on_local_cluster_matches_serial(tmp_path):
     tasks = data.tasks()
     for run in runs:
         ref = run.simulate()  # the same call, serially, in this process
-        folder = tmp_path / "out" / "runs" / f"run_id={run.run_id}"
-        pd.testing.assert_frame_equal(pd.read_parquet(folder / "tasks.parquet"), ref.tasks)
-        pd.testing.assert_frame_equal(drop_wall(pd.read_parquet(folder / "epochs.parquet")),
-                                      drop_wall(ref.epochs))
-        pd.testing.assert_frame_equal(pd.read_parquet(folder / "servers.parquet"), ref.servers)
+        out, rid = tmp_path / "out", run.run_id
+        folder = out / "runs" / f"run_id={rid}"
+        pd.testing.assert_frame_equal(run_table(out, "tasks", rid), plain(ref.tasks))
+        pd.testing.assert_frame_equal(drop_wall(run_table(out, "epochs", rid)), drop_wall(plain(ref.epochs)))
+        pd.testing.assert_frame_equal(run_table(out, "servers", rid), plain(ref.servers))
         summary = json.loads((folder / "summary.json").read_text())
         for key in ("latency_mean_s", "latency_p99_s", "tasks_generated", "scenario_digest"):
             assert summary[key] == ref.summary[key]
@@ -151,7 +163,35 @@ def test_sweep_on_local_cluster_matches_serial(tmp_path):
         own = tasks[tasks["run_id"] == run.run_id].reset_index(drop=True)
         assert (own["policy"] == run.policy).all() and (own["seed"] == run.seed).all()
         joined = ["run_id", "scenario", "policy", "seed", "warmup_s", "duration_s", "radio.bandwidth_hz"]
-        pd.testing.assert_frame_equal(own.drop(columns=joined), ref.tasks)
+        pd.testing.assert_frame_equal(own.drop(columns=joined), plain(ref.tasks))
+
+
+def test_each_table_is_one_parquet_dataset(tmp_path):
+    """pandas and Dask read a table of every run at once from its folder; nothing else is in it,
+    and columns only some policies write (the QUBO solver's epoch columns) reach every row."""
+    dd = pytest.importorskip("dask.dataframe")
+    spec = smoke_spec(policies=["greedy", "qubo-sa"], seeds=[1, 2], overrides={"duration_s": 20})
+    out = tmp_path / "out"
+    cat = run_sweep(spec, out, workers=1, progress=False)
+    assert (cat["status"] == "done").all()
+    summ = load_sweep(out).summaries().set_index("run_id")
+    for table in ("tasks", "epochs", "servers", "faults"):
+        files = sorted(p.relative_to(out / table).as_posix() for p in (out / table).rglob("*") if p.is_file())
+        assert files == sorted(f"run_id={rid}/part-0.parquet" for rid in cat["run_id"]), files
+        whole = pd.read_parquet(out / table)
+        lazy = dd.read_parquet(out / table).compute()
+        assert len(whole) == len(lazy) and set(whole["run_id"].astype(str)) <= set(cat["run_id"])
+        if table == "tasks":
+            n = whole.groupby(whole["run_id"].astype(str), observed=True).size()
+            assert (n == summ.loc[n.index, "tasks_generated"]).all()
+    epochs = pd.read_parquet(out / "epochs")
+    assert "solver" in epochs.columns and "bandwidth_rule" in epochs.columns
+    qubo_ids = set(cat.loc[cat["policy"] == "qubo-sa", "run_id"])
+    is_qubo = epochs["run_id"].astype(str).isin(qubo_ids)
+    assert epochs.loc[is_qubo, "solver"].notna().all() and epochs.loc[~is_qubo, "solver"].isna().all()
+    # The side files live beside the tables.
+    assert {p.name for p in out.iterdir()} == {"tasks", "epochs", "servers", "faults", "runs",
+                                              "catalogue.parquet", "catalogue.csv", "sweep.yaml"}
 
 
 def test_failures_are_recorded_and_the_rest_finish(client, tmp_path):
@@ -254,8 +294,7 @@ def test_killed_sweep_resumes(client, tmp_path):
     # Every run folder, old or new, holds what a serial run gives.
     for run in plan_runs(sweep_file)[::3]:
         ref = run.simulate()
-        got = pd.read_parquet(out / "runs" / f"run_id={run.run_id}" / "tasks.parquet")
-        pd.testing.assert_frame_equal(got, ref.tasks)
+        pd.testing.assert_frame_equal(run_table(out, "tasks", run.run_id), plain(ref.tasks))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from mecsim.errors import MecsimError
 from mecsim.rl.policy import META_KEY, import_sb3, model_digest
 
 __all__ = ["DEFAULT_HYPERPARAMETERS", "RLError", "TrainReport", "train_rl", "make_model",
-           "evaluate_rewards"]
+           "evaluate_rewards", "is_flat"]
 
 
 class RLError(MecsimError, ValueError):
@@ -67,6 +67,11 @@ class TrainReport:
         episode_rewards: the return of every finished episode, in order.
         config: the encoder settings saved with the model.
         hyperparameters: the MaskablePPO settings.
+        episode_steps: the training steps done when each episode finished.
+        episode_reward_per_step: each episode's return over its length (episodes differ in
+            length, so this, not the return, is the learning curve).
+        flat: whether the learning curve had flattened at the end (:func:`is_flat`); None with
+            too few episodes to tell.
     """
 
     path: Path
@@ -77,6 +82,36 @@ class TrainReport:
     episode_rewards: list[float] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    episode_steps: list[int] = field(default_factory=list)
+    episode_reward_per_step: list[float] = field(default_factory=list)
+    flat: bool | None = None
+
+
+def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.05,
+            min_episodes: int = 16) -> bool | None:
+    """Has a learning curve flattened? The mean of the last ``frac`` of the episodes against the
+    mean of the ``frac`` before them: flat when they differ by less than ``tol`` (relative). At
+    least ``min_episodes`` episodes are needed (so that each mean is over 4 or more runs, which
+    differ in load from seed to seed).
+
+    Returns:
+        True or False; None with fewer than ``min_episodes`` values.
+
+    Example:
+        >>> is_flat([-3, -2.5, -2, -1.6, -1.2, -1.1, -1.0, -1.0] + [-1.0, -1.01, -0.99, -1.0] * 2)
+        True
+        >>> is_flat([-16 + k for k in range(16)])
+        False
+        >>> is_flat([-1.0] * 10) is None
+        True
+    """
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < min_episodes:
+        return None
+    k = max(2, int(round(frac * len(v))))
+    last, prev = v[-k:].mean(), v[-2 * k:-k].mean()
+    return bool(abs(last - prev) <= tol * max(abs(prev), 1e-12))
 
 
 def _setup_torch(seed: int) -> None:
@@ -138,23 +173,29 @@ def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
             super().__init__()
             self.bar: Any = None
             self.rewards: list[float] = []
+            self.steps_at: list[int] = []
+            self.per_step: list[float] = []
 
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled,
-                            dynamic_ncols=True)
+            if self.bar is None:  # one bar over several learn() calls
+                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled,
+                                dynamic_ncols=True)
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
                 ep = info.get("episode")
                 if ep is not None:
                     self.rewards.append(float(ep["r"]))
+                    self.steps_at.append(int(self.num_timesteps))
+                    self.per_step.append(float(ep["r"]) / max(int(ep["l"]), 1))
                     self.bar.set_postfix(episodes=len(self.rewards),
                                          ret=f"{np.mean(self.rewards[-5:]):.1f}", refresh=False)
             self.bar.update(self.training_env.num_envs)
             return True
 
-        def _on_training_end(self) -> None:
-            self.bar.close()
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
 
     return _Bar()
 
@@ -162,7 +203,7 @@ def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
 def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int = 0, *,
              overrides: Mapping[str, Any] | None = None, bandwidth: str = "equal",
              hyperparameters: Mapping[str, Any] | None = None, progress: bool = True,
-             env_kwargs: Mapping[str, Any] | None = None) -> TrainReport:
+             env_kwargs: Mapping[str, Any] | None = None, until_flat: bool = False) -> TrainReport:
     """Train MaskablePPO on a scenario for ``steps`` task decisions and save it to ``out``.
 
     Args:
@@ -175,6 +216,9 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
         hyperparameters: MaskablePPO settings over :data:`DEFAULT_HYPERPARAMETERS`.
         progress: show a progress bar.
         env_kwargs: more :class:`~mecsim.rl.env.MecEnv` arguments (``time_scale_s``, ...).
+        until_flat: train in ten chunks of ``steps / 10`` and stop early once the learning curve
+            (return per step of each episode) has flattened (:func:`is_flat`), checked after
+            each chunk from the third on; ``steps`` is then the most trained.
 
     Returns:
         A :class:`TrainReport`.
@@ -203,8 +247,19 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
     cb = _progress_callback(steps, f"train-rl {env.scenario.name}", progress)
     t0 = time.perf_counter()
     try:
-        model.learn(total_timesteps=steps, callback=cb)
+        if until_flat:
+            chunk = max(steps // 10, int(hp.get("n_steps", DEFAULT_HYPERPARAMETERS["n_steps"])))
+            k = 0
+            while model.num_timesteps < steps:
+                model.learn(total_timesteps=min(chunk, steps - model.num_timesteps), callback=cb,
+                            reset_num_timesteps=False)
+                k += 1
+                if k >= 3 and is_flat(cb.per_step):
+                    break
+        else:
+            model.learn(total_timesteps=steps, callback=cb)
     finally:
+        cb.close()
         env.close()
     wall = time.perf_counter() - t0
     path = Path(os.fspath(out))
@@ -215,7 +270,8 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
     return TrainReport(path=path, digest=model_digest(path), steps=int(model.num_timesteps),
                        episodes=len(cb.rewards), wall_s=wall, episode_rewards=list(cb.rewards),
                        config=env.config.to_dict(),
-                       hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp})
+                       hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp}, episode_steps=list(cb.steps_at),
+                       episode_reward_per_step=list(cb.per_step), flat=is_flat(cb.per_step))
 
 
 def evaluate_rewards(model: Any, scenario: Any, seeds: Iterable[int], *,
