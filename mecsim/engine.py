@@ -156,6 +156,8 @@ class GPUServer:
             self.queued_work -= sim.expected_service[nxt - sim._base]
             self._start(nxt)
         sim.monitor(self)
+        if sim.waiting and self.busy < self.slots:
+            sim._wake_at(now)  # work conservation: a waiting task may take the free slot
 
 
     def fail(self) -> list[int]:
@@ -267,6 +269,7 @@ class Simulation:
         self.faulty = bool(sc.faults.servers or sc.faults.channels or sc.faults.backhaul)
         self._degraded: list[Any] = []
         self._wake: simpy.Event | None = None
+        self._wake_missed = False
         self.waiting: list[int] = []
         self.n_arrived = 0  # tasks [0, n_arrived) have arrived
         self.held: list[tuple[float, float]] = []  # (upload end, bandwidth) of ongoing uploads
@@ -463,8 +466,11 @@ class Simulation:
 
     def _wake_at(self, t: float) -> None:
         """Ask the scheduler to look at the waiting list at time t (epoch length 0 only)."""
-        if self.sc.epoch.length_s == 0 and self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        if self.sc.epoch.length_s == 0:
+            if self._wake is None:
+                self._wake_missed = True  # the scheduler is inside an epoch: look again after it
+            elif not self._wake.triggered:
+                self._wake.succeed()
 
     # -- the epoch -----------------------------------------------------------------------------
     def _release_bandwidth(self, now: float) -> None:
@@ -701,7 +707,13 @@ class Simulation:
                 yield env.timeout(max(t_next - now, 0.0))
             else:
                 # decide at every arrival, and when something may let waiting tasks go:
-                # an upload ends (bandwidth), a server comes back, a channel recovers
+                # an upload ends (bandwidth), a GPU slot frees, a server comes back, a channel
+                # recovers
+                if self._wake_missed and self.waiting:
+                    # a slot freed (or a server came back) while the decision took time
+                    self._wake_missed = False
+                    continue
+                self._wake_missed = False
                 t_next = self._next_arrival_time()
                 if self.waiting and self.held:
                     t_next = min(t_next, self.held[0][0])

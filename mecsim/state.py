@@ -62,7 +62,8 @@ class EpochState:
         server_up: whether each server accepts tasks.
         backlog_s: expected time from ``now`` until server j could start a newly arriving task,
             counting the work queued, in service and already dispatched but still in transit (s).
-        queued: number of tasks at or heading to server j (in service + waiting + in transit).
+        queued: number of tasks at or heading to server j (in service + waiting + in transit);
+            see also :attr:`free_slots`.
         feasible: ``feasible[i, j]`` is True when server j can run task i.
         service_s: expected service time of task i on server j, steps x seconds-per-step (s).
         backhaul_s: delay from the access point to server j for task i's input (s).
@@ -107,6 +108,13 @@ class EpochState:
     def n_servers(self) -> int:
         """Number of servers."""
         return int(self.slots.shape[0])
+
+    @property
+    def free_slots(self) -> np.ndarray:
+        """GPU slots of server j not taken by a task in service, queued or in transit to it
+        (0 when the server is down): ``max(slots - queued, 0)``."""
+        free = np.maximum(self.slots - self.queued, 0)
+        return np.where(self.server_up, free, 0)
 
     @property
     def snr_per_hz(self) -> np.ndarray:
