@@ -38,7 +38,7 @@ from mecsim.arrivals import TaskSource
 from mecsim.errors import PolicyError
 from mecsim.radio import Channel, Trajectory, dbm_to_w
 from mecsim.scenario import Scenario, merged_profiles
-from mecsim.state import DEFER, DROP, Decision, EpochState
+from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.streams import Streams
 from mecsim.traces import (
     DISPATCHED,
@@ -55,9 +55,6 @@ from mecsim.traces import (
     servers_frame,
     tasks_frame,
 )
-
-_INFO_TYPES = (str, int, float, bool, type(None), np.integer, np.floating, np.bool_)
-
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
@@ -198,6 +195,7 @@ class Simulation:
                  stream_to: str | Path | None = None, chunk_rows: int = 50_000) -> None:
         self.sc = sc = scenario
         self.policy = policy
+        self._policy_name = getattr(policy, "name", type(policy).__name__)
         self.seed = int(seed)
         self.progress = progress
         self.streams = Streams(self.seed)
@@ -255,6 +253,7 @@ class Simulation:
         for arr in (self.slots, self.server_power, self.bh_lat, self.inv_bh_rate):
             arr.setflags(write=False)  # handed to policies: read-only
         self.server_up = np.ones(m, dtype=bool)
+        self.server_up.setflags(write=False)  # handed to policies as is; replaced on a change
         fifo = sc.service.discipline == "fifo"
         self.servers = [GPUServer(self, j, int(self.slots[j]), float(self.server_power[j]), fifo)
                         for j in range(m)]
@@ -396,8 +395,10 @@ class Simulation:
         srv = self.servers[j]
         if not srv.up:
             return
-        self.server_up = self.server_up.copy()
-        self.server_up[j] = False
+        up = self.server_up.copy()
+        up[j] = False
+        up.setflags(write=False)
+        self.server_up = up
         self.all_up = False
         self.log_fault("server_down", server=j)
         for tid in srv.fail():
@@ -409,8 +410,10 @@ class Simulation:
         if srv.up:
             return
         srv.up = True
-        self.server_up = self.server_up.copy()
-        self.server_up[j] = True
+        up = self.server_up.copy()
+        up[j] = True
+        up.setflags(write=False)
+        self.server_up = up
         self.all_up = bool(self.server_up.all())
         self.log_fault("server_up", server=j)
         self.monitor(srv)
@@ -528,48 +531,15 @@ class Simulation:
             tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
             bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
             ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
-            server_up=self.server_up.copy(),
+            server_up=self.server_up,
             backlog_s=np.array([s.backlog(now) for s in servers]),
-            queued=np.array([s.busy + len(s.queue) + s.transit for s in servers]),
+            queued=np.array([s.busy + len(s.queue) + s.transit for s in servers], dtype=np.int64),
             feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
             server_energy_w=self.server_power,
         )
 
     def _check(self, dec: Any, state: EpochState) -> Decision:
-        name = getattr(self.policy, "name", type(self.policy).__name__)
-        if not isinstance(dec, Decision):
-            raise PolicyError(f"policy {name!r} returned {type(dec).__name__}, not a Decision")
-        n = state.n_tasks
-        if dec.server.shape != (n,) or dec.bandwidth_hz.shape != (n,):
-            raise PolicyError(f"policy {name!r}: decision arrays must have shape ({n},), got "
-                              f"server {dec.server.shape}, bandwidth_hz {dec.bandwidth_hz.shape}")
-        srv = dec.server
-        m = state.n_servers
-        if ((srv < DEFER) | (srv >= m)).any():
-            bad = int(srv[(srv < DEFER) | (srv >= m)][0])
-            raise PolicyError(f"policy {name!r}: server index {bad} out of range "
-                              f"(0..{m - 1}, DROP=-1, DEFER=-2)")
-        go = srv >= 0
-        if go.any():
-            ok = state.feasible[np.flatnonzero(go), srv[go]]
-            if not ok.all():
-                i = int(np.flatnonzero(go)[~ok][0])
-                raise PolicyError(
-                    f"policy {name!r}: task {int(state.task_id[i])} (model {state.model[i]!r}) "
-                    f"sent to server {state.server_names[srv[i]]!r}, which cannot run it")
-            if not state.ideal_radio:
-                bw = dec.bandwidth_hz[go]
-                if not np.isfinite(bw).all() or (bw < state.min_bandwidth_hz * (1 - 1e-9)).any():
-                    raise PolicyError(f"policy {name!r}: a dispatched task got a bandwidth below "
-                                      f"min_bandwidth_hz={state.min_bandwidth_hz:g} or not finite")
-                if bw.sum() > state.bandwidth_budget_hz * (1 + 1e-9):
-                    raise PolicyError(f"policy {name!r}: bandwidth shares sum to {bw.sum():g} Hz, "
-                                      f"above the budget {state.bandwidth_budget_hz:g} Hz")
-        for k, v in dec.info.items():
-            if not isinstance(v, _INFO_TYPES):
-                raise PolicyError(f"policy {name!r}: info[{k!r}] must be a scalar, "
-                                  f"got {type(v).__name__}")
-        return dec
+        return validate_decision(dec, state, self._policy_name)
 
     def _decision_delay(self, info: dict[str, Any], n: int) -> float:
         dt = self.sc.epoch.decision_time
@@ -609,14 +579,22 @@ class Simulation:
         t_dec = self.env.now
         srv = dec.server
         idx = state.task_id
-        deferred = idx[srv == DEFER].tolist()
-        drop_ids = idx[srv == DROP]
-        for tid in drop_ids:
-            self.drop(int(tid), 1, t_dec)
-        c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
-        go = np.flatnonzero(srv >= 0)
-        if len(go):
-            self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
+        if int(srv.min()) >= 0:  # the usual case: every task dispatched
+            deferred: list[int] = []
+            drop_ids: Any = ()
+            n_go = len(idx)
+            c["epoch"][idx - self._base] = self.epoch_index
+            self._dispatch(state, idx, srv, dec.bandwidth_hz, t_dec)
+        else:
+            deferred = idx[srv == DEFER].tolist()
+            drop_ids = idx[srv == DROP]
+            for tid in drop_ids:
+                self.drop(int(tid), 1, t_dec)
+            c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
+            go = np.flatnonzero(srv >= 0)
+            n_go = len(go)
+            if n_go:
+                self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
         if self.waiting[:len(ids)] == ids:  # the usual case: the oldest tasks were decided
             self.waiting = deferred + self.waiting[len(ids):]
         else:  # some waiting tasks were skipped (channel outage)
@@ -624,7 +602,7 @@ class Simulation:
             self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
         row = {
             "epoch": self.epoch_index, "t": now, "t_decision": t_dec, "n_waiting": n_waiting,
-            "n_decided": len(ids), "n_dispatched": len(go), "n_dropped": len(drop_ids),
+            "n_decided": len(ids), "n_dispatched": n_go, "n_dropped": len(drop_ids),
             "n_deferred": len(deferred), "bandwidth_budget_hz": budget,
             "decision_wall_s": wall, "decision_delay_s": delay,
         }
@@ -663,17 +641,24 @@ class Simulation:
         env = self.env
         servers = self.servers
         t_end = self.t_end
-        for tid, j, ta, ex in zip(gids.tolist(), srv.tolist(), arrive.tolist(), expected.tolist(),
+        now_arrivals = []
+        srv_l = srv.tolist()
+        for tid, j, ta, ex in zip(gids.tolist(), srv_l, arrive.tolist(), expected.tolist(),
                                   strict=True):
             s = servers[j]
             s.transit += 1
             s.transit_work += ex
             if ta > t_end:
                 continue  # arrives after the run: stays in transit (in flight)
+            if ta == t:  # no upload, no backhaul (ideal links): no event needed
+                now_arrivals.append((s, tid))
+                continue
             ev = env.timeout(ta - t)
             ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
-        for j in set(srv.tolist()):
+        for j in (srv_l if len(srv_l) == 1 else sorted(set(srv_l))):
             self.monitor(servers[j])
+        for s, tid in now_arrivals:
+            s.arrive(tid)
 
     # -- the scheduler process -----------------------------------------------------------------
     def _scheduler(self) -> Any:
@@ -717,6 +702,12 @@ class Simulation:
                 t_next = self._next_arrival_time()
                 if self.waiting and self.held:
                     t_next = min(t_next, self.held[0][0])
+                if not self.waiting and not self.faulty:
+                    # nothing but an arrival can start an epoch: one plain timeout
+                    if t_next >= self.t_end:
+                        return
+                    yield env.timeout(t_next - now)
+                    continue
                 self._wake = env.event()
                 waits = [self._wake]
                 if t_next < self.t_end:
