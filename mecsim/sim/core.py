@@ -34,12 +34,14 @@ from mecsim.scenario import Scenario, merged_profiles
 from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
 from mecsim.sim.server import GPUServer
+from mecsim.sim.stepping import SteppingMixin
 from mecsim.sim.stream import StreamMixin
+from mecsim.state import EpochState
 from mecsim.streams import Streams
 from mecsim.traces import DROPPED, FAULT_COLUMNS, SERVED, SERVER_COLUMNS, TASK_COLUMNS, Columns, TraceWriter
 
 
-class Simulation(EpochMixin, FaultsMixin, StreamMixin):
+class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
     """One run of a scenario with a policy and a seed.
 
     Args:
@@ -149,6 +151,10 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin):
             self._final_upto = 0  # buffer rows [0, _final_upto) are known to be final
         self._bind_views()
         self.complete = False
+        self._started = False
+        self._stepping = False  # start(): decisions come from apply(), not policy.decide
+        self._pending: EpochState | None = None
+        self._resume: simpy.Event | None = None
 
     def _bind_views(self) -> None:
         c = self.tasks.cols
@@ -288,14 +294,10 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin):
             if pos > bar.n:
                 bar.update(pos - bar.n)
 
-    def run(self) -> Simulation:
-        """Run to ``duration_s + drain_s`` and return self (records are in ``self.tasks``)."""
-        self._bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=int(self.t_end), unit="s sim", desc=self.sc.name,
-                             leave=False, dynamic_ncols=True)
+    def _launch(self) -> None:
+        if self._started:
+            raise RuntimeError("a Simulation runs once: build a new one for another run")
+        self._started = True
         if hasattr(self.policy, "reset"):
             self.policy.reset(self.streams.get("policy"))
         faults = self.sc.faults
@@ -306,6 +308,22 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin):
         for f in faults.channels:
             self.env.process(self._channel_fault_process(f))
         self.env.process(self._scheduler())
+
+    def _wrap_up(self) -> None:
+        # every generated task must be in the table, also those that arrive after the last epoch
+        self._generate_until(self.sc.duration_s)
+        self.complete = True
+        self.close_stream()
+
+    def run(self) -> Simulation:
+        """Run to ``duration_s + drain_s`` and return self (records are in ``self.tasks``)."""
+        self._bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=int(self.t_end), unit="s sim", desc=self.sc.name,
+                             leave=False, dynamic_ncols=True)
+        self._launch()
         t0 = time.perf_counter()
         try:
             self.env.run(until=self.t_end)
@@ -313,8 +331,5 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin):
             if self._bar is not None:
                 self._bar.close()
             self.wall_s = time.perf_counter() - t0
-        # every generated task must be in the table, also those that arrive after the last epoch
-        self._generate_until(self.sc.duration_s)
-        self.complete = True
-        self.close_stream()
+        self._wrap_up()
         return self

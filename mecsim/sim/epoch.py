@@ -109,7 +109,12 @@ class EpochMixin:
             return
         state = self.build_state(ids, now, budget)
         t0 = time.perf_counter()
-        dec = self.policy.decide(state)
+        if self._stepping:  # pause here until apply() hands the decision in
+            self._pending = state
+            self._resume = self.env.event()
+            dec = yield self._resume
+        else:
+            dec = self.policy.decide(state)
         wall = time.perf_counter() - t0
         self.decision_wall_total += wall
         dec = self._check(dec, state)
