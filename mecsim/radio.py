@@ -279,8 +279,8 @@ class Channel:
             r0 = b * math.log2(1.0 + a * g0 / b) if b > 0 else 0.0
             if r0 > 0 and r0 * first >= n_bits:
                 out[i] = n_bits / r0
-            elif self.fading and traj is None and d not in self.outages and b > 0:
-                # a static device over a few blocks: walk them with floats
+            elif self.fading and d not in self.outages and b > 0:
+                # over a few blocks: walk them with floats
                 dt = self._walk_blocks(d, n_bits, b, a, k0, r0 * first, t0)
                 if dt is None:
                     rest.append(i)
@@ -337,13 +337,16 @@ class Channel:
 
     def _walk_blocks(self, d: int, n_bits: float, b: float, a: float, k0: int, sent: float,
                      t0: float) -> float | None:
-        """Upload time of a static device (fading, no outage) that needs more than its first
-        block, walking up to 16 blocks with plain floats; None if it needs more."""
+        """Upload time of a device (fading, no outage) that needs more than its first block,
+        walking up to 16 blocks with plain floats; None if it needs more."""
         tc = self.tc
-        ls = self.static_gain[d]
-        for k in range(k0 + 1, k0 + 17):
+        if self.mobility[d] is None:
+            ls = [self.static_gain[d]] * 16
+        else:  # path loss at each block's start, in one call
+            ls = self.large_scale_gain(d, np.arange(k0 + 1, k0 + 17) * tc).tolist()
+        for n, k in enumerate(range(k0 + 1, k0 + 17)):
             c, r = divmod(k, _CHUNK)
-            rate = b * math.log2(1.0 + a * ls * self._chunk(d, c)[r] / b)
+            rate = b * math.log2(1.0 + a * ls[n] * self._chunk(d, c)[r] / b)
             got = sent + rate * tc
             if got >= n_bits:
                 return k * tc + (n_bits - sent) / rate - t0
