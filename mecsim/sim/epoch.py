@@ -124,12 +124,17 @@ class EpochMixin:
         t_dec = self.env.now
         srv = dec.server
         idx = state.task_id
-        if int(srv.min()) >= 0:  # the usual case: every task dispatched
+        lo, hi = int(srv.min()), int(srv.max())
+        if lo >= 0:  # the usual case: every task dispatched
             deferred: list[int] = []
             drop_ids: Any = ()
             n_go = len(idx)
             c["epoch"][idx - self._base] = self.epoch_index
             self._dispatch(state, idx, srv, dec.bandwidth_hz, t_dec)
+        elif hi == DEFER:  # every task waits (e.g. a central queue with no free slot)
+            deferred = list(ids)
+            drop_ids = ()
+            n_go = 0
         else:
             deferred = idx[srv == DEFER].tolist()
             drop_ids = idx[srv == DROP]
