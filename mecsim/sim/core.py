@@ -77,18 +77,28 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         dist, power, traj = [], [], []
         d_idx = 0
         for grp in sc.devices:
-            for _ in range(grp.count):
-                dm = grp.placement.distance_m
-                d = pl_rng.uniform(dm[0], dm[1]) if isinstance(dm, tuple) else float(dm)
-                ang = pl_rng.uniform(0, 2 * math.pi)
-                dist.append(d)
-                power.append(float(dbm_to_w(grp.tx_power_dbm)))
-                if grp.mobility.model == "random-waypoint":
+            # one draw per device and coordinate, in the order a per-device loop would make them:
+            # (distance, angle) pairs, or angles alone at a fixed distance
+            # (uniform(a, b) is a + (b - a) u, so the same values)
+            n = grp.count
+            dm = grp.placement.distance_m
+            if isinstance(dm, tuple):
+                u = pl_rng.random((n, 2))
+                d_arr = dm[0] + (dm[1] - dm[0]) * u[:, 0]
+                ang_arr = 2 * math.pi * u[:, 1]
+            else:
+                d_arr = np.full(n, float(dm))
+                ang_arr = 2 * math.pi * pl_rng.random(n)
+            dist.extend(d_arr.tolist())
+            power.extend([float(dbm_to_w(grp.tx_power_dbm))] * n)
+            if grp.mobility.model == "random-waypoint":
+                for d, ang in zip(d_arr.tolist(), ang_arr.tolist(), strict=True):
                     xy = np.array([d * math.cos(ang), d * math.sin(ang)])
                     traj.append(Trajectory(grp.mobility, xy, self.streams.keyed("mobility", d_idx)))
-                else:
-                    traj.append(None)
-                d_idx += 1
+                    d_idx += 1
+            else:
+                traj.extend([None] * n)
+                d_idx += n
         self.tx_power_w = np.array(power)
         self.device_distance_m = np.array(dist)
         self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj,
