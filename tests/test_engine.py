@@ -67,6 +67,74 @@ def test_block_fading_long_upload_reaches_ergodic_rate():
     np.testing.assert_allclose(measured, ergodic, rtol=0.06)
 
 
+def _channel(mobile=False, outage=None):
+    from mecsim.radio import Channel, Trajectory
+    from mecsim.streams import Streams
+
+    sc = load_scenario(_static_radio_scenario(fading="rayleigh"))
+    streams = Streams(9)
+    n = 6
+    dist = np.linspace(60.0, 450.0, n)
+    mob = sc.devices[0].mobility.model_copy(update={"model": "random-waypoint", "speed_mps": 1.5,
+                                                    "radius_m": 400.0})
+    traj = [Trajectory(mob, np.array([d, 0.0]), streams.keyed("mobility", k))
+            if mobile and k % 2 else None for k, d in enumerate(dist)]
+    ch = Channel(sc.radio, dist, np.full(n, dbm_to_w(23.0)), traj, streams)
+    if outage is not None:
+        ch.add_outage(*outage)
+    return ch
+
+
+def test_fading_is_exp1_and_independent_of_the_order_blocks_are_asked():
+    """|h|^2 of a block is fixed by (seed, device, block), whatever was asked before (common
+    random numbers), and is Exp(1) (Rayleigh)."""
+    a, b = _channel(), _channel()
+    blocks = np.array([5, 700, 3, 100_000, 1500, 2])
+    fa = np.array([a._fade(1, np.array([k]))[0] for k in blocks])
+    fb = np.array([b._fade(1, np.array([k]))[0] for k in blocks[::-1]])[::-1]
+    np.testing.assert_array_equal(fa, fb)
+    b.forget_before(2000.0)  # forgotten chunks are drawn again, identically
+    np.testing.assert_array_equal(b._fade(1, np.array([3, 5])), fa[[2, 0]])
+    x = a._fade(2, np.arange(200_000))
+    assert abs(x.mean() - 1) < 0.01 and abs(x.var() - 1) < 0.03  # Exp(1): mean 1, variance 1
+    assert not np.array_equal(a._fade(3, np.arange(100)), a._fade(4, np.arange(100)))
+
+
+def _reference_upload(ch, d, bits, b, t0):
+    """Block by block with Python floats: gain at each block's start, rate b log2(1 + snr/b)."""
+    tc = ch.tc
+    k = int(t0 // tc)
+    t, sent = t0, 0.0
+    while True:
+        end = (k + 1) * tc
+        start = max(k * tc, t0)
+        g = ch.large_scale_gain(d, np.array([start]))[0] * ch._fade(d, np.array([k]))[0]
+        if ch.in_outage(d, k * tc):
+            g = 0.0
+        r = b * math.log2(1 + ch.tx_power_w[d] / ch.n0 * g / b)
+        if r > 0 and sent + r * (end - t) >= bits:
+            return t + (bits - sent) / r - t0
+        sent += r * (end - t)
+        t, k = end, k + 1
+
+
+@pytest.mark.parametrize("mobile,outage", [(False, None), (True, None), (True, (3, 1.0, 9.0))])
+def test_batched_upload_times_equal_a_plain_block_walk(mobile, outage):
+    """upload_durations (one call for an epoch's tasks: a float walk or (tasks x blocks)
+    arrays) equals integrating each upload block by block, for uploads of one block to
+    hundreds, static or moving, with an outage."""
+    ch = _channel(mobile, outage)
+    dev = np.array([0, 1, 2, 3, 4, 5, 3, 0])
+    bits = np.array([1e3, 2e5, 4e6, 3e7, 5e5, 8e6, 1e6, 0.0])
+    bw = np.full(len(dev), 2e6)
+    for t0 in (0.5, 1.2345, 7.0):
+        got = ch.upload_durations(dev, bits, bw, t0)
+        want = [_reference_upload(ch, int(d), x, 2e6, t0) if x > 0 else 0.0
+                for d, x in zip(dev, bits, strict=True)]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert max(want) / ch.tc > 100  # some uploads span hundreds of blocks
+
+
 def _check_invariants(res):
     tasks = res.tasks
     s = res.summary
@@ -244,3 +312,29 @@ def test_load_scenario_overrides_and_digest():
     assert b.radio.bandwidth_hz == 5e6
     assert a.digest() != b.digest()
     assert load_scenario("smoke-v1", seed=9).digest() == a.digest()
+
+
+def test_stepped_run_equals_run():
+    """start / next_decision / apply with greedy's decisions gives greedy's run, row for row;
+    the snapshot waits until a decision is applied, and a run cannot be started twice."""
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+    from mecsim.results import collect
+    from mecsim.scenario import load_scenario
+
+    sc = load_scenario("paper-small-v1", duration_s=120)
+    ref = collect(Simulation(sc, make_policy("greedy"), 5).run()).tasks
+    greedy = make_policy("greedy")
+    sim = Simulation(sc, make_policy("greedy"), 5).start()
+    with pytest.raises(RuntimeError, match="next_decision"):
+        sim.apply(None)
+    n = 0
+    while (state := sim.next_decision()) is not None:
+        assert sim.next_decision() is state  # asking again does not move the run
+        sim.apply(greedy.decide(state))
+        n += 1
+    assert n > 10 and sim.complete
+    got = collect(sim).tasks
+    pd.testing.assert_frame_equal(got, ref)
+    with pytest.raises(RuntimeError, match="once"):
+        sim.start()
