@@ -2,9 +2,10 @@
 
 Each device's uplink gain is piecewise constant on a global grid of coherence blocks
 ``[k Tc, (k+1) Tc)``: ``g = 10^(-PL(d)/10) * shadowing * |h_k|^2`` with ``|h_k|^2 ~ Exp(1)``
-(Rayleigh). The fading of block k of device d is drawn from a stream keyed by (seed, device,
-chunk of blocks), so every policy sees the same channel realisation on the same seed (common
-random numbers) and memory stays flat however long the run.
+(Rayleigh). The fading of block k of device d is the k-th draw of a stream keyed by (seed,
+device), generated in chunks of blocks on demand (the stream jumps to any chunk), so every policy
+sees the same channel realisation on the same seed (common random numbers) and memory stays flat
+however long the run.
 
 An upload of D bits with share b that starts at t0 sends ``b log2(1 + p g_k / (N0 b))`` bits per
 second during block k and ends when the D bits are through; on a static channel that is exactly
@@ -14,13 +15,14 @@ second during block k and ends when the D bits are through; on a static channel 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from mecsim.scenario import Mobility, Radio
 from mecsim.streams import Streams
 
-_CHUNK = 4096  # coherence blocks per fading chunk
+_CHUNK = 512  # coherence blocks per fading chunk (5.12 s at Tc = 10 ms)
 
 
 def dbm_to_w(dbm: float | np.ndarray) -> float | np.ndarray:
@@ -127,6 +129,7 @@ class Channel:
         self.streams = streams
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
         self._last: dict[int, tuple[int, np.ndarray]] = {}
+        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, origin state, position]
         #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
         #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -152,10 +155,32 @@ class Channel:
         key = (device, c)
         arr = self._chunks.get(key)
         if arr is None:
-            arr = self.streams.keyed("fading", device, c).exponential(1.0, _CHUNK)
+            arr = self._draw_chunk(device, c)
             self._chunks[key] = arr
         self._last[device] = (c, arr)
         return arr
+
+    def _draw_chunk(self, device: int, c: int) -> np.ndarray:
+        """|h|^2 of blocks [c _CHUNK, (c+1) _CHUNK) of a device: draws c _CHUNK .. of the
+        device's one fading stream. Each block takes one uniform double (one 64-bit output of
+        PCG64), turned into Exp(1) by inversion, so the stream can jump straight to any chunk
+        (``advance``): a device idle for hours costs nothing, and a new chunk costs no new
+        generator."""
+        entry = self._fade_gen.get(device)
+        if entry is None:
+            gen = self.streams.keyed("fading", device)
+            entry = [gen, gen.bit_generator.state, 0]
+            self._fade_gen[device] = entry
+        gen, origin, pos = entry
+        at = c * _CHUNK
+        bg = gen.bit_generator
+        if at < pos:  # asked again for a chunk already forgotten: restart from the origin
+            bg.state = origin
+            pos = 0
+        if at > pos:
+            bg.advance(at - pos)
+        entry[2] = at + _CHUNK
+        return -np.log1p(-gen.random(_CHUNK))
 
     def forget_before(self, t: float) -> None:
         """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat)."""
@@ -196,22 +221,33 @@ class Channel:
     def gain_now(self, devices: np.ndarray, t: float) -> np.ndarray:
         """Current channel gain of each listed device at time t."""
         devices = np.asarray(devices, dtype=np.int64)
+        g = self.static_gain[devices]
+        devs = devices.tolist()
         if self.any_mobile:
-            g = np.array([self.large_scale_gain(int(d), np.array([t]))[0] for d in devices])
-        else:
-            g = self.static_gain[devices]
+            mob = self.mobility
+            rows = [i for i, d in enumerate(devs) if mob[d] is not None]
+            if rows:
+                at = np.array([t])
+                dist = np.array([mob[devs[i]].distance(at)[0] for i in rows])  # type: ignore[union-attr]
+                g[rows] = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
         if self.fading:
             k = int(t // self.tc)
             c, r = divmod(k, _CHUNK)
-            g = g * np.array([self._chunk(d, c)[r] for d in devices.tolist()])
+            g *= np.array([self._chunk(d, c)[r] for d in devs])
         if self.outages:
-            g = g * np.array([0.0 if self.in_outage(int(d), t) else 1.0 for d in devices])
+            g *= np.array([0.0 if self.in_outage(d, t) else 1.0 for d in devs])
         return g
 
     # -- uploads ------------------------------------------------------------------------------
     def upload_durations(self, devices: np.ndarray, bits: np.ndarray, bandwidth: np.ndarray,
                          t0: float) -> np.ndarray:
-        """Real upload time of each task starting at t0 with the given shares (s)."""
+        """Real upload time of each task starting at t0 with the given shares (s).
+
+        An upload done within its first coherence block is one division. The others start at
+        t0, so they share the grid of blocks: their rates over a batch of blocks form one
+        (tasks x blocks) array, integrated with one cumsum; batches grow (x4) until every upload
+        is through.
+        """
         devices = np.asarray(devices, dtype=np.int64)
         bits = np.asarray(bits, dtype=float)
         bw = np.asarray(bandwidth, dtype=float)
@@ -221,54 +257,92 @@ class Channel:
             r = shannon_rate(bw, snr0 * self.static_gain[devices])
             with np.errstate(divide="ignore"):
                 return np.where(bits > 0, bits / r, 0.0)
-        for i in range(len(devices)):
-            if bits[i] <= 0:
-                continue
-            out[i] = self._upload_one(int(devices[i]), bits[i], bw[i], snr0[i], t0)
-        return out
-
-    def _upload_one(self, d: int, bits: float, b: float, snr0: float, t0: float) -> float:
         # Without fading, a moving device's path loss is refreshed every 10 s.
         tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
         k0 = int(t0 // tc)
         first = (k0 + 1) * tc - t0  # time left in the first block
         # Fast path (most uploads): done within the first block; plain floats, no arrays.
-        traj = self.mobility[d]
-        g0 = (self.static_gain[d] if traj is None
-              else float(self.large_scale_gain(d, np.array([t0]))[0]))
-        if self.fading:
-            c, r = divmod(k0, _CHUNK)
-            g0 *= self._chunk(d, c)[r]
-        if d in self.outages and self.in_outage(d, k0 * tc if math.isfinite(tc) else t0):
-            g0 = 0.0
-        r0 = b * math.log2(1.0 + snr0 * g0 / b)
-        if r0 > 0 and r0 * first >= bits:
-            return bits / r0
-        sent = 0.0
-        n_blocks = 8
+        rest = []
+        c0, r0_idx = divmod(k0, _CHUNK)
+        t_out = k0 * tc if math.isfinite(tc) else t0
+        for i, (d, n_bits, b, a) in enumerate(zip(devices.tolist(), bits.tolist(), bw.tolist(),
+                                                  snr0.tolist(), strict=True)):
+            if n_bits <= 0:
+                continue
+            traj = self.mobility[d]
+            g0 = (self.static_gain[d] if traj is None
+                  else float(self.large_scale_gain(d, np.array([t0]))[0]))
+            if self.fading:
+                g0 *= self._chunk(d, c0)[r0_idx]
+            if d in self.outages and self.in_outage(d, t_out):
+                g0 = 0.0
+            r0 = b * math.log2(1.0 + a * g0 / b) if b > 0 else 0.0
+            if r0 > 0 and r0 * first >= n_bits:
+                out[i] = n_bits / r0
+            else:
+                rest.append(i)
+        rows = np.array(rest, dtype=np.int64)  # uploads still going
+        sent = np.zeros(len(rows))
         k = k0
-        # Walk the blocks in growing batches until the bits are through.
-        while True:
+        n_blocks = 8
+        if len(rows) and math.isfinite(tc):
+            # first batch: enough blocks for most uploads at the large-scale rate, so that one
+            # batch usually does
+            b0 = bw[rows]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r_ls = b0 * np.log2(1.0 + snr0[rows] * self.static_gain[devices[rows]] / b0)
+                est = float(np.max(bits[rows] / r_ls)) / tc
+            if est < 32:
+                n_blocks = max(8, 1 << math.ceil(math.log2(2 * est + 8)))
+            else:
+                n_blocks = 128  # a long upload (or a deep fade): grow from here
+        while len(rows):
+            d = devices[rows]
             ks = np.arange(k, k + n_blocks)
             starts = np.maximum(ks * tc, t0)
-            g = self.large_scale_gain(d, starts)
-            if self.fading:
-                g = g * self._fade(d, ks)
-            if d in self.outages:
-                g = np.where(self._outage_mask(d, ks * tc), 0.0, g)
-            r = b * np.log2(1.0 + snr0 * g / b)
+            g = self._block_gains(d, ks, starts)
+            b = bw[rows, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = b * np.log2(1.0 + snr0[rows, None] * g / b)
             dur = np.full(n_blocks, tc)
             if k == k0:
                 dur[0] = first
-            cum = sent + np.cumsum(r * dur)
-            idx = int(np.searchsorted(cum, bits))
-            if idx < n_blocks:
-                before = cum[idx - 1] if idx > 0 else sent
-                t_start_block = starts[idx]
-                return float(t_start_block + (bits - before) / r[idx] - t0)
-            sent = float(cum[-1])
+            cum = sent[:, None] + np.cumsum(r * dur, axis=1)
+            need = bits[rows]
+            done = cum[:, -1] >= need
+            if done.any():
+                i = np.flatnonzero(done)
+                idx = np.argmax(cum[i] >= need[i, None], axis=1)  # first block that completes
+                prev = np.where(idx > 0, cum[i, np.maximum(idx - 1, 0)], sent[i])
+                out[rows[i]] = starts[idx] + (need[i] - prev) / r[i, idx] - t0
+            sent = cum[:, -1]
             elapsed = float(starts[-1] + dur[-1] - t0)
-            if t0 + elapsed > self.horizon:
-                return elapsed * bits / sent if sent > 0 else math.inf
+            keep = ~done
+            if t0 + elapsed > self.horizon:  # beyond the run: extrapolate at the mean rate so far
+                i = np.flatnonzero(keep)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[rows[i]] = np.where(sent[i] > 0, elapsed * need[i] / sent[i], math.inf)
+                break
+            rows, sent = rows[keep], sent[keep]
             k += n_blocks
             n_blocks = min(n_blocks * 4, 65536)
+        return out
+
+    def _block_gains(self, devices: np.ndarray, ks: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Gains (tasks x blocks) of the listed devices over coherence blocks ``ks`` starting at
+        ``starts``; an outage zeroes a block by its start."""
+        tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
+        n = len(devices)
+        if self.any_mobile:
+            g = np.empty((n, len(ks)))
+            for i, d in enumerate(devices.tolist()):
+                g[i] = self.large_scale_gain(d, starts)
+        else:
+            g = np.repeat(self.static_gain[devices][:, None], len(ks), axis=1)
+        if self.fading:
+            g *= np.stack([self._fade(d, ks) for d in devices.tolist()])
+        if self.outages:
+            for i, d in enumerate(devices.tolist()):
+                if d in self.outages:
+                    g[i, self._outage_mask(d, ks * tc)] = 0.0
+        return g

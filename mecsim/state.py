@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from mecsim.errors import PolicyError
+
 #: ``Decision.server`` value: drop the task now (recorded with reason ``"policy"``).
 DROP = -1
 #: ``Decision.server`` value: leave the task waiting for the next epoch.
@@ -62,7 +64,8 @@ class EpochState:
         server_up: whether each server accepts tasks.
         backlog_s: expected time from ``now`` until server j could start a newly arriving task,
             counting the work queued, in service and already dispatched but still in transit (s).
-        queued: number of tasks at or heading to server j (in service + waiting + in transit).
+        queued: number of tasks at or heading to server j (in service + waiting + in transit);
+            see also :attr:`free_slots`.
         feasible: ``feasible[i, j]`` is True when server j can run task i.
         service_s: expected service time of task i on server j, steps x seconds-per-step (s).
         backhaul_s: delay from the access point to server j for task i's input (s).
@@ -107,6 +110,13 @@ class EpochState:
     def n_servers(self) -> int:
         """Number of servers."""
         return int(self.slots.shape[0])
+
+    @property
+    def free_slots(self) -> np.ndarray:
+        """GPU slots of server j not taken by a task in service, queued or in transit to it
+        (0 when the server is down): ``max(slots - queued, 0)``."""
+        free = np.maximum(self.slots - self.queued, 0)
+        return np.where(self.server_up, free, 0)
 
     @property
     def snr_per_hz(self) -> np.ndarray:
@@ -159,3 +169,65 @@ class Decision:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bandwidth_hz", _frozen(self.bandwidth_hz, float))
         object.__setattr__(self, "server", _frozen(self.server, np.int64))
+
+
+_INFO_TYPES = (str, int, float, bool, type(None), np.integer, np.floating, np.bool_)
+
+
+def _invalid(check: str, msg: str) -> PolicyError:
+    err = PolicyError(msg)
+    err.check = check  # type: ignore[attr-defined]  # which rule failed (for check_policy)
+    return err
+
+
+def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Decision:
+    """Check a policy's answer against the epoch it was given; return it unchanged.
+
+    The one set of rules, used by the engine at every epoch and by
+    :func:`~mecsim.policies.check_policy`: a :class:`Decision` with arrays of shape ``(n,)``;
+    server indices in ``0..m-1`` or :data:`DROP` / :data:`DEFER`; dispatched tasks only on
+    feasible servers; unless the radio is ideal, each dispatched share finite and at least
+    ``min_bandwidth_hz`` and their sum within the budget (relative tolerance 1e-9); ``info``
+    values scalars.
+
+    Raises:
+        PolicyError: naming the policy and the broken rule; its ``check`` attribute is one of
+            ``type``, ``shape``, ``range``, ``feasible``, ``bandwidth``, ``info``.
+    """
+    if not isinstance(dec, Decision):
+        raise _invalid("type", f"policy {name!r} returned {type(dec).__name__}, not a Decision")
+    n = state.n_tasks
+    srv = dec.server
+    if srv.shape != (n,) or dec.bandwidth_hz.shape != (n,):
+        raise _invalid("shape", f"policy {name!r}: decision arrays must have shape ({n},), got "
+                       f"server {srv.shape}, bandwidth_hz {dec.bandwidth_hz.shape}")
+    if n:
+        m = state.n_servers
+        lo, hi = int(srv.min()), int(srv.max())
+        if lo < DEFER or hi >= m:
+            bad = lo if lo < DEFER else hi
+            raise _invalid("range", f"policy {name!r}: server index {bad} out of range "
+                           f"(0..{m - 1}, DROP=-1, DEFER=-2)")
+        if hi >= 0:
+            go = np.flatnonzero(srv >= 0)
+            ok = state.feasible[go, srv[go]]
+            if not ok.all():
+                i = int(go[~ok][0])
+                raise _invalid(
+                    "feasible",
+                    f"policy {name!r}: task {int(state.task_id[i])} (model {state.model[i]!r}) "
+                    f"sent to server {state.server_names[srv[i]]!r}, which cannot run it")
+            if not state.ideal_radio:
+                bw = dec.bandwidth_hz[go]
+                if not np.isfinite(bw).all() or bw.min() < state.min_bandwidth_hz * (1 - 1e-9):
+                    raise _invalid("bandwidth", f"policy {name!r}: a dispatched task got a bandwidth "
+                                   f"below min_bandwidth_hz={state.min_bandwidth_hz:g} or not finite")
+                total = float(bw.sum())
+                if total > state.bandwidth_budget_hz * (1 + 1e-9):
+                    raise _invalid("bandwidth", f"policy {name!r}: bandwidth shares sum to {total:g} "
+                                   f"Hz, above the budget {state.bandwidth_budget_hz:g} Hz")
+    for k, v in dec.info.items():
+        if not isinstance(v, _INFO_TYPES):
+            raise _invalid("info", f"policy {name!r}: info[{k!r}] must be a scalar, "
+                           f"got {type(v).__name__}")
+    return dec

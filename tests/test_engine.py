@@ -244,3 +244,29 @@ def test_load_scenario_overrides_and_digest():
     assert b.radio.bandwidth_hz == 5e6
     assert a.digest() != b.digest()
     assert load_scenario("smoke-v1", seed=9).digest() == a.digest()
+
+
+def test_stepped_run_equals_run():
+    """start / next_decision / apply with greedy's decisions gives greedy's run, row for row;
+    the snapshot waits until a decision is applied, and a run cannot be started twice."""
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+    from mecsim.results import collect
+    from mecsim.scenario import load_scenario
+
+    sc = load_scenario("paper-small-v1", duration_s=120)
+    ref = collect(Simulation(sc, make_policy("greedy"), 5).run()).tasks
+    greedy = make_policy("greedy")
+    sim = Simulation(sc, make_policy("greedy"), 5).start()
+    with pytest.raises(RuntimeError, match="next_decision"):
+        sim.apply(None)
+    n = 0
+    while (state := sim.next_decision()) is not None:
+        assert sim.next_decision() is state  # asking again does not move the run
+        sim.apply(greedy.decide(state))
+        n += 1
+    assert n > 10 and sim.complete
+    got = collect(sim).tasks
+    pd.testing.assert_frame_equal(got, ref)
+    with pytest.raises(RuntimeError, match="once"):
+        sim.start()

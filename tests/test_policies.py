@@ -11,7 +11,7 @@ from mecsim.policies import check_policy, make_policy
 from mecsim.state import DROP, Decision
 from mecsim.testing import random_epoch_state
 
-HEURISTICS = ["random", "round-robin", "nearest", "least-loaded", "greedy"]
+HEURISTICS = ["random", "round-robin", "nearest", "least-loaded", "greedy", "central-queue"]
 
 
 @pytest.mark.parametrize("name", HEURISTICS)

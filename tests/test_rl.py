@@ -41,6 +41,34 @@ def test_env_passes_gymnasium_checker():
     env.close()
 
 
+def test_env_is_registered_with_gymnasium():
+    import gymnasium
+
+    from mecsim.rl.env import ENV_ID
+
+    env = gymnasium.make(ENV_ID, scenario="smoke-v1", overrides=SHORT)
+    assert isinstance(env.unwrapped, MecEnv)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    env.close()
+    # the module:id form imports mecsim.rl.env first, as a fresh process needs
+    code = ("import gymnasium\nenv = gymnasium.make('mecsim.rl.env:mecsim/MecEnv-v0', scenario='smoke-v1',"
+            " overrides={'duration_s': 10})\nenv.reset(seed=0)\nprint(type(env.unwrapped).__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "MecEnv", proc.stderr
+
+
+def test_env_holds_no_thread():
+    import threading
+
+    before = threading.active_count()
+    env = MecEnv("smoke-v1", overrides=SHORT)
+    env.reset(seed=1)
+    env.step(0)
+    assert threading.active_count() == before
+    env.close()
+
+
 def test_env_simulates_the_same_system_as_simulate():
     """Driving the environment with greedy's choices gives greedy's run, task for task."""
     env = MecEnv("paper-small-v1", overrides={"duration_s": 120})

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mecsim.errors import PolicyError
-from mecsim.state import DEFER, Decision
+from mecsim.state import validate_decision
 from mecsim.testing import random_epoch_state
 
 
@@ -27,9 +27,10 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
                  **params: Any) -> dict[str, Any]:
     """Check a policy against the decision interface, then run it in a short simulation.
 
-    Checks: ``decide`` returns a :class:`~mecsim.state.Decision` of the right shapes for
-    epochs of several sizes (including an empty one); it only sends tasks to feasible servers;
-    dispatched tasks get at least ``min_bandwidth_hz`` and the shares fit the budget; given the
+    Checks: for epochs of several sizes (including an empty one), each decision passes
+    :func:`~mecsim.state.validate_decision`, the rules the engine applies at every epoch (a
+    :class:`~mecsim.state.Decision` of the right shapes, tasks only on feasible servers,
+    dispatched tasks with at least ``min_bandwidth_hz`` and shares within the budget); given the
     same random stream it decides the same (reproducibility); and a short run of ``scenario``
     accounts for every task.
 
@@ -70,22 +71,11 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
                                 f"(n={n}, m={m})") from exc
                 decisions.append(dec)
             dec = decisions[0]
-            if not isinstance(dec, Decision):
-                raise _fail("type", f"decide returned {type(dec).__name__}, not Decision")
-            if dec.server.shape != (n,) or dec.bandwidth_hz.shape != (n,):
-                raise _fail("shape", f"expected ({n},) arrays, got server {dec.server.shape}, "
-                            f"bandwidth {dec.bandwidth_hz.shape}")
+            try:
+                validate_decision(dec, state, getattr(pol, "name", type(pol).__name__))
+            except PolicyError as exc:
+                raise _fail(getattr(exc, "check", "decision"), f"{exc} (n={n}, m={m})") from None
             go = dec.server >= 0
-            if ((dec.server < DEFER) | (dec.server >= m)).any():
-                raise _fail("range", f"server indices out of range: {dec.server.tolist()}")
-            if go.any() and not state.feasible[np.flatnonzero(go), dec.server[go]].all():
-                raise _fail("feasible", "a task was sent to a server that cannot run it")
-            bw = dec.bandwidth_hz[go]
-            if go.any() and (bw < state.min_bandwidth_hz * (1 - 1e-9)).any():
-                raise _fail("bandwidth", "a dispatched task got less than min_bandwidth_hz")
-            if bw.sum() > state.bandwidth_budget_hz * (1 + 1e-9):
-                raise _fail("bandwidth", f"shares sum to {bw.sum():g} Hz > budget "
-                            f"{state.bandwidth_budget_hz:g} Hz")
             other = decisions[1]
             if not (np.array_equal(dec.server, other.server)
                     and np.allclose(dec.bandwidth_hz, other.bandwidth_hz, rtol=1e-12, atol=0)):

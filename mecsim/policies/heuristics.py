@@ -13,6 +13,11 @@ tasks.
   the backlog grows with each task placed in the same epoch.
 * ``greedy``: earliest expected completion: upload + backhaul, wait for the server, service,
   return; tasks placed one by one, each updating the server's expected availability.
+* ``central-queue``: tasks wait at the access point (deferred), oldest first, until a server that
+  can run them has a free GPU slot (:attr:`~mecsim.state.EpochState.free_slots`); among those,
+  the earliest expected completion. Bandwidth goes to the dispatched tasks only. With
+  ``epoch.length_s: 0`` the engine holds an epoch whenever a slot frees, so the queue is
+  work-conserving: one-slot servers form an M/M/c queue.
 """
 
 from __future__ import annotations
@@ -195,12 +200,49 @@ class GreedyPolicy(HeuristicPolicy):
         return out
 
 
+class CentralQueuePolicy(HeuristicPolicy):
+    """Hold tasks, oldest first, until a feasible server has a free GPU slot."""
+
+    name = "central-queue"
+
+    def decide(self, state: EpochState) -> Decision:
+        n = state.n_tasks
+        server = np.full(n, DEFER, dtype=np.int64)
+        free = state.free_slots.astype(np.int64)
+        if n and free.any():
+            # no wait at a server with a free slot: rank by backhaul + service + return
+            cost = np.where(state.feasible, state.backhaul_s + state.service_s + state.return_s,
+                            np.inf)
+            for i in range(n):  # oldest first
+                key = np.where(free > 0, cost[i], np.inf)
+                j = int(np.argmin(key))
+                if key[j] == np.inf:
+                    continue
+                server[i] = j
+                free[j] -= 1
+                if not free.any():
+                    break
+        bw = np.zeros(n)
+        go = server >= 0
+        if go.any():
+            if self.bandwidth == "equal" or state.ideal_radio:
+                bw[go] = state.bandwidth_budget_hz / int(go.sum())
+            else:
+                from mecsim.decision.bandwidth import allocate_bandwidth
+
+                bw[go] = allocate_bandwidth(state.input_bits[go], state.snr_per_hz[go],
+                                            state.bandwidth_budget_hz, state.min_bandwidth_hz,
+                                            objective=self.bandwidth)
+        return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
+
+
 def _register() -> None:
-    for cls in (RandomPolicy, RoundRobinPolicy, NearestPolicy, LeastLoadedPolicy, GreedyPolicy):
+    for cls in (RandomPolicy, RoundRobinPolicy, NearestPolicy, LeastLoadedPolicy, GreedyPolicy,
+                CentralQueuePolicy):
         POLICIES.register(cls.name)(cls)
 
 
 _register()
 
 __all__: list[Any] = ["RandomPolicy", "RoundRobinPolicy", "NearestPolicy", "LeastLoadedPolicy",
-                      "GreedyPolicy", "allocate", "BANDWIDTH_RULES"]
+                      "GreedyPolicy", "CentralQueuePolicy", "allocate", "BANDWIDTH_RULES"]

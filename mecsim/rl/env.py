@@ -2,9 +2,14 @@
 
 An episode is one simulation run of a scenario (:class:`mecsim.engine.Simulation`, the engine
 :func:`mecsim.simulate` uses, so arrivals, channels, queues and the tables are the same); a step
-is one task's server choice. The run goes on in a helper thread whose policy hands the epoch's
-tasks to the agent one at a time and waits for each answer; the two threads never run at once, so
-an episode is as deterministic as a run.
+is one task's server choice. The run is stepped (:meth:`Simulation.start`,
+:meth:`~Simulation.next_decision`, :meth:`~Simulation.apply`): it pauses at each epoch, the
+agent places the epoch's tasks one at a time, and the joint decision resumes the run. One thread,
+so an episode is as deterministic as a run.
+
+Registered with gymnasium as ``"mecsim/MecEnv-v0"``: ``gymnasium.make("mecsim/MecEnv-v0",
+scenario="smoke-v1")`` builds it once :mod:`mecsim.rl.env` is imported, or directly as
+``gymnasium.make("mecsim.rl.env:mecsim/MecEnv-v0", ...)`` (gymnasium imports the module first).
 
 Why one task per step rather than a joint action per epoch: the number of tasks in an epoch
 varies (1 to ``max_tasks``), so a joint action would need a padded ``MultiDiscrete`` of the
@@ -43,8 +48,6 @@ Example:
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,57 +70,22 @@ from mecsim.rl.policy import CAP, EncoderConfig, EpochEncoder
 from mecsim.scenario import Scenario, load_scenario
 from mecsim.state import DEFER, Decision, EpochState
 
-__all__ = ["MecEnv"]
+__all__ = ["MecEnv", "ENV_ID"]
+
+#: The gymnasium id of :class:`MecEnv`.
+ENV_ID = "mecsim/MecEnv-v0"
 
 #: Tries to find a run seed with at least one decision before reset gives up.
 _MAX_EMPTY_EPISODES = 100
 
 
-class _Abort(Exception):
-    """Sent into the simulation thread to end an episode early."""
-
-
-class _Bridge(BasePolicy):
-    """The policy inside the simulation thread: asks the agent for each task's server."""
+class _Stepped(BasePolicy):
+    """Stands in for the policy of a stepped run: the environment makes the decisions."""
 
     name = "rl-env"
 
-    def __init__(self, config: EncoderConfig, invalid_action_penalty: float) -> None:
-        super().__init__()
-        # No reference to the environment: an abandoned environment can be collected (and its
-        # __del__ ends this thread).
-        self.config = config
-        self.penalty = invalid_action_penalty
-        self.to_agent: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=1)
-        self.to_sim: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self.reward = 0.0  # of the last action, handed over with the next message
-        self.info: dict[str, Any] = {}
-        self.latencies: list[float] = []
-
-    def decide(self, state: EpochState) -> Decision:
-        cfg = self.config
-        bw = allocate(state, cfg.bandwidth)
-        server = np.full(state.n_tasks, DEFER, dtype=np.int64)
-        enc = EpochEncoder(cfg, state, bw)
-        for i in range(state.n_tasks):
-            obs, mask = enc.observe(i)
-            if not mask.any():
-                continue  # no feasible server now: deferred, as the heuristics do
-            self.to_agent.put(("obs", obs, mask, self.reward, self.info))
-            action = self.to_sim.get()
-            if action is _Abort:
-                raise _Abort()
-            j = int(action)
-            invalid = not (0 <= j < state.n_servers and mask[j])
-            if invalid:
-                j = enc.fallback(i)
-            lat = enc.place(i, j)
-            server[i] = j
-            self.latencies.append(lat)
-            self.reward = -lat / cfg.reward_scale_s - (self.penalty if invalid else 0.0)
-            self.info = {"task_id": int(state.task_id[i]), "epoch": int(state.epoch), "t": float(state.now),
-                         "server": j, "expected_latency_s": lat, "invalid_action": invalid}
-        return Decision(bw, server, {"bandwidth_rule": cfg.bandwidth})
+    def decide(self, state: EpochState) -> Decision:  # pragma: no cover - never called
+        raise RuntimeError("a stepped run takes its decisions from apply()")
 
 
 class MecEnv(gym.Env):
@@ -161,58 +129,71 @@ class MecEnv(gym.Env):
         self.action_space = spaces.Discrete(self.config.n_servers)
         self.run_seed: int | None = None
         self.last_result: Result | None = None
-        self._thread: threading.Thread | None = None
-        self._bridge: _Bridge | None = None
+        self._sim: Simulation | None = None
+        self._enc: EpochEncoder | None = None  # the epoch being placed, task by task
         self._mask = np.ones(self.config.n_servers, dtype=bool)
         self._done = True
+        self._reset_episode()
 
-    # -- the simulation thread -----------------------------------------------------------------
+    # -- the stepped run -------------------------------------------------------------------------
+    def _reset_episode(self) -> None:
+        self._reward = 0.0  # of the last action, handed over with the next observation
+        self._info: dict[str, Any] = {}
+        self._latencies: list[float] = []
+
     def _start(self, seed: int) -> tuple[Any, ...]:
-        bridge = _Bridge(self.config, self.invalid_action_penalty)
-        sim = Simulation(self.scenario, bridge, seed)
+        self._reset_episode()
+        self._enc = None
+        self._sim = Simulation(self.scenario, _Stepped(), seed).start()
+        return self._advance()
 
-        def run() -> None:
-            try:
-                sim.run()
-            except _Abort:
-                return
-            except BaseException as exc:  # noqa: BLE001 - handed to the agent's thread
-                bridge.to_agent.put(("error", exc))
-                return
-            try:
-                res = collect(sim)
-            except BaseException as exc:  # noqa: BLE001
-                bridge.to_agent.put(("error", exc))
-                return
-            bridge.to_agent.put(("done", res, bridge.reward, bridge.info))
+    def _advance(self) -> tuple[Any, ...]:
+        """Go on to the next task that has a feasible server: ``("obs", obs, mask)``, or
+        ``("done", result)`` when the run is over. An epoch whose tasks are all placed (or have
+        no feasible server: deferred, as the heuristics do) is applied to the run."""
+        sim = self._sim
+        assert sim is not None
+        while True:
+            if self._enc is None:
+                state = sim.next_decision()
+                if state is None:
+                    return ("done", collect(sim))
+                bw = allocate(state, self.config.bandwidth)
+                self._enc = EpochEncoder(self.config, state, bw)
+                self._epoch = (state, bw, np.full(state.n_tasks, DEFER, dtype=np.int64))
+                self._i = 0
+            state, bw, server = self._epoch
+            while self._i < state.n_tasks:
+                obs, mask = self._enc.observe(self._i)
+                if mask.any():
+                    return ("obs", obs, mask)
+                self._i += 1
+            sim.apply(Decision(bw, server, {"bandwidth_rule": self.config.bandwidth}))
+            self._enc = None
 
-        self._bridge = bridge
-        self._thread = threading.Thread(target=run, name=f"mecsim-env-{seed}", daemon=True)
-        self._thread.start()
-        return self._receive()
-
-    def _receive(self) -> tuple[Any, ...]:
-        assert self._bridge is not None
-        msg = self._bridge.to_agent.get()
-        if msg[0] == "error":
-            self._join()
-            exc = msg[1]
-            if isinstance(exc, MecsimError):
-                raise exc
-            raise RuntimeError(f"the simulation failed: {type(exc).__name__}: {exc}") from exc
-        return msg
-
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-        self._thread = None
+    def _place(self, action: int) -> None:
+        """Place the current task on server ``action`` (an infeasible one is mapped to the best
+        feasible server and penalised)."""
+        enc = self._enc
+        assert enc is not None
+        state, _, server = self._epoch
+        i = self._i
+        j = int(action)
+        invalid = not (0 <= j < state.n_servers and self._mask[j])
+        if invalid:
+            j = enc.fallback(i)
+        lat = enc.place(i, j)
+        server[i] = j
+        self._latencies.append(lat)
+        self._reward = -lat / self.config.reward_scale_s - (self.invalid_action_penalty if invalid else 0.0)
+        self._info = {"task_id": int(state.task_id[i]), "epoch": int(state.epoch), "t": float(state.now),
+                      "server": j, "expected_latency_s": lat, "invalid_action": invalid}
+        self._i = i + 1
 
     def _stop(self) -> None:
-        """End a running episode (its thread raises inside the engine and exits)."""
-        if self._thread is not None and self._thread.is_alive() and not self._done:
-            assert self._bridge is not None
-            self._bridge.to_sim.put(_Abort)
-        self._join()
+        """Drop a running episode (a stepped run holds no thread: forgetting it is enough)."""
+        self._sim = None
+        self._enc = None
         self._done = True
 
     # -- gymnasium API ---------------------------------------------------------------------------
@@ -234,7 +215,6 @@ class MecEnv(gym.Env):
             msg = self._start(run_seed)
             if msg[0] == "obs":
                 break
-            self._join()
             self.last_result = msg[1]
             run_seed = int(self.np_random.integers(2**31 - 1))
         else:
@@ -242,27 +222,27 @@ class MecEnv(gym.Env):
                               "to decide; is the arrival rate zero?")
         self.run_seed = run_seed
         self._done = False
-        _, obs, mask, _, _ = msg
+        _, obs, mask = msg
         self._mask = mask
         return obs.copy(), {"run_seed": run_seed}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Send the current task to server ``action``; returns the next task's observation, this
         task's reward, whether the run has ended, False (never truncated) and an info dict."""
-        if self._done or self._bridge is None:
+        if self._done or self._sim is None:
             raise RuntimeError("call reset() before step() (the episode has ended)")
-        self._bridge.to_sim.put(int(np.asarray(action).item()))
-        msg = self._receive()
+        self._place(int(np.asarray(action).item()))
+        msg = self._advance()
+        reward, info = self._reward, dict(self._info)
         if msg[0] == "obs":
-            _, obs, mask, reward, info = msg
+            _, obs, mask = msg
             self._mask = mask
-            return obs.copy(), float(reward), False, False, dict(info)
-        _, res, reward, info = msg
-        self._join()
+            return obs.copy(), float(reward), False, False, info
+        res = msg[1]
+        self._sim = None
         self._done = True
         self.last_result = res
         s = res.summary
-        info = dict(info)
         info.update(latency_mean_s=s["latency_mean_s"], deadline_miss_rate=s["deadline_miss_rate"],
                     tasks_completed=s["tasks_completed"], run_seed=self.run_seed)
         self._mask = np.ones(self.config.n_servers, dtype=bool)
@@ -274,14 +254,12 @@ class MecEnv(gym.Env):
 
     def expected_latencies(self) -> list[float]:
         """The expected latency of every task decided so far in this episode (s)."""
-        return list(self._bridge.latencies) if self._bridge is not None else []
+        return list(self._latencies)
 
     def close(self) -> None:
-        """Stop a running episode's thread."""
+        """Drop a running episode."""
         self._stop()
 
-    def __del__(self) -> None:
-        try:
-            self._stop()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="mecsim.rl.env:MecEnv")

@@ -1,22 +1,30 @@
-"""Engine benchmark: bare SimPy M/M/1 vs mecsim's full pipeline, in one process.
+"""Engine benchmark: mecsim against bare SimPy M/M/1, measured in one process, interleaved.
 
-Run: ``python tests/benchmarks/engine.py [--customers 200000] [--duration 20000]``.
+Run: ``python tests/benchmarks/engine.py [--rounds 3] [--scale 1.0] [--memory]``.
 
-1. A bare SimPy M/M/1 (lambda 0.9, mu 1; one process per customer, a Resource for the server,
-   200,000 customers): customers per second.
-2. mecsim on ``paper-medium-v1`` with the ``greedy`` policy for ``--duration`` simulated seconds
-   (arrivals, epochs, decisions, fading uploads, backhaul, GPU queues, return, all records):
-   tasks per second (tasks generated / wall time of simulate(), tables included).
-3. Memory: peak RSS of a fresh process running mecsim for duration D and 4 D, and the bytes per
-   task of the trace buffers, to show that memory grows only with the (columnar) records.
+Each round measures, one after the other (so that load from other processes hits all alike):
 
-The last line is the ratio of 2 to 1. The machine is shared: compare ratios from one run.
+1. bare SimPy M/M/1 (lambda 0.9, mu 1; one process per customer, ``Resource(capacity=1)``):
+   customers per CPU second;
+2. mecsim ``paper-medium-v1`` with ``greedy`` (arrivals, epochs, decisions, fading uploads,
+   backhaul, GPU queues, return, all records and the result tables): tasks per CPU second;
+3. mecsim ``mm1-v1`` (ideal radio, a decision at every arrival): tasks per CPU second;
+4. mecsim ``paper-medium-v1`` with ``qubo-sa`` (the hybrid policy): tasks per CPU second;
+5. ``paper-medium-v1`` with its devices replaced by N static devices sharing a fixed total rate
+   (2.86 tasks/s, as paper-medium), greedy, N = 10, 100, 1,000, 10,000: CPU time per task,
+   set-up included.
+
+The ratios use CPU time (``time.process_time``) of this process, the fairest clock on a shared
+machine; the median over rounds is printed. ``--memory`` adds peak RSS of fresh processes. The
+last lines are the four ratios with their targets, and the load average seen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +33,11 @@ import warnings
 import numpy as np
 import simpy
 
+TOTAL_RATE = 2.86  # tasks/s of paper-medium-v1 (30 x 0.07 + 10 x 0.076)
+
 
 def bare_simpy_mm1(n: int, lam: float = 0.9, mu: float = 1.0, seed: int = 1) -> float:
+    """Customers per CPU second of a plain SimPy M/M/1."""
     rng = np.random.default_rng(seed)
     inter = rng.exponential(1 / lam, n)
     serv = rng.exponential(1 / mu, n)
@@ -47,20 +58,28 @@ def bare_simpy_mm1(n: int, lam: float = 0.9, mu: float = 1.0, seed: int = 1) -> 
             env.process(customer(i))
 
     env.process(source())
-    t = time.perf_counter()
+    t = time.process_time()
     env.run()
-    return n / (time.perf_counter() - t)
+    return n / (time.process_time() - t)
 
 
-def mecsim_rate(duration: float, epoch_s: float | None = None) -> tuple[float, int, float, float]:
+def mecsim_run(scenario: str, policy: str | None, duration: float, **over) -> tuple[float, int]:
+    """(CPU seconds, tasks) of one simulate() call, result tables included."""
     import mecsim
 
-    over = {} if epoch_s is None else {"epoch.length_s": epoch_s}
-    t = time.perf_counter()
-    res = mecsim.simulate("paper-medium-v1", policy="greedy", seed=1, duration_s=duration, **over)
-    dt = time.perf_counter() - t
-    per_epoch = len(res.tasks) / max(len(res.epochs), 1)
-    return len(res.tasks) / dt, len(res.tasks), res.summary["latency_mean_s"], per_epoch
+    t = time.process_time()
+    res = mecsim.simulate(scenario, policy=policy, seed=1, duration_s=duration, warmup_s=0, **over)
+    n = len(res.tasks)
+    _ = res.summary
+    return time.process_time() - t, n
+
+
+def many_devices(n_dev: int) -> dict:
+    return {"devices": [{
+        "name": "iot", "count": n_dev, "placement": {"distance_m": [50, 400]},
+        "arrivals": {"process": "poisson", "rate_per_s": TOTAL_RATE / n_dev},
+        "workload": [{"model": "sd15", "steps": [20, 40], "deadline_s": 30}],
+    }]}
 
 
 def _child(duration: float) -> None:
@@ -85,31 +104,51 @@ def _child(duration: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--customers", type=int, default=200_000)
-    ap.add_argument("--duration", type=float, default=20_000.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every run length")
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS")
     ap.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         _child(args.child)
         return
     warnings.simplefilter("ignore")
-    bare = bare_simpy_mm1(args.customers)
-    print(f"bare SimPy M/M/1: {args.customers} customers, {bare:,.0f} customers/s")
-    rate, n, lat, per = mecsim_rate(args.duration)
-    print(f"mecsim paper-medium-v1 greedy: {n} tasks over {args.duration:g} s simulated, "
-          f"{rate:,.0f} tasks/s (mean latency {lat:.3f} s, {per:.2f} tasks per epoch)")
-    # the per-epoch decision (snapshot, policy, checks) is the fixed cost; longer epochs
-    # amortise it over more tasks
-    r5, n5, lat5, per5 = mecsim_rate(args.duration, epoch_s=5.0)
-    print(f"  same with 5 s epochs: {r5:,.0f} tasks/s ({per5:.2f} tasks per epoch, "
-          f"mean latency {lat5:.3f} s), ratio {r5 / bare:.3f}")
-    for d in (args.duration / 4, args.duration):
-        out = subprocess.run([sys.executable, __file__, "--child", str(d)], capture_output=True,
-                             text=True, check=True)
-        m = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"memory, {d:g} s simulated: {m['tasks']} tasks, peak RSS {m['peak_rss_mb']:.0f} MB, "
-              f"trace buffers {m['buffer_bytes_per_task']:.0f} bytes/task")
-    print(f"ratio mecsim tasks/s / bare SimPy customers/s = {rate / bare:.3f}")
+    k = args.scale
+    customers = int(100_000 * k)
+    medium_s, mm1_s, qubo_s, scale_s = 5000 * k, 60_000 * k, 500 * k, 1500 * k
+    ratios: dict[str, list[float]] = {"greedy": [], "mm1": [], "qubo": [], "flat": []}
+    mecsim_run("smoke-v1", "greedy", 10)  # imports and caches out of the measurements
+    for rnd in range(args.rounds):
+        bare = bare_simpy_mm1(customers)
+        cpu, n = mecsim_run("paper-medium-v1", "greedy", medium_s)
+        ratios["greedy"].append(n / cpu / bare)
+        cpu_mm1, n_mm1 = mecsim_run("mm1-v1", None, mm1_s)
+        ratios["mm1"].append(n_mm1 / cpu_mm1 / bare)
+        cpu_q, n_q = mecsim_run("paper-medium-v1", "qubo-sa", qubo_s)
+        ratios["qubo"].append(n_q / cpu_q / bare)
+        per_task = {}
+        for n_dev in (10, 100, 1000, 10_000):
+            c, m = mecsim_run("paper-medium-v1", "greedy", scale_s, **many_devices(n_dev))
+            per_task[n_dev] = c / m
+        ratios["flat"].append(max(per_task.values()) / min(per_task.values()))
+        print(f"round {rnd + 1}: bare SimPy {bare:,.0f} customers/s; paper-medium greedy "
+              f"{n / cpu:,.0f} tasks/s ({n} tasks); mm1-v1 {n_mm1 / cpu_mm1:,.0f} tasks/s; "
+              f"qubo-sa {n_q / cpu_q:,.0f} tasks/s; us/task at 10/100/1k/10k devices: "
+              + " / ".join(f"{v * 1e6:.0f}" for v in per_task.values()), flush=True)
+    if args.memory:
+        for d in (medium_s / 4, medium_s):
+            out = subprocess.run([sys.executable, __file__, "--child", str(d)], capture_output=True,
+                                 text=True, check=True)
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"memory, {d:g} s simulated: {m['tasks']} tasks, peak RSS {m['peak_rss_mb']:.0f} "
+                  f"MB, trace buffers {m['buffer_bytes_per_task']:.0f} bytes/task")
+    med = {key: statistics.median(v) for key, v in ratios.items()}
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of "
+          f"{args.rounds} rounds, CPU time")
+    print(f"ratio paper-medium-v1 greedy / bare SimPy M/M/1 = {med['greedy']:.3f} (target >= 0.25)")
+    print(f"ratio mm1-v1 / bare SimPy M/M/1 = {med['mm1']:.3f} (target >= 0.5)")
+    print(f"ratio paper-medium-v1 qubo-sa / bare SimPy M/M/1 = {med['qubo']:.4f} (target >= 0.03)")
+    print(f"per-task time, max / min over 10..10,000 devices = {med['flat']:.2f} (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,206 @@
+"""The epoch step: admit waiting tasks, build the policy's snapshot, get and check the decision,
+dispatch (bandwidth, upload, backhaul, arrival at the server)."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Any
+
+import numpy as np
+
+from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
+from mecsim.traces import DISPATCHED
+
+
+class EpochMixin:
+    """One scheduling epoch; part of :class:`~mecsim.sim.core.Simulation`."""
+
+    def _release_bandwidth(self, now: float) -> None:
+        held = self.held
+        while held and held[0][0] <= now:
+            _, b = heapq.heappop(held)
+            self.held_bw -= b
+        if not held:
+            self.held_bw = 0.0
+
+    def _admit(self, now: float) -> tuple[list[int], float]:
+        """The tasks decided now (oldest first) and the free bandwidth. Tasks of a device whose
+        channel is out are not offered (they wait)."""
+        radio = self.sc.radio
+        cand = self.waiting
+        if self.channel.outages:
+            dev = self.tasks.cols["device"]
+            base = self._base
+            cand = [t for t in cand if not self.channel.in_outage(int(dev[t - base]), now)]
+        k = len(cand)
+        if self.sc.epoch.max_tasks is not None:
+            k = min(k, self.sc.epoch.max_tasks)
+        if radio.ideal:
+            return cand[:k], radio.bandwidth_hz
+        self._release_bandwidth(now)
+        free = max(radio.bandwidth_hz - self.held_bw, 0.0)
+        k = min(k, int(free / radio.min_bandwidth_hz * (1 + 1e-12)))
+        return cand[:k], free
+
+    def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
+        """The read-only snapshot a policy sees for the given waiting tasks."""
+        c = self.tasks.cols
+        idx = np.array(ids, dtype=np.int64)  # global task ids
+        loc = idx - self._base if self._base else idx  # buffer rows
+        dev = c["device"][loc].astype(np.int64)
+        mod = c["model"][loc]
+        steps = c["steps"][loc].astype(float)
+        bits = c["input_bits"][loc]
+        out = c["output_bits"][loc]
+        if self.all_up:
+            feasible = self.host_T[mod]
+            service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
+        else:
+            feasible = self.host_T[mod] & self.server_up
+            service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
+        backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
+        ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
+        gain = self.channel.gain_now(dev, now) if not self.sc.radio.ideal else np.ones(len(idx))
+        names = self.model_names
+        servers = self.servers
+        return EpochState(
+            now=now, epoch=self.epoch_index, task_id=idx, device=dev,
+            model=tuple([names[k] for k in mod.tolist()]), input_bits=bits, output_bits=out,
+            steps=steps, t_arrival=c["t_arrival"][loc], deadline=c["deadline"][loc],
+            tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
+            bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
+            ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
+            server_up=self.server_up,
+            backlog_s=np.array([s.backlog(now) for s in servers]),
+            queued=np.array([s.busy + len(s.queue) + s.transit for s in servers], dtype=np.int64),
+            feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
+            server_energy_w=self.server_power,
+        )
+
+    def _check(self, dec: Any, state: EpochState) -> Decision:
+        return validate_decision(dec, state, self._policy_name)
+
+    def _decision_delay(self, info: dict[str, Any], n: int) -> float:
+        dt = self.sc.epoch.decision_time
+        if dt.mode == "zero":
+            return 0.0
+        solver = str(info.get("solver", ""))
+        if dt.mode == "fixed":
+            return dt.by_solver[solver].base_s if solver in dt.by_solver else dt.fixed_s
+        cost = dt.by_solver.get(solver, dt.cost)
+        return (cost.base_s + cost.per_task_s * n
+                + cost.per_variable_s * float(info.get("variables", 0) or 0)
+                + cost.per_interaction_s * float(info.get("interactions", 0) or 0))
+
+    def _epoch(self, now: float) -> Any:
+        """One scheduling epoch (a generator: the decision may take simulated time)."""
+        c = self.tasks.cols
+        if self.drop_expired and self.waiting:
+            w = np.asarray(self.waiting)
+            late = c["deadline"][w - self._base] < now
+            if late.any():
+                for tid in w[late]:
+                    self.drop(int(tid), 2, now)
+                self.waiting = w[~late].tolist()
+        ids, budget = self._admit(now)
+        n_waiting = len(self.waiting)
+        if not ids:
+            return
+        state = self.build_state(ids, now, budget)
+        t0 = time.perf_counter()
+        if self._stepping:  # pause here until apply() hands the decision in
+            self._pending = state
+            self._resume = self.env.event()
+            dec = yield self._resume
+        else:
+            dec = self.policy.decide(state)
+        wall = time.perf_counter() - t0
+        self.decision_wall_total += wall
+        dec = self._check(dec, state)
+        delay = self._decision_delay(dec.info, len(ids))
+        if delay > 0:
+            yield self.env.timeout(delay)
+        t_dec = self.env.now
+        srv = dec.server
+        idx = state.task_id
+        if int(srv.min()) >= 0:  # the usual case: every task dispatched
+            deferred: list[int] = []
+            drop_ids: Any = ()
+            n_go = len(idx)
+            c["epoch"][idx - self._base] = self.epoch_index
+            self._dispatch(state, idx, srv, dec.bandwidth_hz, t_dec)
+        else:
+            deferred = idx[srv == DEFER].tolist()
+            drop_ids = idx[srv == DROP]
+            for tid in drop_ids:
+                self.drop(int(tid), 1, t_dec)
+            c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
+            go = np.flatnonzero(srv >= 0)
+            n_go = len(go)
+            if n_go:
+                self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
+        if self.waiting[:len(ids)] == ids:  # the usual case: the oldest tasks were decided
+            self.waiting = deferred + self.waiting[len(ids):]
+        else:  # some waiting tasks were skipped (channel outage)
+            decided = set(idx.tolist())
+            self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
+        row = {
+            "epoch": self.epoch_index, "t": now, "t_decision": t_dec, "n_waiting": n_waiting,
+            "n_decided": len(ids), "n_dispatched": n_go, "n_dropped": len(drop_ids),
+            "n_deferred": len(deferred), "bandwidth_budget_hz": budget,
+            "decision_wall_s": wall, "decision_delay_s": delay,
+        }
+        row.update(dec.info)
+        self.epoch_rows.append(row)
+        self.epoch_index += 1
+
+    def _dispatch(self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray,
+                  t: float) -> None:
+        c = self.tasks.cols
+        gids = tids  # global ids (for the events); tids: buffer rows
+        if self._base:
+            tids = tids - self._base
+        dev = c["device"][tids].astype(np.int64)
+        bits = c["input_bits"][tids]
+        if self.sc.radio.ideal:
+            up = np.zeros(len(tids))
+        else:
+            up = self.channel.upload_durations(dev, bits, bw, t)
+            for end, b in zip((t + up).tolist(), bw.tolist(), strict=True):
+                heapq.heappush(self.held, (end, b))
+                self.held_bw += b
+        mod = c["model"][tids].astype(np.int64)
+        expected = c["steps"][tids] * self.t_step[srv, mod]
+        self.expected_service[tids] = expected
+        self.actual_service[tids] = expected * c["service_factor"][tids]
+        arrive = t + up + self.bh_lat[srv] + bits * self.inv_bh_rate[srv]
+        c["server"][tids] = srv
+        c["bandwidth_hz"][tids] = bw
+        c["t_decision"][tids] = t
+        c["t_upload_start"][tids] = t
+        c["t_upload_end"][tids] = t + up
+        c["t_server_arrival"][tids] = arrive
+        c["energy_tx_j"][tids] += self.tx_power_w[dev] * up
+        c["state"][tids] = DISPATCHED
+        env = self.env
+        servers = self.servers
+        t_end = self.t_end
+        now_arrivals = []
+        srv_l = srv.tolist()
+        for tid, j, ta, ex in zip(gids.tolist(), srv_l, arrive.tolist(), expected.tolist(),
+                                  strict=True):
+            s = servers[j]
+            s.transit += 1
+            s.transit_work += ex
+            if ta > t_end:
+                continue  # arrives after the run: stays in transit (in flight)
+            if ta == t:  # no upload, no backhaul (ideal links): no event needed
+                now_arrivals.append((s, tid))
+                continue
+            ev = env.timeout(ta - t)
+            ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
+        for j in (srv_l if len(srv_l) == 1 else sorted(set(srv_l))):
+            self.monitor(servers[j])
+        for s, tid in now_arrivals:
+            s.arrive(tid)
