@@ -739,13 +739,21 @@ class ServingData:
         return StepCurve.from_table(self.gpus[gpu].get("batch_factor", {}).get(model))
 
 
-def load_serving_data() -> ServingData:
-    """Read the serving sections of models/aigc.yaml and models/gpus.yaml (errors name the field)."""
+def load_serving_data(overlay: Any = None) -> ServingData:
+    """Read the serving sections of models/aigc.yaml and models/gpus.yaml (errors name the field).
+
+    ``overlay``: a scenario's :class:`~mecsim.scenario.Profiles`; its ``serving``, ``weights`` and
+    ``uses`` entries replace (or add) the shipped ones of the same name."""
     from mecsim.scenario import _load_yaml_file, project_root  # light: scenario is always imported
 
     root = project_root() / "models"
-    raw_g = (_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {}
-    raw_m = _load_yaml_file(root / "aigc.yaml") or {}
+    raw_g = dict((_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {})
+    raw_m = dict(_load_yaml_file(root / "aigc.yaml") or {})
+    if overlay is not None:
+        raw_g.update({k: v.model_dump() for k, v in overlay.serving.items()})
+        raw_m["weights"] = {**(raw_m.get("weights") or {}),
+                            **{k: v.model_dump() for k, v in overlay.weights.items()}}
+        raw_m["uses"] = {**(raw_m.get("uses") or {}), **{k: list(v) for k, v in overlay.uses.items()}}
     items: dict[str, Item] = {}
     for name, v in (raw_m.get("weights") or {}).items():
         try:
