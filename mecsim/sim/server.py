@@ -252,6 +252,39 @@ def task_key(sim: Simulation, i: int) -> str:
     return name if a < 0 else f"{name}+{sim.adapter_names[a]}"
 
 
+def gpu_state_fields(sim: Simulation, rows: Any) -> dict[str, Any]:
+    """The GPU-model fields of :class:`~mecsim.state.EpochState` for the tasks at buffer rows
+    ``rows``: keys, load time, warm, batch cap, ``f(2)`` and same-key queue per task x server."""
+    import numpy as np
+
+    keys = tuple(task_key(sim, i) for i in rows.tolist())
+    n, m = len(keys), len(sim.servers)
+    load = np.zeros((n, m))
+    warm = np.zeros((n, m), dtype=bool)
+    cap = np.ones((n, m), dtype=np.int64)
+    f2 = np.full((n, m), 2.0)
+    same = np.zeros((n, m), dtype=np.int64)
+    for j, s in enumerate(sim.servers):
+        mdl = s.model
+        cfg = mdl.cfg
+        seen: dict[str, tuple[float, bool, int, float, int]] = {}
+        for i, k in enumerate(keys):
+            v = seen.get(k)
+            if v is None:
+                if k not in cfg.models:
+                    continue
+                w = mdl.warm(k)
+                b = cfg.batch_cap(k)
+                v = (0.0 if w else mdl.load_cost(k), w, b, cfg.models[k].curve.factor(2) if b >= 2 else 2.0,
+                     len(mdl.queues[k]))
+                seen[k] = v
+            load[i, j], warm[i, j], cap[i, j], f2[i, j], same[i, j] = v
+    for a in (load, warm, cap, f2, same):
+        a.setflags(write=False)
+    return {"key": keys, "load_s": load, "warm": warm, "batch_cap": cap, "batch_factor2": f2,
+            "queued_same": same}
+
+
 def build_servers(sim: Simulation, gpus: dict[str, Any], fifo: bool) -> list[Any]:
     """The servers of a run: :class:`GPUServer` (today's fast path) unless the scenario turns on
     batching or residency or its requests carry adapters; then :class:`ModelServer` over a
