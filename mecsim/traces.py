@@ -183,7 +183,8 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
 
     With the GPU-server model's columns (:data:`GPU_TASK_COLUMNS`) the table also has
     ``adapter`` (the adapter item a request carries, e.g. ``sd15-lora#3``; missing: none),
-    ``batch_id`` and ``batch_size`` (the batch it was served in; -1 and 0 until served),
+    ``batch_id`` and ``batch_size`` (the batch it was served in, ids unique in the run and in
+    order of the batches' starts; -1 and 0 until served),
     ``gpu`` (the GPU of the server, 0-based), ``cold_start`` (it waited for weights to load) and
     ``load_wait_s`` (how long, from its arrival or the load's start, whichever is later)."""
     n = len(cols["device"])

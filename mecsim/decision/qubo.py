@@ -458,7 +458,7 @@ def add_gpu_terms(state: EpochState, variable: np.ndarray, linear: np.ndarray, c
     tasks has one GPU (``c_j = 1``), receives tasks of a single key, at most two of them (and
     ``batch_cap >= 2``), with equal steps, the GPU is busy until ``W_j`` (so the pair is queued
     together) or idle and cold (so both wait for the same load), ``batch_weight = 0``, and uploads
-    take no time (ideal radio). tests/test_qubo_gpu.py checks this by enumerating every assignment
+    take no time (ideal radio). tests/test_gpu_engine.py checks this by enumerating every assignment
     against a replay of :class:`~mecsim.sim.gpu.GPUServerModel`. Beyond that it is an
     approximation: a batch of b > 2 costs ``b (b - 1) (f(2) - 1) s`` by pairs against
     ``b (f(b) - 1) s`` (on the shipped curves within 10% for b <= 16), tasks of other keys behind

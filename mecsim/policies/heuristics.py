@@ -213,11 +213,12 @@ class GreedyAffinityPolicy(GreedyPolicy):
     As ``greedy``, tasks placed one by one at the server with the earliest expected completion,
     where on server j task i also waits for its weights to load (``state.load_s``) unless a task of
     the same key was already placed on j in this epoch (that task's load brings them), and may
-    share a batch with tasks of its key queued at j or placed there in this epoch: when the
-    current batch of the key on j has room (``state.batch_cap``), the task adds
-    ``(f_j(2) - 1) s_ij`` of GPU time instead of ``s_ij`` and completes ``f_j(2) s_ij`` after
-    its start (the pairwise batch cost of :mod:`mecsim.decision.qubo`). A load occupies one GPU
-    for its duration, so it adds ``load / slots`` to the server's availability. Without the
+    share a batch: with a task of its key placed on j in this epoch, while that batch has room
+    (``state.batch_cap``), it starts with that batch; with tasks of its key queued at j
+    (``state.queued_same``) and room in their batch, it starts when the server frees. A task in a
+    batch completes ``f_j(2) s_ij`` after its start and adds ``(f_j(2) - 1) s_ij`` of GPU time
+    instead of ``s_ij`` (the pairwise batch cost of :mod:`mecsim.decision.qubo`). A load
+    occupies one GPU for its duration, so it adds ``load / slots`` to the server's availability. Without the
     GPU-server model's fields (batching and residency off) it is ``greedy``.
     """
 
@@ -236,26 +237,39 @@ class GreedyAffinityPolicy(GreedyPolicy):
         cap = state.batch_cap
         f2 = state.batch_factor2
         keys = state.key
-        placed: dict[tuple[int, str], int] = {}  # (server, key) -> tasks placed now
+        # (server, key) -> [start, size] of the batch this epoch's tasks of the key form there
+        batch: dict[tuple[int, str], list[float]] = {}
+        loaded: set[tuple[int, str]] = set()  # a task placed now brings the key's weights
         out = np.zeros(state.n_tasks, dtype=np.int64)
         for i in range(state.n_tasks):
             k = keys[i]
-            best, bj, bavail = np.inf, 0, 0.0
+            best, bj, bstart, bavail, bjoin = np.inf, 0, 0.0, 0.0, False
             for j in np.flatnonzero(feas[i]).tolist():
-                here = placed.get((j, k), 0)
-                ld = 0.0 if here else float(load[i, j])
                 c = int(cap[i, j])
-                join = c >= 2 and (here + int(state.queued_same[i, j])) % c != 0
                 s = float(service[i, j])
-                start = max(reach[i, j], avail[j] + ld)
-                done = start + (f2[i, j] * s if join else s) + ret[i, j]
+                ob = batch.get((j, k))
+                if ob is not None and ob[1] < c:  # join the batch formed now: start with it
+                    start = max(reach[i, j], ob[0])
+                    done = start + f2[i, j] * s + ret[i, j]
+                    avail_j = avail[j] + (f2[i, j] - 1.0) * s / slots[j]
+                    join = True
+                else:
+                    ld = 0.0 if (j, k) in loaded else float(load[i, j])
+                    queued = c >= 2 and int(state.queued_same[i, j]) % c != 0  # room in a queued batch
+                    start = max(reach[i, j], avail[j] + ld)
+                    done = start + (f2[i, j] * s if queued else s) + ret[i, j]
+                    work = (f2[i, j] - 1.0) * s if queued else s
+                    avail_j = max(reach[i, j], avail[j] + ld / slots[j]) + work / slots[j]
+                    join = False
                 if done < best:
-                    work = (f2[i, j] - 1.0) * s if join else s
-                    best, bj = done, j
-                    bavail = max(reach[i, j], avail[j] + ld / slots[j]) + work / slots[j]
+                    best, bj, bstart, bavail, bjoin = done, j, start, avail_j, join
             out[i] = bj
             avail[bj] = bavail
-            placed[(bj, k)] = placed.get((bj, k), 0) + 1
+            loaded.add((bj, k))
+            if bjoin:
+                batch[(bj, k)][1] += 1
+            elif cap[i, bj] >= 2:
+                batch[(bj, k)] = [bstart, 1.0]
         return out
 
 

@@ -145,6 +145,7 @@ class ModelServer:
         self.fifo = fifo
         self.power_w = power_w
         self._up = True
+        self._gid: dict[int, int] = {}  # the model's batch id -> the run's (unique over servers)
 
     @property
     def busy(self) -> int:
@@ -209,15 +210,18 @@ class ModelServer:
                 t = env.timeout(ev.delay)
                 t.callbacks.append(lambda _e, ev=ev: self._fire(ev))
             elif type(ev) is BatchStart:
+                self._gid[ev.batch_id] = sim._batch_seq
+                sim._batch_seq += 1
                 for tid in ev.tasks:
                     sim.T_service_start[tid - base] = ev.t
             elif type(ev) is BatchEnd:
                 c = sim.tasks.cols
                 share = _Share(self.j, self.power_w / len(ev.tasks))
+                gid = self._gid.pop(ev.batch_id)
                 for tid in ev.tasks:
                     rec = self.model.pop_record(tid)
                     i = tid - base
-                    c["batch_id"][i] = rec.batch_id
+                    c["batch_id"][i] = gid
                     c["batch_size"][i] = rec.batch_size
                     c["gpu"][i] = rec.slot
                     c["cold_start"][i] = rec.cold
@@ -240,6 +244,7 @@ class ModelServer:
             i = tid - base
             c["energy_server_j"][i] += self.power_w / b * (now - c["t_service_start"][i])
         held = m.fail(now)
+        self._gid.clear()
         self._up = False
         return held
 
@@ -296,6 +301,7 @@ def build_servers(sim: Simulation, gpus: dict[str, Any], fifo: bool) -> list[Any
                 for j in range(len(sc.servers))]
     from mecsim.sim.gpu import GPUServerModel, load_serving_data, server_config
 
+    sim._batch_seq = 0  # batch ids of the tasks table: in start order over the run
     data = load_serving_data(sc.profiles)
     bat, res = sc.service.batching, sc.service.residency
     extra: dict[str, tuple[str, ...]] = {}
