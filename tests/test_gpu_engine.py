@@ -109,8 +109,9 @@ def test_engine_bulk_server_matches_closed_form():
 
 
 def test_engine_bulk_negative_control_without_batching_is_md1():
-    """Batches of one (max_batch 1): M/D/1, Pollaczek-Khinchine W = rho d / (2 (1 - rho)) = 0.5 at rho = 0.5, far
-    from the bulk wait (0.226), so the test above would catch an engine that does not batch."""
+    """Batches of one (max_batch 1): M/D/1, Pollaczek-Khinchine W = rho d / (2 (1 - rho)) = 0.5 at
+    rho = 0.5, far from the bulk wait (0.226), so the test above would catch an engine that does
+    not batch."""
     lam, d = 0.5, 1.0
     w, b = _bulk_run(lam, d, 20_000.0, 1)
     assert b == 1.0
