@@ -29,7 +29,9 @@ Rules (one place, so the engine, the tests and the decision estimate all use the
   batches of b images only, and no public measurement of the cost of joining a running batch at a
   step boundary was found.
 
-Wiring into the engine (next round): one model per server, built by :func:`server_config` from
+Wiring into the engine (:class:`mecsim.sim.server.ModelServer`, used when ``service.batching`` or
+``service.residency`` is on or requests carry adapters): one model per server, built by
+:func:`server_config` from
 :func:`load_serving_data` and the scenario; ``GPUServer.arrive`` calls :meth:`GPUServerModel.submit`
 with ``priority=(epoch, expected)`` (epoch-SPT) or ``(now, 0.0)`` (FIFO) and the task's jitter
 factor and deadline; each returned :class:`Timer` becomes ``env.timeout(timer.delay)`` whose
