@@ -32,7 +32,7 @@ Rules (one place, so the engine, the tests and the decision estimate all use the
 Wiring into the engine (:class:`mecsim.sim.server.ModelServer`, used when ``service.batching`` or
 ``service.residency`` is on or requests carry adapters): one model per server, built by
 :func:`server_config` from
-:func:`load_serving_data` and the scenario; ``GPUServer.arrive`` calls :meth:`GPUServerModel.submit`
+:func:`load_serving_data` and the scenario; ``ModelServer.arrive`` calls :meth:`GPUServerModel.submit`
 with ``priority=(epoch, expected)`` (epoch-SPT) or ``(now, 0.0)`` (FIFO) and the task's jitter
 factor and deadline; each returned :class:`Timer` becomes ``env.timeout(timer.delay)`` whose
 callback calls :meth:`GPUServerModel.fire`; :class:`BatchStart` sets the tasks' service start,
