@@ -385,3 +385,16 @@ def test_residency_regime_property():
                             **{"profiles.serving.rtx3060-ckpt.memory_gib": 1000.0})
     assert ample.summary["cold_start_rate"] <= 0.5 * r.summary["cold_start_rate"]  # LoRA swaps (3 s) left
     assert ample.summary["latency_mean_s"] <= 0.5 * r.summary["latency_mean_s"]
+
+
+def test_residency_regime_batching_raises_throughput_past_saturation():
+    """residency-v1 at 0.48 requests/s (rate 0.04 per device) under greedy, seed 1: the loads push
+    the GPUs past saturation, and there batching (which raises a GPU's throughput: f(4) = 3.56 < 4
+    on the RTX 3060) completes at least 30% more tasks by the end than serving one at a time
+    (measured: 440 against 290 of 586). At the regime's own rate it changes little (batches of
+    1.0-1.03 on average): on these profiles batching pays only past saturation."""
+    kw = {"policy": "greedy", "seed": 1, "devices.0.arrivals.rate_per_s": 0.04}
+    on = mecsim.simulate("residency-v1", **kw)
+    off = mecsim.simulate("residency-v1", **kw, **{"service.batching.enabled": False})
+    assert on.summary["mean_batch_size"] > 1.5 and off.summary["mean_batch_size"] == 1.0
+    assert on.summary["tasks_completed"] >= 1.3 * off.summary["tasks_completed"]
