@@ -35,6 +35,9 @@ def _busy(tasks: pd.DataFrame, t0: float, t1: float) -> tuple[np.ndarray, np.nda
     e = np.where(np.isnan(e) & ~np.isnan(s), t1, e)  # in service at the end
     busy = np.clip(np.minimum(e, t1) - np.maximum(s, t0), 0.0, None)
     busy = np.where(np.isnan(busy), 0.0, busy)
+    if "batch_size" in tasks.columns:  # a batch of b keeps one GPU busy: each task counts 1/b
+        b = tasks["batch_size"].to_numpy()
+        busy = np.where(b > 1, busy / np.maximum(b, 1), busy)
     return busy, tasks["server_index"].to_numpy()
 
 
@@ -84,6 +87,14 @@ class _Gather:
         return b if self.single else b[:self.fill[name]]
 
 
+def _column_names(tasks: Any) -> list[str]:
+    if isinstance(tasks, pd.DataFrame):
+        return list(tasks.columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.ParquetFile(tasks.path).schema_arrow.names)
+
+
 def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
               server_names: tuple[str, ...], slots: np.ndarray, t_end: float,
               extra: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +107,8 @@ def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
     warm = scenario.warmup_s
     t1 = min(t_end, scenario.duration_s)
     single = isinstance(tasks, pd.DataFrame)
-    pieces = [tasks] if single else tasks.iter_chunks(_SUMMARY_COLUMNS)
+    cols = _SUMMARY_COLUMNS + (["batch_size"] if "batch_size" in _column_names(tasks) else [])
+    pieces = [tasks] if single else tasks.iter_chunks(cols)
     g = _Gather(len(tasks), single)
     reason_parts: list[pd.Series] = []
     counts: dict[str, int] = {}

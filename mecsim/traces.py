@@ -183,8 +183,8 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
 
     With the GPU-server model's columns (:data:`GPU_TASK_COLUMNS`) the table also has
     ``adapter`` (the adapter item a request carries, e.g. ``sd15-lora#3``; missing: none),
-    ``batch_id`` and ``batch_size`` (the batch it was served in, ids unique in the run and in
-    order of the batches' starts; -1 and 0 until served),
+    ``batch_id`` and ``batch_size`` (the batch it is served in, ids unique in the run and in
+    order of the batches' starts; -1 and 0 until its batch starts),
     ``gpu`` (the GPU of the server, 0-based), ``cold_start`` (it waited for weights to load) and
     ``load_wait_s`` (how long, from its arrival or the load's start, whichever is later)."""
     n = len(cols["device"])
@@ -228,7 +228,7 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     if "batch_size" in cols:
         df["adapter"] = pd.Categorical.from_codes(cols["adapter"].astype(np.int64),
                                                   categories=list(adapter_names))
-        done = ~np.isnan(df["t_service_end"].to_numpy())  # served by t_end
+        done = ~np.isnan(df["t_service_start"].to_numpy())  # its batch had started by t_end
         df["batch_id"] = np.where(done, cols["batch_id"], -1)
         df["batch_size"] = np.where(done, cols["batch_size"], 0).astype(np.int64)
         df["gpu"] = np.where(done, cols["gpu"], -1).astype(np.int64)

@@ -398,3 +398,24 @@ def test_residency_regime_batching_raises_throughput_past_saturation():
     off = mecsim.simulate("residency-v1", **kw, **{"service.batching.enabled": False})
     assert on.summary["mean_batch_size"] > 1.5 and off.summary["mean_batch_size"] == 1.0
     assert on.summary["tasks_completed"] >= 1.3 * off.summary["tasks_completed"]
+
+
+def test_batch_accounting_utilisation_and_energy():
+    """A batch keeps one GPU busy once and costs its power once: utilisation stays within [0, 1]
+    with batches of several tasks, and the server energy of the tasks adds up to power x batch
+    time per batch (170 W, the RTX 3060's). Negative control: counting each task's service as
+    busy time (no division by the batch size) goes above 100% on a saturated GPU."""
+    from mecsim.results import utilisation
+
+    r = mecsim.simulate("residency-v1", policy="greedy", seed=1, duration_s=600.0, warmup_s=0.0,
+                        drain_s=2000.0, **{"devices.0.arrivals.rate_per_s": 0.04})
+    t = r.tasks
+    assert t["batch_size"].max() >= 3
+    assert all(0.0 <= u <= 1.0 + 1e-9 for u in r.summary["utilisation"].values())
+    done = t[t["status"] == "completed"]
+    per_batch = done.groupby("batch_id").agg(s=("t_service_start", "first"), e=("t_service_end", "first"))
+    assert done["energy_server_j"].sum() == pytest.approx(170.0 * (per_batch["e"] - per_batch["s"]).sum(),
+                                                          rel=1e-9)
+    naive = utilisation(t.drop(columns=["batch_size"]), r.tasks["server"].cat.categories.tolist(),
+                        np.ones(4), 0.0, 600.0)
+    assert max(naive.values()) > 1.0

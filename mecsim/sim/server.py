@@ -5,6 +5,8 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Any
 
+from mecsim.traces import GPU_TASK_COLUMNS as GPU_COLS
+
 if TYPE_CHECKING:
     from mecsim.sim.core import Simulation
 
@@ -210,22 +212,25 @@ class ModelServer:
                 t = env.timeout(ev.delay)
                 t.callbacks.append(lambda _e, ev=ev: self._fire(ev))
             elif type(ev) is BatchStart:
-                self._gid[ev.batch_id] = sim._batch_seq
+                gid = sim._batch_seq
+                self._gid[ev.batch_id] = gid
                 sim._batch_seq += 1
-                for tid in ev.tasks:
-                    sim.T_service_start[tid - base] = ev.t
-            elif type(ev) is BatchEnd:
                 c = sim.tasks.cols
-                share = _Share(self.j, self.power_w / len(ev.tasks))
-                gid = self._gid.pop(ev.batch_id)
+                recs = self.model.records
                 for tid in ev.tasks:
-                    rec = self.model.pop_record(tid)
                     i = tid - base
+                    rec = recs[tid]
+                    sim.T_service_start[i] = ev.t
                     c["batch_id"][i] = gid
                     c["batch_size"][i] = rec.batch_size
                     c["gpu"][i] = rec.slot
                     c["cold_start"][i] = rec.cold
                     c["load_wait_s"][i] = rec.load_wait
+            elif type(ev) is BatchEnd:
+                share = _Share(self.j, self.power_w / len(ev.tasks))
+                del self._gid[ev.batch_id]
+                for tid in ev.tasks:
+                    self.model.pop_record(tid)
                     sim.finish(tid, ev.t, share)
             elif type(ev) is Dropped:
                 sim.drop(ev.task, 3, ev.t)
@@ -246,6 +251,11 @@ class ModelServer:
         held = m.fail(now)
         self._gid.clear()
         self._up = False
+        for tid in held:  # a batch cut short is no batch of the task's (it may be served again)
+            i = tid - base
+            for k, (_, fill) in GPU_COLS.items():
+                if k != "adapter":
+                    c[k][i] = fill
         return held
 
 
