@@ -517,10 +517,16 @@ class GPUServerModel:
         return min(self._missing_load(s, key) for s in self.slots)
 
     def fluid_backlog(self, now: float, transit: int = 0, transit_work: float = 0.0) -> float:
-        """Today's engine backlog (work / slots), with the same float operations."""
+        """Today's engine backlog (work / slots), with the same float operations; loads in progress
+        count with their remaining time (there are none without residency)."""
         if self.occupied + self._n_queued + transit < self.cfg.slots:
             return 0.0
-        return (self.remaining_work(now) + self.queued_work + transit_work) / self.cfg.slots
+        rem = self.remaining_work(now)
+        if self._n_claiming:
+            for s in self.slots:
+                if s.state == _LOADING and s.timer is not None and s.timer.t > now:
+                    rem += s.timer.t - now
+        return (rem + self.queued_work + transit_work) / self.cfg.slots
 
     def pop_record(self, tid: int) -> TaskRecord:
         """Hand a finished task's record over (the engine copies it into its columns)."""
