@@ -37,6 +37,7 @@ class TaskBatch:
     steps: np.ndarray
     deadline_rel: np.ndarray  # relative deadline (s), inf when none
     jitter: np.ndarray  # service-time factor, mean 1
+    adapter: np.ndarray  # adapter code (index into TaskSource.adapter_names), -1 for none
 
     def __len__(self) -> int:
         return int(self.t_arrival.shape[0])
@@ -108,6 +109,29 @@ class TaskSource:
                       | {m for s in scenario.servers for m in s.models})
         self.model_names: tuple[str, ...] = tuple(used)
         self.model_code = {m: k for k, m in enumerate(used)}
+        # adapters (LoRA, ControlNet) requests may carry: "<kind>#<rank>", one code each
+        self.adapter_names: tuple[str, ...] = ()
+        self._adapter_codes: dict[str, np.ndarray] = {}
+        names: list[str] = []
+        for grp in scenario.devices:
+            for wl in grp.workload:
+                a = wl.adapters
+                if a is not None:
+                    for r in range(a.count):
+                        name = f"{a.kind}#{r}"
+                        if name not in names:
+                            names.append(name)
+        if names:
+            self.adapter_names = tuple(names)
+            code = {n: k for k, n in enumerate(names)}
+            for grp in scenario.devices:
+                for wl in grp.workload:
+                    a = wl.adapters
+                    if a is not None and a.kind not in self._adapter_codes:
+                        self._adapter_codes[a.kind] = np.array(
+                            [code[f"{a.kind}#{r}"] for r in range(max(
+                                w.adapters.count for g in scenario.devices for w in g.workload
+                                if w.adapters is not None and w.adapters.kind == a.kind))])
         self.devices: list[_Device] = []
         self.group_of: list[int] = []
         idx = 0
@@ -207,8 +231,14 @@ class TaskSource:
     def _attributes(self, grp: DeviceGroup, rng: np.random.Generator,
                     jit_rng: np.random.Generator, n: int) -> TaskBatch:
         wls: list[Workload] = grp.workload
-        w = np.array([x.weight for x in wls])
-        kind = rng.choice(len(wls), size=n, p=w / w.sum()) if len(wls) > 1 else np.zeros(n, int)
+        if grp.model_zipf_s is not None:  # Zipf over the listed order (mecsim.sim.workload_mix)
+            from mecsim.sim.workload_mix import zipf_weights
+
+            p = zipf_weights(len(wls), grp.model_zipf_s)
+        else:
+            w = np.array([x.weight for x in wls])
+            p = w / w.sum()
+        kind = rng.choice(len(wls), size=n, p=p) if len(wls) > 1 else np.zeros(n, int)
         model = np.zeros(n, dtype=np.int64)
         inp, out, steps = np.zeros(n), np.zeros(n), np.zeros(n)
         dl = np.full(n, np.inf)
@@ -232,7 +262,21 @@ class TaskSource:
             jf = jit_rng.lognormal(-s2 / 2.0, np.sqrt(s2), n)
         else:
             jf = np.ones(n)
-        return TaskBatch(np.zeros(n), np.zeros(n, np.int64), model, inp, out, steps, dl, jf)
+        adapter = np.full(n, -1, dtype=np.int64)
+        for k, wl in enumerate(wls):  # drawn last: scenarios without adapters draw as before
+            a = wl.adapters
+            if a is None:
+                continue
+            sel = np.flatnonzero(kind == k)
+            if len(sel) == 0:
+                continue
+            from mecsim.sim.workload_mix import zipf_weights
+
+            has = sel[rng.random(len(sel)) < a.probability]
+            if len(has):
+                rank = rng.choice(a.count, size=len(has), p=zipf_weights(a.count, a.zipf_s))
+                adapter[has] = self._adapter_codes[a.kind][rank]
+        return TaskBatch(np.zeros(n), np.zeros(n, np.int64), model, inp, out, steps, dl, jf, adapter)
 
     # -- windows ------------------------------------------------------------------------------
     def next_batch(self) -> TaskBatch | None:
@@ -271,4 +315,4 @@ def _take(b: TaskBatch, idx: np.ndarray) -> TaskBatch:
 def _empty() -> TaskBatch:
     z = np.zeros(0)
     zi = np.zeros(0, dtype=np.int64)
-    return TaskBatch(z, zi, zi, z, z, z, z, z)
+    return TaskBatch(z, zi, zi, z, z, z, z, z, zi)

@@ -40,6 +40,9 @@ def _busy(tasks: pd.DataFrame, t0: float, t1: float) -> tuple[np.ndarray, np.nda
     e = np.where(np.isnan(e) & ~np.isnan(s), t1, e)  # in service at the end
     busy = np.clip(np.minimum(e, t1) - np.maximum(s, t0), 0.0, None)
     busy = np.where(np.isnan(busy), 0.0, busy)
+    if "batch_size" in tasks.columns:  # a batch of b keeps one GPU busy: each task counts 1/b
+        b = tasks["batch_size"].to_numpy()
+        busy = np.where(b > 1, busy / np.maximum(b, 1), busy)
     return busy, tasks["server_index"].to_numpy()
 
 
@@ -89,6 +92,14 @@ class _Gather:
         return b if self.single else b[:self.fill[name]]
 
 
+def _column_names(tasks: Any) -> list[str]:
+    if isinstance(tasks, pd.DataFrame):
+        return list(tasks.columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.ParquetFile(tasks.path).schema_arrow.names)
+
+
 def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
               server_names: tuple[str, ...], slots: np.ndarray, t_end: float,
               extra: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +112,8 @@ def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
     warm = scenario.warmup_s
     t1 = min(t_end, scenario.duration_s)
     single = isinstance(tasks, pd.DataFrame)
-    pieces = [tasks] if single else tasks.iter_chunks(_SUMMARY_COLUMNS)
+    cols = _SUMMARY_COLUMNS + (["batch_size"] if "batch_size" in _column_names(tasks) else [])
+    pieces = [tasks] if single else tasks.iter_chunks(cols)
     g = _Gather(len(tasks), single)
     reason_parts: list[pd.Series] = []
     counts: dict[str, int] = {}
@@ -191,6 +203,9 @@ class Result:
     faults: pd.DataFrame = field(default_factory=pd.DataFrame)
     complete: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    #: with ``service.residency`` on: one row per load of weights (see
+    #: :func:`mecsim.traces.loads_frame`); None otherwise (and no loads.parquet is written)
+    loads: pd.DataFrame | None = None
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write tasks/epochs/servers Parquet files, summary.json and scenario.yaml to out_dir.
@@ -201,6 +216,8 @@ class Result:
         out.mkdir(parents=True, exist_ok=True)
         frames = [("tasks", self.tasks), ("epochs", self.epochs), ("servers", self.servers),
                   ("faults", self.faults)]
+        if self.loads is not None:
+            frames.append(("loads", self.loads))
         for name, df in frames:
             _atomic(out / f"{name}.parquet", lambda p, df=df: df.to_parquet(p, index=False))
         _write_meta(out, self.summary, self.complete, self.scenario)
@@ -338,13 +355,41 @@ def collect(sim: Any) -> Result:
     if not sim.complete:  # tasks generated ahead of a stop had not arrived yet
         keep = int(np.searchsorted(cols["t_arrival"], t_end, side="right"))
         cols = {k: v[:keep] for k, v in cols.items()}
-    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end)
+    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end,
+                        adapter_names=getattr(sim, "adapter_names", ()))
     epochs = pd.DataFrame(sim.epoch_rows)
     servers = servers_frame(sim.server_log.view(), sim.server_names)
     extra = _extra(sim, t_end)
     faults = _fault_extra(sim, tasks, extra)
+    loads = _gpu_extra(sim, tasks, extra)
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
-    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete)
+    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete,
+                  loads=loads)
+
+
+def _gpu_extra(sim: Any, tasks: Any, extra: dict[str, Any]) -> pd.DataFrame | None:
+    """With the GPU-server model: ``cold_start_rate`` (share of the completed tasks arriving after
+    the warm-up that waited for weights to load), ``mean_batch_size`` (mean size of the batches
+    those tasks were served in, per batch), ``batches`` and ``loads`` in the summary's extras;
+    returns the loads table (None without residency)."""
+    if not getattr(sim, "gpu_mode", False):
+        return None
+    st = tasks["status"].to_numpy()
+    keep = (st == "completed") & (tasks["t_arrival"].to_numpy() >= sim.sc.warmup_s)
+    cold = tasks["cold_start"].to_numpy()[keep]
+    bid = tasks["batch_id"].to_numpy()[keep]
+    bsz = tasks["batch_size"].to_numpy()[keep]
+    _, first = np.unique(bid, return_index=True)
+    extra["cold_start_rate"] = float(cold.mean()) if len(cold) else None
+    extra["mean_batch_size"] = float(bsz[first].mean()) if len(first) else None
+    extra["batches"] = int(len(first))
+    if not sim.sc.service.residency.enabled:
+        return None
+    from mecsim.traces import loads_frame
+
+    loads = loads_frame([s.model for s in sim.servers], sim.server_names)
+    extra["loads"] = int(len(loads))
+    return loads
 
 
 def _fault_extra(sim: Any, tasks: Any, extra: dict[str, Any]) -> pd.DataFrame:
@@ -364,6 +409,7 @@ def _collect_streamed(sim: Any) -> StreamedResult:
     epochs = ParquetColumns(out / "epochs.parquet")
     extra = _extra(sim, t_end)
     faults = _fault_extra(sim, tasks, extra)
+    _gpu_extra(sim, tasks, extra)
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
     _write_meta(out, summary, sim.complete, sim.sc)
     return StreamedResult(out, summary, sim.sc, faults, complete=sim.complete)

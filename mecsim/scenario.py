@@ -211,6 +211,20 @@ Arrivals = Annotated[
 ]
 
 
+class Adapters(_Model):
+    """Adapters (LoRA, ControlNet) a request of a workload item may carry: ``count`` adapters of one
+    ``kind`` (an entry of ``weights`` in models/aigc.yaml or ``profiles.weights``, whose ``base``
+    is the item's model), Zipf(``zipf_s``) popular over their ranks; a request carries one with
+    ``probability``. Adapter ``k`` is the item ``<kind>#<k>`` (a distinct file of the kind's size
+    and load time). Only matters with ``service.residency`` on (otherwise every adapter is
+    resident)."""
+
+    kind: str
+    count: int = Field(default=1, ge=1, le=100_000)
+    zipf_s: float = Field(default=1.0, ge=0, le=10, allow_inf_nan=False)
+    probability: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
+
+
 class Workload(_Model):
     """One kind of request a device group issues; a request picks a kind with ``weight``.
 
@@ -225,6 +239,7 @@ class Workload(_Model):
     output_bits: Range | None = None
     steps: Range | None = None
     deadline_s: PosFloat | None = None
+    adapters: Adapters | None = None
 
     @field_validator("input_bits", "output_bits", mode="before")
     @classmethod
@@ -257,6 +272,9 @@ class DeviceGroup(_Model):
     mobility: Mobility = Mobility()
     arrivals: Arrivals
     workload: list[Workload] = Field(min_length=1)
+    #: Zipf exponent over the workload items' listed order (most popular first) instead of their
+    #: ``weight`` (see :mod:`mecsim.sim.workload_mix`); null: the weights.
+    model_zipf_s: float | None = Field(default=None, ge=0, le=10, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +296,10 @@ class Server(_Model):
     slots: int = Field(default=1, ge=1, le=1024)
     models: list[str] = Field(min_length=1)
     backhaul: Backhaul = Backhaul()
+    #: With ``service.residency`` on: the weights resident on every GPU at time 0 and after a
+    #: recovery (names of ``weights`` entries, adapters as ``<kind>#<k>``); null: the hosted
+    #: models' weights in the listed order, as many as fit.
+    preload: list[str] | None = None
 
 
 class Jitter(_Model):
@@ -286,6 +308,26 @@ class Jitter(_Model):
 
     distribution: Literal["deterministic", "exponential", "lognormal"] = "deterministic"
     cv: NonNegFloat = 0.1
+
+
+class Batching(_Model):
+    """Batched denoising at the servers (see :mod:`mecsim.sim.gpu`): a free GPU serves up to
+    ``max_batch`` queued tasks of one model key together, in ``max(steps)`` steps at the GPU's
+    batch step time (``serving.<gpu>.batch_factor`` in models/gpus.yaml). ``max_batch: null``: the
+    largest profiled batch; ``timeout_s``: how long an idle GPU waits to fill a batch."""
+
+    enabled: bool = False
+    max_batch: int | None = Field(default=None, ge=1, le=1024)
+    timeout_s: float = Field(default=0.0, ge=0, le=3600, allow_inf_nan=False)
+
+
+class Residency(_Model):
+    """Model residency in GPU memory: a task whose weights (model, adapter) are not resident on a
+    GPU waits for them to load (``weights`` in models/aigc.yaml: footprint, load time); when the
+    GPU's memory (``serving`` in models/gpus.yaml) is full, ``eviction`` picks what goes."""
+
+    enabled: bool = False
+    eviction: Literal["lru", "lfu", "fifo"] = "lru"
 
 
 class Service(_Model):
@@ -298,6 +340,8 @@ class Service(_Model):
 
     jitter: Jitter = Jitter()
     discipline: Literal["epoch-spt", "fifo"] = "epoch-spt"
+    batching: Batching = Batching()
+    residency: Residency = Residency()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,11 +486,34 @@ class GPUProfile(_Model):
     description: str = ""
 
 
+class ServingProfile(_Model):
+    """A GPU's serving data (models/gpus.yaml ``serving``): memory, activation workspace, and the
+    step time of a batch of b relative to batch 1 per model (``{b: factor}``, starting 1: 1.0)."""
+
+    memory_gib: float = Field(gt=0, le=1e5, allow_inf_nan=False)
+    workspace_gib: float = Field(default=0.0, ge=0, le=1e5, allow_inf_nan=False)
+    batch_factor: dict[str, dict[int, Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)]]] = \
+        Field(default_factory=dict)
+
+
+class WeightsProfile(_Model):
+    """Loadable weights (models/aigc.yaml ``weights``): footprint (GiB), load time (s), and the
+    base model of an adapter."""
+
+    memory_gib: float = Field(ge=0, le=1e5, allow_inf_nan=False)
+    load_s: float = Field(ge=0, le=1e5, allow_inf_nan=False)
+    base: str | None = None
+
+
 class Profiles(_Model):
-    """Inline additions/overrides of models/aigc.yaml and models/gpus.yaml."""
+    """Inline additions/overrides of models/aigc.yaml and models/gpus.yaml (``serving``,
+    ``weights`` and ``uses`` overlay the serving sections read by :mod:`mecsim.sim.gpu`)."""
 
     models: dict[str, ModelProfile] = Field(default_factory=dict)
     gpus: dict[str, GPUProfile] = Field(default_factory=dict)
+    serving: dict[str, ServingProfile] = Field(default_factory=dict)
+    weights: dict[str, WeightsProfile] = Field(default_factory=dict)
+    uses: dict[str, list[str]] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,7 +601,44 @@ class Scenario(_Model):
             from mecsim.decision.timing import scenario_timing_model
 
             scenario_timing_model(self)
+        self._check_serving()
         return self
+
+    def _check_serving(self) -> None:
+        """Batching, residency, adapters and preloads name serving data that exists."""
+        svc = self.service
+        adapters = [(g, w, wl) for g, grp in enumerate(self.devices)
+                    for w, wl in enumerate(grp.workload) if wl.adapters is not None]
+        preloads = [k for k, s in enumerate(self.servers) if s.preload is not None]
+        if not (svc.batching.enabled or svc.residency.enabled or adapters or preloads
+                or self.profiles.serving or self.profiles.weights or self.profiles.uses):
+            return
+        from mecsim.sim.gpu import load_serving_data  # light; only for scenarios that use it
+
+        try:
+            data = load_serving_data(self.profiles)
+        except ValueError as exc:
+            raise ScenarioError(str(exc), "profiles") from None
+        if svc.batching.enabled or svc.residency.enabled:
+            for k, srv in enumerate(self.servers):
+                if srv.gpu not in data.gpus:
+                    raise ScenarioError(f"GPU {srv.gpu!r} has no serving data (memory, batch factors); "
+                                        f"known: {sorted(data.gpus)} (add it under profiles.serving)",
+                                        f"servers.{k}.gpu")
+        for g, w, wl in adapters:
+            kind = wl.adapters.kind
+            it = data.items.get(kind)
+            if it is None:
+                raise ScenarioError(f"unknown adapter kind {kind!r}; known: {sorted(data.items)}",
+                                    f"devices.{g}.workload.{w}.adapters.kind")
+            if it.base is None or it.base not in data.uses.get(wl.model, (wl.model,)):
+                raise ScenarioError(f"{kind!r} is an adapter of {it.base!r}, which model {wl.model!r} "
+                                    "does not use", f"devices.{g}.workload.{w}.adapters.kind")
+        for k in preloads:
+            for name in self.servers[k].preload or ():
+                if name.split("#", 1)[0] not in data.items:
+                    raise ScenarioError(f"unknown weights {name!r}; known: {sorted(data.items)}",
+                                        f"servers.{k}.preload")
 
     # convenient derived facts -----------------------------------------------------------------
     @property
@@ -550,6 +654,7 @@ class Scenario(_Model):
         """A short stable hash of the resolved scenario (without the seed)."""
         d = self.resolved()
         d.pop("seed", None)
+        _drop_serving_defaults(d)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -559,6 +664,29 @@ class Scenario(_Model):
         if not p.is_absolute() and self.base_dir:
             p = Path(self.base_dir) / p
         return p
+
+
+def _drop_serving_defaults(d: dict[str, Any]) -> None:
+    """Leave the GPU-serving keys out of a resolved scenario while they hold their defaults, so a
+    scenario that does not use them keeps the digest it had before they existed."""
+    svc = d.get("service", {})
+    if svc.get("batching") == Batching().model_dump(mode="json"):
+        svc.pop("batching")
+    if svc.get("residency") == Residency().model_dump(mode="json"):
+        svc.pop("residency")
+    for s in d.get("servers", []):
+        if s.get("preload", 0) is None:
+            s.pop("preload")
+    for g in d.get("devices", []):
+        if g.get("model_zipf_s", 0) is None:
+            g.pop("model_zipf_s")
+        for w in g.get("workload", []):
+            if w.get("adapters", 0) is None:
+                w.pop("adapters")
+    prof = d.get("profiles", {})
+    for k in ("serving", "weights", "uses"):
+        if prof.get(k) == {}:
+            prof.pop(k)
 
 
 # ---------------------------------------------------------------------------------------------

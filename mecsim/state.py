@@ -71,6 +71,19 @@ class EpochState:
         backhaul_s: delay from the access point to server j for task i's input (s).
         return_s: delay of the result from server j back to the device: backhaul plus downlink (s).
         server_energy_w: busy power draw of one slot of server j (W).
+        key: GPU-model key of each task: its model, ``+`` its adapter if any (``sd15+sd15-lora#3``).
+            This and the fields below are None unless the run uses the GPU-server model
+            (``service.batching`` or ``service.residency`` on, or requests with adapters; see
+            :mod:`mecsim.sim.gpu`).
+        load_s: ``n x m`` load time before task i's weights would be resident on a GPU of server j:
+            0 when some GPU holds (or is loading) them, else the least load time over the GPUs
+            (s; 0 where ``feasible`` is False).
+        warm: ``n x m``: some GPU of server j holds (or is loading) every item task i needs.
+        batch_cap: ``n x m`` largest batch of task i's key on server j (1: no batching).
+        batch_factor2: ``n x m`` time of a batch of two of task i's key on server j relative to one
+            (``f_j(2)``; 2.0 where ``batch_cap`` is 1: two tasks are served in turn).
+        queued_same: ``n x m`` tasks of task i's key queued at server j, not started yet (they
+            may share a batch with it).
     """
 
     now: float
@@ -100,6 +113,12 @@ class EpochState:
     return_s: np.ndarray
     server_energy_w: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+    key: tuple[str, ...] | None = None
+    load_s: np.ndarray | None = None
+    warm: np.ndarray | None = None
+    batch_cap: np.ndarray | None = None
+    batch_factor2: np.ndarray | None = None
+    queued_same: np.ndarray | None = None
 
     @property
     def n_tasks(self) -> int:

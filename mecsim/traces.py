@@ -143,6 +143,18 @@ TASK_COLUMNS: dict[str, tuple[Any, Any]] = {
     "attempts": (np.int16, 0),
 }
 
+#: Extra task columns of runs that use the GPU-server model (``service.batching`` or
+#: ``service.residency`` on, or requests with adapters; see :mod:`mecsim.sim.gpu`). Other runs do
+#: not have them, so their tables are exactly what they were before the model existed.
+GPU_TASK_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "adapter": (np.int32, -1),
+    "batch_id": (np.int64, -1),
+    "batch_size": (np.int32, 0),
+    "gpu": (np.int16, -1),
+    "cold_start": (np.bool_, False),
+    "load_wait_s": (np.float64, 0.0),
+}
+
 FAULT_COLUMNS: dict[str, tuple[Any, Any]] = {
     "t": (np.float64, np.nan),
     "event": (np.int8, 0),
@@ -164,9 +176,17 @@ _T_COLS = ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
 
 
 def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
-                server_names: tuple[str, ...], t_end: float, first_id: int = 0) -> pd.DataFrame:
+                server_names: tuple[str, ...], t_end: float, first_id: int = 0,
+                adapter_names: tuple[str, ...] = ()) -> pd.DataFrame:
     """The tasks table as seen at ``t_end``: times after the end are NaN (not yet happened).
-    Row ``i`` of ``cols`` is task ``first_id + i`` (streamed runs convert the table in chunks)."""
+    Row ``i`` of ``cols`` is task ``first_id + i`` (streamed runs convert the table in chunks).
+
+    With the GPU-server model's columns (:data:`GPU_TASK_COLUMNS`) the table also has
+    ``adapter`` (the adapter item a request carries, e.g. ``sd15-lora#3``; missing: none),
+    ``batch_id`` and ``batch_size`` (the batch it is served in, ids unique in the run and in
+    order of the batches' starts; -1 and 0 until its batch starts),
+    ``gpu`` (the GPU of the server, 0-based), ``cold_start`` (it waited for weights to load) and
+    ``load_wait_s`` (how long, from its arrival or the load's start, whichever is later)."""
     n = len(cols["device"])
     df = pd.DataFrame({"task_id": np.arange(first_id, first_id + n, dtype=np.int64)})
     df["device"] = cols["device"].astype(np.int64)
@@ -205,7 +225,36 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     df["energy_server_j"] = cols["energy_server_j"]
     df["service_factor"] = cols["service_factor"]
     df["redispatches"] = cols["attempts"].astype(np.int64)
+    if "batch_size" in cols:
+        df["adapter"] = pd.Categorical.from_codes(cols["adapter"].astype(np.int64),
+                                                  categories=list(adapter_names))
+        done = ~np.isnan(df["t_service_start"].to_numpy())  # its batch had started by t_end
+        df["batch_id"] = np.where(done, cols["batch_id"], -1)
+        df["batch_size"] = np.where(done, cols["batch_size"], 0).astype(np.int64)
+        df["gpu"] = np.where(done, cols["gpu"], -1).astype(np.int64)
+        df["cold_start"] = cols["cold_start"] & done
+        df["load_wait_s"] = np.where(done, cols["load_wait_s"], 0.0)
     return df
+
+
+def loads_frame(models: list[Any], server_names: tuple[str, ...]) -> pd.DataFrame:
+    """The loads table of a run with ``service.residency`` on: one row per load of weights onto a
+    GPU: ``t`` (start), ``t_end``, ``server``, ``gpu``, ``key`` (the request key it was loaded
+    for), ``items`` (the weights loaded, comma-separated), ``evicted`` (the weights evicted to make
+    room, comma-separated, empty if none) and ``load_s``. ``models``: one GPU-server model (or
+    None) per server."""
+    rows = []
+    for j, m in enumerate(models):
+        if m is None:
+            continue
+        for ev in m.loads:
+            rows.append((ev.t, ev.t_end, j, ev.slot, ev.key, ",".join(ev.items), ",".join(ev.evicted),
+                         ev.t_end - ev.t))
+    df = pd.DataFrame(rows, columns=["t", "t_end", "server_index", "gpu", "key", "items", "evicted",
+                                     "load_s"])
+    df.insert(2, "server", pd.Categorical.from_codes(df["server_index"].to_numpy(dtype=np.int64),
+                                                     categories=list(server_names)))
+    return df.sort_values(["t", "server_index", "gpu"], kind="stable").reset_index(drop=True)
 
 
 def faults_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> pd.DataFrame:

@@ -27,6 +27,18 @@ there whatever ``A`` is. A task without any variable is not part of the problem:
 (:data:`~mecsim.state.DEFER`) to the next epoch, as the heuristic policies do, since a server
 that hosts its model may be back up by then.
 
+GPU-server terms (runs with ``service.batching`` or ``service.residency`` on; see
+:func:`add_gpu_terms`): each ``l_ij`` gains the expected load time of task ``i``'s weights on
+``j`` (0 when some GPU holds them), and a pair of tasks of the same model key on a server that can
+batch it costs ``2 (f_j(2) - 1) max(s_ij, s_kj) / c_j`` (they share a batch) in place of
+``min(s_ij, s_kj) / c_j``, optionally less a throughput credit (``batch_weight``) that can make it
+negative. The BQM energy then equals the epoch's total completion time in the cases stated in
+:func:`add_gpu_terms` (one GPU per server, one key and at most two tasks per server) and
+approximates it otherwise; :func:`penalty_bound` stays safe with negative pair terms. Without the
+GPU-server fields in the state (batching and residency off) the BQM is exactly the one above.
+The positional MILP reference (:func:`mecsim.decision.milp.solve_selection_milp`) assumes the
+``min(s)/c`` pairs, so it is not the optimum of a BQM with GPU terms (the ``milp`` sampler is).
+
 The selection problem on its own is an assignment problem in disguise (unrelated parallel
 machines, total completion time; Horn 1973, Bruno, Coffman and Sethi 1974); see
 :mod:`mecsim.decision.milp` for the exact reference that uses this.
@@ -60,6 +72,7 @@ from mecsim.state import DEFER, EpochState
 
 __all__ = [
     "DEFAULT_PENALTY_SCALE",
+    "add_gpu_terms",
     "SelectionQUBO",
     "build_selection_qubo",
     "congestion_matrix",
@@ -143,9 +156,21 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
     lin = np.asarray(linear_cost, dtype=float)
     if lin.size == 0 or not np.isfinite(lin).any():
         return 0.0
-    worst = lin + congestion.sum(axis=2).T  # U_ij; inf stays inf where there is no variable
+    neg = congestion < 0
+    if not neg.any():
+        worst = lin + congestion.sum(axis=2).T  # U_ij; inf stays inf where there is no variable
+        per_task = worst.min(axis=1)
+        b = float(per_task[np.isfinite(per_task)].max())
+        return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
+    # Negative pair terms (batching rewards, see add_gpu_terms): step 2 uses the positive parts
+    # only (an upper bound on the rise of L), and step 1 no longer holds for any A > 0: clearing a
+    # duplicate of task i on j can raise L by up to R_ij = sum_k max(-Q[j, i, k], 0) - l_ij, so
+    # A must also exceed max R_ij.
+    worst = lin + np.where(neg, 0.0, congestion).sum(axis=2).T
     per_task = worst.min(axis=1)
     b = float(per_task[np.isfinite(per_task)].max())
+    gain = np.where(neg, -congestion, 0.0).sum(axis=2).T - lin  # -inf where there is no variable
+    b = max(b, float(gain[np.isfinite(gain)].max()))
     return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
 
 
@@ -404,12 +429,83 @@ def local_search(
     return server, moves
 
 
+# ---------------------------------------------------------------------------------------------
+# GPU-server terms: model residency (load cost) and batching (pairs of the same key)
+
+
+def add_gpu_terms(state: EpochState, variable: np.ndarray, linear: np.ndarray, congestion: np.ndarray,
+                  slots: np.ndarray, batch_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Add the GPU-server model's costs (:mod:`mecsim.sim.gpu`) to the selection QUBO's arrays.
+
+    * Load cost (linear): task ``i`` on ``j`` also waits ``state.load_s[i, j]``, the time to load
+      its weights when no GPU of ``j`` holds them (0 when warm).
+    * Batching (pairs): two tasks ``i, k`` of the same key (``state.key``) on a server where the
+      key can be batched (``state.batch_cap[i, j] >= 2``) are served together: both start when the
+      first could and end ``f_j(2) max(s_ij, s_kj)`` later, so the pair adds
+      ``2 (f_j(2) - 1) max(s_ij, s_kj)`` to the linear costs' ``s_ij + s_kj``, instead of the
+      congestion ``min(s_ij, s_kj)`` of two tasks served in turn. With ``batch_weight = w > 0``
+      it also subtracts ``w (2 - f_j(2)) max(s_ij, s_kj)``: the GPU time the batch saves, gained
+      by ``w`` later tasks waiting behind the pair. Both are divided by ``c_j`` as the
+      congestion is.
+
+    On the shipped profiles ``f(2)`` is 1.59 (A100) and 1.84 (RTX 3060), above 1.5: within one
+    epoch a batch of two adds more total completion time than serving the two in turn (the pair
+    term is then above the congestion it replaces); batching pays through throughput, which
+    ``batch_weight`` credits.
+
+    Exactness: the BQM energy of a feasible assignment equals the sum of the epoch's completion
+    times (arrival at the server included, as for the base QUBO) when every server that receives
+    tasks has one GPU (``c_j = 1``), receives tasks of a single key, at most two of them (and
+    ``batch_cap >= 2``), with equal steps, the GPU is busy until ``W_j`` (so the pair is queued
+    together) or idle and cold (so both wait for the same load), ``batch_weight = 0``, and uploads
+    take no time (ideal radio). tests/test_gpu_engine.py checks this by enumerating every assignment
+    against a replay of :class:`~mecsim.sim.gpu.GPUServerModel`. Beyond that it is an
+    approximation: a batch of b > 2 costs ``b (b - 1) (f(2) - 1) s`` by pairs against
+    ``b (f(b) - 1) s`` (on the shipped curves within 10% for b <= 16), tasks of other keys behind
+    a batch or a load wait the whole batch or load, and the load is counted for each task (each
+    waits for it) but its occupation of the GPU is not charged to later tasks.
+
+    Returns:
+        ``(linear, congestion)``: new arrays (the inputs are not changed).
+    """
+    if state.key is None or state.load_s is None:
+        raise ValueError("gpu_terms need an EpochState with the GPU-server fields (key, load_s, ...)")
+    if not (np.isfinite(batch_weight) and batch_weight >= 0):
+        raise ValueError(f"batch_weight must be finite and >= 0, got {batch_weight!r}")
+    load = np.asarray(state.load_s, dtype=float)
+    linear = np.where(variable, linear + np.where(variable, load, 0.0), np.inf)
+    cong = np.array(congestion, dtype=float)
+    keys = state.key
+    cap = np.asarray(state.batch_cap)
+    f2 = np.asarray(state.batch_factor2, dtype=float)
+    s = np.asarray(state.service_s, dtype=float)
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        a = np.array(idx)
+        for j in range(variable.shape[1]):
+            t = a[variable[a, j] & (cap[a, j] >= 2)]
+            if t.size < 2:
+                continue
+            mx = np.maximum(s[t, j][:, None], s[t, j][None, :])
+            f = f2[t[0], j]  # one key: one curve
+            q = (2.0 * (f - 1.0) - batch_weight * (2.0 - f)) * mx / slots[j]
+            q[np.arange(t.size), np.arange(t.size)] = 0.0
+            cong[j][np.ix_(t, t)] = q
+    return linear, cong
+
+
 def build_selection_qubo(
     state: EpochState,
     bandwidth_hz: np.ndarray,
     *,
     penalty: str | float = "auto",
     penalty_scale: float = DEFAULT_PENALTY_SCALE,
+    gpu_terms: bool | str = "auto",
+    batch_weight: float = 0.0,
 ) -> SelectionQUBO:
     """Build the server-selection QUBO of an epoch for given bandwidth shares.
 
@@ -421,6 +517,11 @@ def build_selection_qubo(
         penalty_scale: fraction of ``A_safe`` used with ``penalty="auto"``. 1.0 (the default,
             see :data:`DEFAULT_PENALTY_SCALE`) guarantees that the BQM's minimisers are feasible;
             lower values give an easier landscape whose minimum may be infeasible (repaired).
+        gpu_terms: add the GPU-server terms of :func:`add_gpu_terms` (expected load cost, batch
+            pairs). ``"auto"``: when the state carries the GPU-server model's fields (runs with
+            batching or residency on); without them the BQM is the one described above, unchanged.
+        batch_weight: with ``gpu_terms``, the number of later tasks assumed to wait behind a batch
+            pair, which gain the GPU time the batch saves (0: the epoch's own tasks only).
 
     Returns:
         The :class:`SelectionQUBO`.
@@ -457,6 +558,10 @@ def build_selection_qubo(
     if (slots[np.asarray(state.server_up, dtype=bool)] < 1).any():
         raise ValueError(f"every server that is up needs at least one slot, got {state.slots!r}")
     cong = congestion_matrix(service, np.maximum(slots, 1.0), variable)
+    if gpu_terms is True or (gpu_terms == "auto" and state.key is not None):  # GPU-server terms
+        linear, cong = add_gpu_terms(state, variable, linear, cong, np.maximum(slots, 1.0), batch_weight)
+    elif gpu_terms not in (False, "auto"):
+        raise ValueError(f"gpu_terms must be True, False or 'auto', got {gpu_terms!r}")
     safe = penalty_bound(linear, cong)
     if isinstance(penalty, str):
         if penalty != "auto":

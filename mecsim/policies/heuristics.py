@@ -18,6 +18,9 @@ tasks.
   the earliest expected completion. Bandwidth goes to the dispatched tasks only. With
   ``epoch.length_s: 0`` the engine holds an epoch whenever a slot frees, so the queue is
   work-conserving: one-slot servers form an M/M/c queue.
+* ``greedy-affinity``: ``greedy`` that also counts the load of weights that are not resident and
+  the chance to join a batch of the same model (runs with batching or residency on; otherwise it
+  is ``greedy``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from mecsim.state import DEFER, Decision, EpochState
 #: Task-indexed fields of :class:`EpochState` (rows), and task x server matrices.
 _TASK_FIELDS = ("task_id", "device", "input_bits", "output_bits", "steps", "t_arrival", "deadline",
                 "tx_power_w", "gain", "feasible", "service_s", "backhaul_s", "return_s")
+_GPU_FIELDS = ("load_s", "warm", "batch_cap", "batch_factor2", "queued_same")
 
 
 def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
@@ -60,6 +64,9 @@ def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
 def _rows(state: EpochState, idx: np.ndarray) -> EpochState:
     """The snapshot restricted to the tasks ``idx`` (for the tasks a bandwidth rule admitted)."""
     rows = {k: getattr(state, k)[idx] for k in _TASK_FIELDS}
+    if state.key is not None:  # the GPU-server model's fields (mecsim.sim.gpu)
+        rows.update({k: getattr(state, k)[idx] for k in _GPU_FIELDS})
+        rows["key"] = tuple(state.key[i] for i in idx.tolist())
     return dataclasses.replace(state, model=tuple(state.model[i] for i in idx.tolist()), **rows)
 
 
@@ -200,6 +207,72 @@ class GreedyPolicy(HeuristicPolicy):
         return out
 
 
+class GreedyAffinityPolicy(GreedyPolicy):
+    """Earliest expected completion that sees model residency and batching (model affinity).
+
+    As ``greedy``, tasks placed one by one at the server with the earliest expected completion,
+    where on server j task i also waits for its weights to load (``state.load_s``) unless a task of
+    the same key was already placed on j in this epoch (that task's load brings them), and may
+    share a batch: with a task of its key placed on j in this epoch, while that batch has room
+    (``state.batch_cap``), it starts with that batch; with tasks of its key queued at j
+    (``state.queued_same``) and room in their batch, it starts when the server frees. A task in a
+    batch completes ``f_j(2) s_ij`` after its start and adds ``(f_j(2) - 1) s_ij`` of GPU time
+    instead of ``s_ij`` (the pairwise batch cost of :mod:`mecsim.decision.qubo`). A load
+    occupies one GPU for its duration, so it adds ``load / slots`` to the server's availability. Without the
+    GPU-server model's fields (batching and residency off) it is ``greedy``.
+    """
+
+    name = "greedy-affinity"
+
+    def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        if state.key is None:
+            return super().choose(state, bw)
+        reach = state.upload_s(bw)[:, None] + state.backhaul_s
+        avail = state.backlog_s.astype(float).copy()
+        slots = state.slots
+        service = state.service_s
+        ret = state.return_s
+        feas = state.feasible
+        load = state.load_s
+        cap = state.batch_cap
+        f2 = state.batch_factor2
+        keys = state.key
+        # (server, key) -> [start, size] of the batch this epoch's tasks of the key form there
+        batch: dict[tuple[int, str], list[float]] = {}
+        loaded: set[tuple[int, str]] = set()  # a task placed now brings the key's weights
+        out = np.zeros(state.n_tasks, dtype=np.int64)
+        for i in range(state.n_tasks):
+            k = keys[i]
+            best, bj, bstart, bavail, bjoin = np.inf, 0, 0.0, 0.0, False
+            for j in np.flatnonzero(feas[i]).tolist():
+                c = int(cap[i, j])
+                s = float(service[i, j])
+                ob = batch.get((j, k))
+                if ob is not None and ob[1] < c:  # join the batch formed now: start with it
+                    start = max(reach[i, j], ob[0])
+                    done = start + f2[i, j] * s + ret[i, j]
+                    avail_j = avail[j] + (f2[i, j] - 1.0) * s / slots[j]
+                    join = True
+                else:
+                    ld = 0.0 if (j, k) in loaded else float(load[i, j])
+                    queued = c >= 2 and int(state.queued_same[i, j]) % c != 0  # room in a queued batch
+                    start = max(reach[i, j], avail[j] + ld)
+                    done = start + (f2[i, j] * s if queued else s) + ret[i, j]
+                    work = (f2[i, j] - 1.0) * s if queued else s
+                    avail_j = max(reach[i, j], avail[j] + ld / slots[j]) + work / slots[j]
+                    join = False
+                if done < best:
+                    best, bj, bstart, bavail, bjoin = done, j, start, avail_j, join
+            out[i] = bj
+            avail[bj] = bavail
+            loaded.add((bj, k))
+            if bjoin:
+                batch[(bj, k)][1] += 1
+            elif cap[i, bj] >= 2:
+                batch[(bj, k)] = [bstart, 1.0]
+        return out
+
+
 class CentralQueuePolicy(HeuristicPolicy):
     """Hold tasks, oldest first, until a feasible server has a free GPU slot."""
 
@@ -238,11 +311,12 @@ class CentralQueuePolicy(HeuristicPolicy):
 
 def _register() -> None:
     for cls in (RandomPolicy, RoundRobinPolicy, NearestPolicy, LeastLoadedPolicy, GreedyPolicy,
-                CentralQueuePolicy):
+                CentralQueuePolicy, GreedyAffinityPolicy):
         POLICIES.register(cls.name)(cls)
 
 
 _register()
 
 __all__: list[Any] = ["RandomPolicy", "RoundRobinPolicy", "NearestPolicy", "LeastLoadedPolicy",
-                      "GreedyPolicy", "CentralQueuePolicy", "allocate", "BANDWIDTH_RULES"]
+                      "GreedyPolicy", "CentralQueuePolicy", "GreedyAffinityPolicy", "allocate",
+                      "BANDWIDTH_RULES"]

@@ -33,12 +33,21 @@ from mecsim.radio import Channel, Trajectory, dbm_to_w
 from mecsim.scenario import Scenario, merged_profiles
 from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
-from mecsim.sim.server import GPUServer
+from mecsim.sim.server import GPUServer, build_servers
 from mecsim.sim.stepping import SteppingMixin
 from mecsim.sim.stream import StreamMixin
 from mecsim.state import EpochState
 from mecsim.streams import Streams
-from mecsim.traces import DROPPED, FAULT_COLUMNS, SERVED, SERVER_COLUMNS, TASK_COLUMNS, Columns, TraceWriter
+from mecsim.traces import (
+    DROPPED,
+    FAULT_COLUMNS,
+    GPU_TASK_COLUMNS,
+    SERVED,
+    SERVER_COLUMNS,
+    TASK_COLUMNS,
+    Columns,
+    TraceWriter,
+)
 
 
 class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
@@ -67,6 +76,11 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         models, gpus = merged_profiles(sc.profiles)
         self.source = TaskSource(sc, models, self.streams)
         self.model_names = self.source.model_names
+        self.adapter_names = self.source.adapter_names
+        # the GPU-server model (mecsim.sim.gpu) drives the servers when batching or residency is
+        # on or requests carry adapters; otherwise today's servers (and tables) exactly
+        self.gpu_mode = bool(sc.service.batching.enabled or sc.service.residency.enabled
+                             or self.adapter_names)
         self.server_names = tuple(s.name for s in sc.servers)
         self.env = simpy.Environment()
         self.t_end = sc.duration_s + sc.drain_s
@@ -130,13 +144,12 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         self.server_up = np.ones(m, dtype=bool)
         self.server_up.setflags(write=False)  # handed to policies as is; replaced on a change
         fifo = sc.service.discipline == "fifo"
-        self.servers = [GPUServer(self, j, int(self.slots[j]), float(self.server_power[j]), fifo)
-                        for j in range(m)]
+        self.servers = build_servers(self, gpus, fifo)
         self.dl_rate = sc.radio.downlink.rate_bps
         self.dl_lat = sc.radio.downlink.latency_s
 
         # records ----------------------------------------------------------------------------
-        self.tasks = Columns(TASK_COLUMNS, 4096)
+        self.tasks = Columns({**TASK_COLUMNS, **GPU_TASK_COLUMNS} if self.gpu_mode else TASK_COLUMNS, 4096)
         self.server_log = Columns(SERVER_COLUMNS, 4096)
         self.epoch_rows: list[dict[str, Any]] = []
         self.fault_log = Columns(FAULT_COLUMNS, 64)
@@ -183,6 +196,7 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
                 device=b.device, model=b.model, input_bits=b.input_bits,
                 output_bits=b.output_bits, steps=b.steps, deadline=b.t_arrival + b.deadline_rel,
                 service_factor=b.jitter, t_arrival=b.t_arrival,
+                **({"adapter": b.adapter} if self.gpu_mode else {}),
             )
             self._bind_views()
             # service times are known per (task, server) once the server is chosen; store the

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mecsim.sim.server import gpu_state_fields
 from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.traces import DISPATCHED
 
@@ -76,6 +77,7 @@ class EpochMixin:
             queued=np.array([s.busy + len(s.queue) + s.transit for s in servers], dtype=np.int64),
             feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
             server_energy_w=self.server_power,
+            **(gpu_state_fields(self, loc) if self.gpu_mode else {}),
         )
 
     def _check(self, dec: Any, state: EpochState) -> Decision:

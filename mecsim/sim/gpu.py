@@ -29,8 +29,10 @@ Rules (one place, so the engine, the tests and the decision estimate all use the
   batches of b images only, and no public measurement of the cost of joining a running batch at a
   step boundary was found.
 
-Wiring into the engine (next round): one model per server, built by :func:`server_config` from
-:func:`load_serving_data` and the scenario; ``GPUServer.arrive`` calls :meth:`GPUServerModel.submit`
+Wiring into the engine (:class:`mecsim.sim.server.ModelServer`, used when ``service.batching`` or
+``service.residency`` is on or requests carry adapters): one model per server, built by
+:func:`server_config` from
+:func:`load_serving_data` and the scenario; ``ModelServer.arrive`` calls :meth:`GPUServerModel.submit`
 with ``priority=(epoch, expected)`` (epoch-SPT) or ``(now, 0.0)`` (FIFO) and the task's jitter
 factor and deadline; each returned :class:`Timer` becomes ``env.timeout(timer.delay)`` whose
 callback calls :meth:`GPUServerModel.fire`; :class:`BatchStart` sets the tasks' service start,
@@ -515,10 +517,16 @@ class GPUServerModel:
         return min(self._missing_load(s, key) for s in self.slots)
 
     def fluid_backlog(self, now: float, transit: int = 0, transit_work: float = 0.0) -> float:
-        """Today's engine backlog (work / slots), with the same float operations."""
+        """Today's engine backlog (work / slots), with the same float operations; loads in progress
+        count with their remaining time (there are none without residency)."""
         if self.occupied + self._n_queued + transit < self.cfg.slots:
             return 0.0
-        return (self.remaining_work(now) + self.queued_work + transit_work) / self.cfg.slots
+        rem = self.remaining_work(now)
+        if self._n_claiming:
+            for s in self.slots:
+                if s.state == _LOADING and s.timer is not None and s.timer.t > now:
+                    rem += s.timer.t - now
+        return (rem + self.queued_work + transit_work) / self.cfg.slots
 
     def pop_record(self, tid: int) -> TaskRecord:
         """Hand a finished task's record over (the engine copies it into its columns)."""
@@ -739,13 +747,21 @@ class ServingData:
         return StepCurve.from_table(self.gpus[gpu].get("batch_factor", {}).get(model))
 
 
-def load_serving_data() -> ServingData:
-    """Read the serving sections of models/aigc.yaml and models/gpus.yaml (errors name the field)."""
+def load_serving_data(overlay: Any = None) -> ServingData:
+    """Read the serving sections of models/aigc.yaml and models/gpus.yaml (errors name the field).
+
+    ``overlay``: a scenario's :class:`~mecsim.scenario.Profiles`; its ``serving``, ``weights`` and
+    ``uses`` entries replace (or add) the shipped ones of the same name."""
     from mecsim.scenario import _load_yaml_file, project_root  # light: scenario is always imported
 
     root = project_root() / "models"
-    raw_g = (_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {}
-    raw_m = _load_yaml_file(root / "aigc.yaml") or {}
+    raw_g = dict((_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {})
+    raw_m = dict(_load_yaml_file(root / "aigc.yaml") or {})
+    if overlay is not None:
+        raw_g.update({k: v.model_dump() for k, v in overlay.serving.items()})
+        raw_m["weights"] = {**(raw_m.get("weights") or {}),
+                            **{k: v.model_dump() for k, v in overlay.weights.items()}}
+        raw_m["uses"] = {**(raw_m.get("uses") or {}), **{k: list(v) for k, v in overlay.uses.items()}}
     items: dict[str, Item] = {}
     for name, v in (raw_m.get("weights") or {}).items():
         try:

@@ -69,7 +69,8 @@ class StreamMixin:
         # final rows' times are all <= now, so the NaN-masking of tasks_frame changes nothing
         # and status/latency come out as they would at the end
         rows = {k: v[:p] for k, v in c.items()}
-        df = tasks_frame(rows, self.model_names, self.server_names, now, first_id=self._base)
+        df = tasks_frame(rows, self.model_names, self.server_names, now, first_id=self._base,
+                         adapter_names=self.adapter_names)
         with _sigint_deferred():  # written rows must be dropped, and the buffers stay whole
             self._stream.write_tasks(df)
             self._drop_rows(p)
@@ -110,10 +111,16 @@ class StreamMixin:
             if not self.complete:  # tasks generated ahead of a stop had not arrived yet
                 n = int(np.searchsorted(c["t_arrival"][:n], t_end, side="right"))
             st.write_tasks(tasks_frame({k: v[:n] for k, v in c.items()}, self.model_names,
-                                       self.server_names, t_end, first_id=self._base))
+                                       self.server_names, t_end, first_id=self._base,
+                                       adapter_names=self.adapter_names))
             st.write_servers(servers_frame(self.server_log.view(), self.server_names))
             self.server_log.n = 0
             st.write_epochs(self.epoch_rows)
             self.epoch_rows = []
+            if self.gpu_mode and self.sc.service.residency.enabled:  # small: written once
+                from mecsim.traces import atomic_write, loads_frame
+
+                df = loads_frame([getattr(s, "model", None) for s in self.servers], self.server_names)
+                atomic_write(st.out / "loads.parquet", lambda p: df.to_parquet(p, index=False))
         finally:
             st.close(faults_frame(self.fault_log.view(), self.server_names))
