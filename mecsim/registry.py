@@ -178,6 +178,7 @@ BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
     "least-loaded": (_HEUR, "Join the shortest backlog (expected wait), updated as tasks are placed."),
     "greedy": (_HEUR, "Earliest expected completion, tasks placed one by one."),
     "central-queue": (_HEUR, "Hold tasks, oldest first, until a feasible server has a free GPU slot."),
+    "greedy-affinity": (_HEUR, "Earliest expected completion that sees model residency and batching (model affinity)."),
     "qubo": (_QUBO, "hybrid with any solver: params solver=<registered or package.module:Object>"),
     "qubo-sa": (_QUBO, "hybrid: convex bandwidth + QUBO server selection by simulated annealing"),
     "qubo-tabu": (_QUBO, "hybrid: convex bandwidth + QUBO server selection by tabu search"),
