@@ -60,7 +60,7 @@ def main() -> None:
               help="Simulated seconds (overrides duration_s).")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
 @click.option("--stream", is_flag=True, help="Write the tables to --out as the run goes, so memory "
               "stays flat on long runs (needs --out).")
