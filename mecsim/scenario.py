@@ -868,7 +868,7 @@ def scenario_from_dict(data: Any, base_dir: str | None = None, **overrides: Any)
         _check_plain_size(value, key)
     data = json.loads(json.dumps(data, default=str))  # deep copy, plain types only
     for key, value in overrides.items():
-        _set_dotted(data, key, json.loads(json.dumps(value, default=str)))
+        _set_dotted(data, key, value)
     if base_dir is not None:
         data["base_dir"] = base_dir
     try:
