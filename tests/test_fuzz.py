@@ -319,22 +319,34 @@ def test_huge_yaml_is_refused_in_bounded_time_and_memory(big_files, name, cmd):
     assert rss_kb < _RSS_LIMIT_KB, rss_kb
 
 
-def test_scenario_from_dict_refuses_shared_structures_without_expanding_them():
-    from mecsim.errors import ScenarioError
-    from mecsim.scenario import scenario_from_dict
+_SHARED_CHECK = """
+import pytest
+from mecsim.errors import ScenarioError
+from mecsim.scenario import scenario_from_dict
+from tests.conftest import tiny_scenario
 
-    node: list = ["x"] * 10
-    for _ in range(8):
-        node = [node] * 10  # 10^9 leaves once copied, 90 objects in memory
-    with pytest.raises(ScenarioError, match="shared parts"):
-        scenario_from_dict({"devices": node, "servers": []})
-    loop: dict = {"name": "loop"}
-    loop["description"] = loop
-    with pytest.raises(ScenarioError, match="contains itself"):
-        scenario_from_dict(loop)
-    ok = tiny_scenario()
-    ok["servers"][1]["models"] = ok["servers"][0]["models"]  # harmless sharing stays fine
-    assert scenario_from_dict(ok).servers[1].models == ["sd15", "sdxl"]
+node = ["x"] * 10
+for _ in range(8):
+    node = [node] * 10  # 10^9 leaves once copied, 90 objects in memory
+with pytest.raises(ScenarioError, match="shared parts"):
+    scenario_from_dict({"devices": node, "servers": []})
+loop = {"name": "loop"}
+loop["description"] = loop
+with pytest.raises(ScenarioError, match="contains itself"):
+    scenario_from_dict(loop)
+ok = tiny_scenario()
+ok["servers"][1]["models"] = ok["servers"][0]["models"]  # harmless sharing stays fine
+assert scenario_from_dict(ok).servers[1].models == ["sd15", "sdxl"]
+print("refused")
+"""
+
+
+def test_scenario_from_dict_refuses_shared_structures_without_expanding_them():
+    """In a child process bounded to 1 GiB and 60 s, so that a regression (a deep copy that
+    expands the structure) fails loudly instead of eating the machine."""
+    proc = subprocess.run([sys.executable, "-c", _SHARED_CHECK], capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limit_memory, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0 and "refused" in proc.stdout, proc.stderr[-2000:]
 
 
 def _validate_and_run(path, field):
