@@ -654,6 +654,13 @@ def data_dir(kind: Literal["models", "scenarios"]) -> Path:
     return _DATA_DIRS[kind]
 
 
+def project_root() -> Path:
+    """The packaged folder that holds ``models/`` and ``scenarios/`` (``mecsim/_data``), for
+    callers that join ``"models"`` or ``"scenarios"`` to it; prefer :func:`data_dir`. Found through
+    importlib.resources like :func:`data_dir`: the installed copy, never the checkout's root."""
+    return data_dir("models").parent
+
+
 _PROFILE_CACHE: dict[str, Any] = {}
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
