@@ -7,13 +7,20 @@ policy and memory does not grow with the run length.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mecsim.errors import ScenarioError
 from mecsim.scenario import (
+    MAX_BITS,
+    MAX_EXPECTED_TASKS,
     DeviceGroup,
     MMPPArrivals,
     ModelProfile,
@@ -23,6 +30,131 @@ from mecsim.scenario import (
     Workload,
 )
 from mecsim.streams import Streams
+
+#: Largest trace file read, in bytes once decompressed (CSV) or on disk (Parquet).
+MAX_TRACE_BYTES = 64 * 2**20
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+@dataclass
+class Trace:
+    """A checked trace: arrival times in seconds relative to the earliest row (file order, before
+    ``time_scale`` and ``start_s``) and the optional per-row columns (None when not mapped)."""
+
+    t: np.ndarray
+    device: np.ndarray | None
+    input_units: np.ndarray | None
+    steps: np.ndarray | None
+
+
+def _read_table(path: Path, field: str) -> pd.DataFrame:
+    """Read a CSV (plain, .gz, .bz2 or .xz) or a Parquet file, bounded by MAX_TRACE_BYTES."""
+    cap = f"{MAX_TRACE_BYTES / 2**20:g} MiB"
+    try:
+        size = path.stat().st_size
+        if path.suffix == ".parquet":
+            if size > MAX_TRACE_BYTES:
+                raise ScenarioError(f"{path.name} is larger than the {cap} limit for trace files", field)
+            return pd.read_parquet(path)
+        opener = _OPENERS.get(path.suffix, open)
+        with opener(path, "rb") as fh:
+            raw = fh.read(MAX_TRACE_BYTES + 1)
+    except ScenarioError:
+        raise
+    except PermissionError:
+        raise ScenarioError(f"cannot read {path}: permission denied", field) from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise ScenarioError(f"cannot read {path}: {' '.join(str(exc).split()) or type(exc).__name__}",
+                            field) from None
+    except Exception as exc:  # pyarrow raises its own types for a malformed Parquet file
+        raise ScenarioError(f"cannot read Parquet {path}: {' '.join(str(exc).split())}", field) from None
+    if len(raw) > MAX_TRACE_BYTES:
+        raise ScenarioError(f"{path.name} is larger than the {cap} limit for trace files "
+                            "(decompressed)", field)
+    if b"\x00" in raw[:65536]:
+        raise ScenarioError(f"{path.name} is not a text CSV file (binary content)", field)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path.name} is not UTF-8 text (byte {exc.start})", field) from None
+    try:
+        return pd.read_csv(io.BytesIO(raw))
+    except pd.errors.EmptyDataError:
+        raise ScenarioError(f"{path.name} is empty", field) from None
+    except Exception as exc:  # pandas raises many types for malformed CSV
+        raise ScenarioError(f"cannot read CSV {path}: {' '.join(str(exc).split())}", field) from None
+
+
+def _numeric(df: pd.DataFrame, col: str, name: str, field: str, low: float, high: float) -> np.ndarray:
+    vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(vals) | (vals < low) | (vals > high)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ScenarioError(f"row {row + 2} of {name}: {df[col].iloc[row]!r} is not a finite number in "
+                            f"[{low:g}, {high:g}]", field)
+    return vals
+
+
+def read_trace(arr: TraceArrivals, path: Path, field: str) -> Trace:
+    """Open and check the trace file of a ``process: trace`` arrivals block.
+
+    Checks, each failure one :class:`ScenarioError` naming ``field`` (``devices.G.arrivals``) and
+    the problem: the file exists and is at most :data:`MAX_TRACE_BYTES`; it is UTF-8 CSV
+    (optionally .gz/.bz2/.xz) or Parquet; the named columns exist; it has rows (at most
+    MAX_EXPECTED_TASKS); times are finite and >= 0 (seconds) or valid timestamps (datetime);
+    device ids are whole numbers >= 0; sizes are finite, >= 0 and at most MAX_BITS bits; steps are
+    in [1, 1e6]. Rows need not be in time order: they are replayed sorted by time (stable).
+    """
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise ScenarioError(f"trace file {what}: {path}", f"{field}.path")
+    df = _read_table(path, f"{field}.path")
+    for col_field in ("time_column", "device_column", "input_bits_column", "steps_column"):
+        col = getattr(arr, col_field)
+        if col is not None and col not in df.columns:
+            raise ScenarioError(f"column {col!r} not in {path.name} (columns: "
+                                f"{', '.join(map(str, df.columns))})", f"{field}.{col_field}")
+    if len(df) == 0:
+        raise ScenarioError(f"{path.name} has no rows", f"{field}.path")
+    if len(df) > MAX_EXPECTED_TASKS:
+        raise ScenarioError(f"{path.name} has {len(df)} rows, above the limit of {MAX_EXPECTED_TASKS:g}",
+                            f"{field}.path")
+    raw = df[arr.time_column]
+    if arr.time_format == "datetime":
+        ts = pd.to_datetime(raw, errors="coerce")
+        bad = ts.isna().to_numpy()
+        t = (ts - ts.min()).dt.total_seconds().to_numpy() if not bad.all() else np.zeros(len(ts))
+    else:
+        tnum = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(tnum) | (tnum < 0)
+        t = tnum
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ScenarioError(f"row {row + 2} of {path.name}: bad time value {raw.iloc[row]!r} "
+                            f"({'a timestamp' if arr.time_format == 'datetime' else 'finite seconds >= 0'}"
+                            " expected)", f"{field}.time_column")
+    dev = inp = steps = None
+    if arr.device_column is not None:
+        dev = _numeric(df, arr.device_column, path.name, f"{field}.device_column", 0, 2**62)
+        if (dev != np.round(dev)).any():
+            raise ScenarioError("device ids must be whole numbers", f"{field}.device_column")
+    if arr.input_bits_column is not None:
+        inp = _numeric(df, arr.input_bits_column, path.name, f"{field}.input_bits_column", 0,
+                       MAX_BITS / arr.input_bits_per_unit)
+    if arr.steps_column is not None:
+        steps = _numeric(df, arr.steps_column, path.name, f"{field}.steps_column", 1, 1e6)
+    return Trace(t, dev, inp, steps)
+
+
+def check_traces(scenario: Scenario) -> int:
+    """Open and check every trace file the scenario names (see :func:`read_trace`); the number of
+    trace rows. ``mecsim validate`` calls this; a run reads the traces the same way."""
+    rows = 0
+    for g, grp in enumerate(scenario.devices):
+        if isinstance(grp.arrivals, TraceArrivals):
+            rows += len(read_trace(grp.arrivals, scenario.resolve_path(grp.arrivals.path),
+                                   f"devices.{g}.arrivals").t)
+    return rows
 
 
 @dataclass
@@ -171,55 +303,21 @@ class TaskSource:
     def _load_trace(self, g: int, grp: DeviceGroup, arr: TraceArrivals, devs: list[_Device],
                     streams: Streams) -> TaskBatch:
         field = f"devices.{g}.arrivals"
-        path = self.scenario.resolve_path(arr.path)
-        if not path.is_file():
-            raise ScenarioError(f"trace file not found: {path}", f"{field}.path")
-        try:
-            df = pd.read_csv(path)
-        except Exception as exc:  # pandas raises many types for malformed CSV
-            raise ScenarioError(f"cannot read CSV {path}: {' '.join(str(exc).split())}",
-                                f"{field}.path") from None
-        for col_field in ("time_column", "device_column", "input_bits_column", "steps_column"):
-            col = getattr(arr, col_field)
-            if col is not None and col not in df.columns:
-                raise ScenarioError(f"column {col!r} not in {path.name} (columns: "
-                                    f"{', '.join(map(str, df.columns))})", f"{field}.{col_field}")
-        raw = df[arr.time_column]
-        if arr.time_format == "datetime":
-            ts = pd.to_datetime(raw, errors="coerce")
-            bad = ts.isna()
-            t = (ts - ts.min()).dt.total_seconds().to_numpy()
-        else:
-            tnum = pd.to_numeric(raw, errors="coerce")
-            bad = tnum.isna() | ~np.isfinite(tnum.fillna(0)) | (tnum < 0)
-            t = tnum.to_numpy(dtype=float)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ScenarioError(f"row {row + 2} of {path.name}: bad time value "
-                                f"{raw.iloc[row]!r}", f"{field}.time_column")
-        t = arr.start_s + t * arr.time_scale
+        tr = read_trace(arr, self.scenario.resolve_path(arr.path), field)
+        t = arr.start_s + tr.t * arr.time_scale
         n = len(t)
         self.trace_rows_total += n
-        if arr.device_column is not None:
-            dcol = pd.to_numeric(df[arr.device_column], errors="coerce")
-            if dcol.isna().any():
-                raise ScenarioError("non-numeric device ids", f"{field}.device_column")
-            local = dcol.to_numpy(dtype=np.int64) % len(devs)
+        if tr.device is not None:
+            local = tr.device.astype(np.int64) % len(devs)
         else:
             local = np.arange(n) % len(devs)
         device = np.array([d.index for d in devs], dtype=np.int64)[local]
         rng = streams.keyed("workload", 1_000_000 + g)
         batch = self._attributes(grp, rng, streams.keyed("jitter", 1_000_000 + g), n)
-        if arr.input_bits_column is not None:
-            col = pd.to_numeric(df[arr.input_bits_column], errors="coerce").to_numpy(dtype=float)
-            if np.isnan(col).any() or (col < 0).any():
-                raise ScenarioError("negative or non-numeric values", f"{field}.input_bits_column")
-            batch.input_bits = col * arr.input_bits_per_unit
-        if arr.steps_column is not None:
-            col = pd.to_numeric(df[arr.steps_column], errors="coerce").to_numpy(dtype=float)
-            if np.isnan(col).any() or (col < 1).any():
-                raise ScenarioError("steps must be >= 1", f"{field}.steps_column")
-            batch.steps = np.round(col)
+        if tr.input_units is not None:
+            batch.input_bits = tr.input_units * arr.input_bits_per_unit
+        if tr.steps is not None:
+            batch.steps = np.round(tr.steps)
         order = np.argsort(t, kind="stable")
         keep = order[t[order] < self.duration]
         self.trace_rows_used += len(keep)

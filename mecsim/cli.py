@@ -60,7 +60,7 @@ def main() -> None:
               help="Simulated seconds (overrides duration_s).")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
 @click.option("--stream", is_flag=True, help="Write the tables to --out as the run goes, so memory "
               "stays flat on long runs (needs --out).")
@@ -70,8 +70,14 @@ def main() -> None:
 def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | None,
         duration: float | None, sets: tuple[str, ...], out_dir: str | None, stream: bool,
         progress: bool | None) -> None:
-    """Run SCENARIO (a registered name or a YAML file) and print a summary."""
+    """Run SCENARIO (a registered name or a YAML file) and print a summary.
+
+    ``--seed N`` and ``--set seed=N`` both set the run seed (``--seed`` wins when both are given).
+    The scenario, its trace files and ``--out`` are checked before anything is simulated."""
     from mecsim.api import simulate
+    from mecsim.arrivals import check_traces
+    from mecsim.cli_common import check_out_dir
+    from mecsim.scenario import load_scenario
 
     if stream and not out_dir:
         raise MecsimError("--stream needs --out DIR")
@@ -81,9 +87,13 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
     pparams = _parse_assignments(params, "--param") if params else None
     if progress is None:
         progress = sys.stderr.isatty()
+    sc = load_scenario(scenario, **overrides)  # --set seed=N lands in the scenario's seed
+    check_traces(sc)
+    if out_dir:
+        check_out_dir(out_dir)
     try:
-        res = simulate(scenario, policy=policy, seed=seed, policy_params=pparams, progress=progress,
-                       stream_to=out_dir if stream else None, **overrides)
+        res = simulate(sc, policy=policy, seed=seed, policy_params=pparams, progress=progress,
+                       stream_to=out_dir if stream else None)
     except (MecsimError, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)
         if out_dir and partial is not None:
@@ -101,16 +111,24 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
 @click.argument("files", nargs=-1, required=True)
 @_guard
 def validate(files: tuple[str, ...]) -> None:
-    """Validate scenario FILES (or registered names); exit 2 at the first invalid one."""
+    """Validate scenario FILES (or registered names) and the trace files they name; exit 2 at the
+    first invalid one."""
+    from pathlib import Path
+
+    from mecsim.arrivals import check_traces
     from mecsim.scenario import load_scenario
 
     for f in files:
         try:
             sc = load_scenario(f)
+            rows = check_traces(sc)
         except ScenarioError as exc:
+            if f in str(exc) or str(Path(f)) in str(exc):  # the message names the file already
+                raise
             raise ScenarioError(f"{f}: {exc}") from None
+        trace = f", {rows} trace rows" if rows else ""
         click.echo(f"{f}: ok ({sc.name}: {sc.n_devices} devices, {len(sc.servers)} servers, "
-                   f"{sc.duration_s:g} s)")
+                   f"{sc.duration_s:g} s{trace})")
 
 
 @main.command(name="list")
@@ -118,10 +136,10 @@ def validate(files: tuple[str, ...]) -> None:
 def list_() -> None:
     """List the registered scenarios, policies and solvers."""
     from mecsim.registry import POLICIES, SOLVERS  # built-in names are listed without importing them
-    from mecsim.scenario import project_root, registered_scenarios
+    from mecsim.scenario import data_dir, registered_scenarios
 
     click.echo("scenarios:")
-    root = project_root()
+    root = data_dir("scenarios")
     for name, path in registered_scenarios().items():
         rel = path.relative_to(root) if path.is_relative_to(root) else path
         click.echo(f"  {name:<20} {rel}")

@@ -22,11 +22,36 @@ def _parse_assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ScenarioError(f"{what} {item!r} is not of the form key=value")
+        from mecsim.scenario import load_yaml_text
+
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            out[key.strip()] = load_yaml_text(raw) if raw.strip() else None
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Check that ``out_dir`` can be created and written to, before a run starts: it is created
+    (with its parents) and a probe file is written and removed. Raises one-line MecsimError."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    p = Path(out_dir)
+    for parent in [p, *p.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise MecsimError(f"--out {out_dir}: {parent} exists and is not a folder")
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mecsim-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MecsimError(f"--out {out_dir}: cannot write there "
+                          f"({exc.strerror or type(exc).__name__})") from None
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:

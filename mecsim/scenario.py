@@ -7,7 +7,14 @@ never silently falls back to a default.
 
 Ready scenarios live in ``scenarios/`` at the project root; each has a versioned ``name``
 (``"paper-small-v1"``) by which it can be run. Model and GPU profiles come from ``models/`` and
-can be extended or overridden inline under ``profiles``.
+can be extended or overridden inline under ``profiles``. Both folders are package data of
+``mecsim._data`` (symbolic links in a checkout, copied files in a wheel) and are found through
+:mod:`importlib.resources`, so an installed mecsim needs no checkout.
+
+Bad input is bounded before anything runs: YAML files are at most :data:`MAX_YAML_BYTES` and
+:data:`MAX_YAML_NODES` nodes once aliases are expanded (an alias bomb is refused without expanding
+it), every number has finite, physically sensible bounds, and the expected numbers of tasks and of
+fault events over a run are capped (:data:`MAX_EXPECTED_TASKS`, :data:`MAX_EXPECTED_FAULT_EVENTS`).
 
 Example:
     >>> from mecsim.scenario import load_scenario
@@ -18,7 +25,10 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
+import importlib.resources
 import json
 import math
 import os
@@ -28,6 +38,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,23 +48,61 @@ from pydantic import (
 
 from mecsim.errors import ScenarioError
 
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
 #: Sanity limits that keep a run bounded in time and memory (each error names the field).
 MAX_EXPECTED_TASKS = 5e7
+#: Expected server failures + repairs (and MMPP state switches) over a run, summed over the scenario.
+MAX_EXPECTED_FAULT_EVENTS = 1e6
 MAX_SPEED_MPS = 100.0
 MIN_EPOCH_S = 1e-3
 MAX_BITS = 1e12
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: Longest simulated time (s, about 31 years): duration, warm-up, drain, times in fault lists.
+MAX_TIME_S = 1e9
+#: Longest latency or decision time (s): one day.
+MAX_LATENCY_S = 86_400.0
+#: Fastest link (bit/s): 10 Tbit/s.
+MAX_RATE_BPS = 1e13
+#: Largest YAML file (scenario, sweep or study) read, in bytes.
+MAX_YAML_BYTES = 2 * 2**20
+#: Most YAML nodes in one document once aliases are expanded, and the deepest nesting.
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"must be a whole number, not a boolean (got {v!r})")
+    return v
+
+
+def _bounded(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Any:
+    """A finite float in [low, high] (``low_open``: above low)."""
+    kw: dict[str, Any] = {"allow_inf_nan": False}
+    if low is not None:
+        kw["gt" if low_open else "ge"] = low
+    if high is not None:
+        kw["le"] = high
+    return Annotated[float, BeforeValidator(_not_bool), Field(**kw)]
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+PosFloat = _bounded(0, 1e15, low_open=True)
+NonNegFloat = _bounded(0, 1e15)
+Finite = _bounded(-1e15, 1e15)
+Seconds = _bounded(0, MAX_TIME_S)
+PosSeconds = _bounded(0, MAX_TIME_S, low_open=True)
+Latency = _bounded(0, MAX_LATENCY_S)
+RateBps = _bounded(0, MAX_RATE_BPS, low_open=True)
+Bits = _bounded(0, MAX_BITS)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-def _check_range(v: Any, positive: bool = False, integer: bool = False) -> Any:
-    """A value or a [low, high] pair (uniform draw); both ends >= 0 (> 0 when positive)."""
+def _check_range(v: Any, positive: bool = False, integer: bool = False,
+                 high: float | None = None) -> Any:
+    """A value or a [low, high] pair (uniform draw); both ends >= 0 (> 0 when positive) and at most
+    ``high`` when given."""
     vals = list(v) if isinstance(v, list | tuple) else [v]
     if len(vals) not in (1, 2):
         raise ValueError("must be a number or a [low, high] pair")
@@ -64,6 +113,8 @@ def _check_range(v: Any, positive: bool = False, integer: bool = False) -> Any:
             raise ValueError(f"must be a whole number, got {x!r}")
         if x < 0 or (positive and x == 0):
             raise ValueError(f"must be {'> 0' if positive else '>= 0'}, got {x!r}")
+        if high is not None and x > high:
+            raise ValueError(f"must be at most {high:g}, got {x!r}")
     if len(vals) == 2 and vals[0] > vals[1]:
         raise ValueError(f"low {vals[0]} is above high {vals[1]}")
     return tuple(float(x) for x in vals) if len(vals) == 2 else float(vals[0])
@@ -82,11 +133,11 @@ class PathLoss(_Model):
     Defaults: 3GPP TR 36.814 macro, 128.1 + 37.6 log10(d/km) dB.
     """
 
-    pl0_db: Finite = 128.1
-    slope_db_per_decade: NonNegFloat = 37.6
-    ref_distance_m: PosFloat = 1000.0
-    shadowing_std_db: NonNegFloat = 0.0
-    min_distance_m: PosFloat = 10.0
+    pl0_db: _bounded(-100.0, 300.0) = 128.1
+    slope_db_per_decade: _bounded(0, 100.0) = 37.6
+    ref_distance_m: _bounded(0, 1e6, low_open=True) = 1000.0
+    shadowing_std_db: _bounded(0, 30.0) = 0.0
+    min_distance_m: _bounded(0, 1e5, low_open=True) = 10.0
 
 
 class Fading(_Model):
@@ -99,18 +150,18 @@ class Fading(_Model):
 class Downlink(_Model):
     """Downlink of the result: a fixed rate plus a latency."""
 
-    rate_bps: PosFloat = 100e6
-    latency_s: NonNegFloat = 0.0
+    rate_bps: RateBps = 100e6
+    latency_s: Latency = 0.0
 
 
 class Radio(_Model):
     """Shared uplink (FDMA shares of ``bandwidth_hz``) and downlink."""
 
     ideal: bool = False
-    bandwidth_hz: PosFloat = 20e6
-    min_bandwidth_hz: PosFloat = 1e5
-    noise_dbm_per_hz: Finite = -174.0
-    noise_figure_db: NonNegFloat = 7.0
+    bandwidth_hz: _bounded(0, 1e12, low_open=True) = 20e6
+    min_bandwidth_hz: _bounded(0, 1e12, low_open=True) = 1e5
+    noise_dbm_per_hz: _bounded(-250.0, 0.0) = -174.0
+    noise_figure_db: _bounded(0, 50.0) = 7.0
     path_loss: PathLoss = PathLoss()
     fading: Fading = Fading()
     downlink: Downlink = Downlink()
@@ -134,7 +185,8 @@ class Placement(_Model):
 
     distance_m: Range = (50.0, 300.0)
 
-    _v = field_validator("distance_m", mode="before")(lambda v: _check_range(v, positive=True))
+    _v = field_validator("distance_m", mode="before")(
+        lambda v: _check_range(v, positive=True, high=1e5))
 
 
 class Mobility(_Model):
@@ -142,8 +194,8 @@ class Mobility(_Model):
 
     model: Literal["none", "random-waypoint"] = "none"
     speed_mps: Range = 1.0
-    pause_s: NonNegFloat = 0.0
-    radius_m: PosFloat = 300.0
+    pause_s: Seconds = 0.0
+    radius_m: _bounded(0, 1e5, low_open=True) = 300.0
 
     _v = field_validator("speed_mps", mode="before")(lambda v: _check_range(v, positive=True))
 
@@ -163,7 +215,7 @@ class PoissonArrivals(_Model):
     """Poisson arrivals at ``rate_per_s`` per device."""
 
     process: Literal["poisson"]
-    rate_per_s: PosFloat
+    rate_per_s: _bounded(0, 1e6, low_open=True)
 
 
 class MMPPArrivals(_Model):
@@ -172,8 +224,8 @@ class MMPPArrivals(_Model):
     the others (two states: on-off bursts)."""
 
     process: Literal["mmpp"]
-    rates_per_s: list[NonNegFloat] = Field(min_length=2)
-    mean_sojourn_s: list[PosFloat] = Field(min_length=2)
+    rates_per_s: list[_bounded(0, 1e6)] = Field(min_length=2, max_length=1000)
+    mean_sojourn_s: list[_bounded(MIN_EPOCH_S, MAX_TIME_S)] = Field(min_length=2, max_length=1000)
 
     @model_validator(mode="after")
     def _lens(self) -> MMPPArrivals:
@@ -185,24 +237,27 @@ class MMPPArrivals(_Model):
 
 
 class TraceArrivals(_Model):
-    """Replay of a CSV of arrival times, shared among the group's devices.
+    """Replay of a file of arrival times (CSV, optionally .gz/.bz2/.xz, or Parquet), shared among
+    the group's devices. A relative ``path`` is relative to the scenario file's folder.
 
     The time column holds seconds, or timestamps (``time_format: datetime``) taken relative to the
-    first row. ``time_scale`` compresses (< 1) or stretches (> 1) time. Rows are given to devices
-    round-robin, or by ``device_column`` modulo the group size. Optional columns map to a
-    request's input size (``input_bits_column`` x ``input_bits_per_unit``) and steps.
-    Rows at or after the scenario duration are not replayed (the summary says how many).
+    earliest row; rows need not be in time order (they are replayed sorted by time).
+    ``time_scale`` compresses (< 1) or stretches (> 1) time. Rows are given to devices round-robin,
+    or by ``device_column`` modulo the group size. Optional columns map to a request's input size
+    (``input_bits_column`` x ``input_bits_per_unit``) and steps. Rows at or after the scenario
+    duration are not replayed (the summary says how many). ``mecsim validate`` opens and checks
+    the file (see :func:`mecsim.arrivals.read_trace`); at most 64 MiB once decompressed.
     """
 
     process: Literal["trace"]
     path: str
     time_column: str = "time"
     time_format: Literal["seconds", "datetime"] = "seconds"
-    time_scale: PosFloat = 1.0
-    start_s: NonNegFloat = 0.0
+    time_scale: _bounded(1e-6, 1e6) = 1.0
+    start_s: Seconds = 0.0
     device_column: str | None = None
     input_bits_column: str | None = None
-    input_bits_per_unit: PosFloat = 1.0
+    input_bits_per_unit: _bounded(0, 1e9, low_open=True) = 1.0
     steps_column: str | None = None
 
 
@@ -234,11 +289,11 @@ class Workload(_Model):
     """
 
     model: str
-    weight: PosFloat = 1.0
+    weight: _bounded(0, 1e9, low_open=True) = 1.0
     input_bits: Range | None = None
     output_bits: Range | None = None
     steps: Range | None = None
-    deadline_s: PosFloat | None = None
+    deadline_s: PosSeconds | None = None
     adapters: Adapters | None = None
 
     @field_validator("input_bits", "output_bits", mode="before")
@@ -266,8 +321,8 @@ class DeviceGroup(_Model):
     """``count`` identical IoT devices."""
 
     name: str = "devices"
-    count: int = Field(default=1, ge=1, le=100_000)
-    tx_power_dbm: Finite = 23.0
+    count: Int = Field(default=1, ge=1, le=100_000)
+    tx_power_dbm: _bounded(-100.0, 60.0) = 23.0
     placement: Placement = Placement()
     mobility: Mobility = Mobility()
     arrivals: Arrivals
@@ -284,8 +339,8 @@ class DeviceGroup(_Model):
 class Backhaul(_Model):
     """Access point -> server link: latency plus bits / rate (``rate_bps: null`` = infinite)."""
 
-    latency_s: NonNegFloat = 0.001
-    rate_bps: PosFloat | None = 1e9
+    latency_s: Latency = 0.001
+    rate_bps: RateBps | None = 1e9
 
 
 class Server(_Model):
@@ -293,7 +348,7 @@ class Server(_Model):
 
     name: str
     gpu: str
-    slots: int = Field(default=1, ge=1, le=1024)
+    slots: Int = Field(default=1, ge=1, le=1024)
     models: list[str] = Field(min_length=1)
     backhaul: Backhaul = Backhaul()
     #: With ``service.residency`` on: the weights resident on every GPU at time 0 and after a
@@ -307,7 +362,7 @@ class Jitter(_Model):
     given coefficient of variation."""
 
     distribution: Literal["deterministic", "exponential", "lognormal"] = "deterministic"
-    cv: NonNegFloat = 0.1
+    cv: _bounded(0, 10.0) = 0.1
 
 
 class Batching(_Model):
@@ -351,10 +406,10 @@ class Service(_Model):
 class DecisionCost(_Model):
     """Simulated time a decision takes: base + per task + per QUBO variable/interaction (s)."""
 
-    base_s: NonNegFloat = 0.0
-    per_task_s: NonNegFloat = 0.0
-    per_variable_s: NonNegFloat = 0.0
-    per_interaction_s: NonNegFloat = 0.0
+    base_s: Latency = 0.0
+    per_task_s: Latency = 0.0
+    per_variable_s: Latency = 0.0
+    per_interaction_s: Latency = 0.0
 
 
 class DecisionTime(_Model):
@@ -369,7 +424,7 @@ class DecisionTime(_Model):
     """
 
     mode: Literal["zero", "fixed", "model", "measured"] = "zero"
-    fixed_s: NonNegFloat = 0.0
+    fixed_s: Latency = 0.0
     cost: DecisionCost = DecisionCost()
     by_solver: dict[str, DecisionCost] = Field(default_factory=dict)
     file: str | None = None
@@ -386,7 +441,7 @@ class Epoch(_Model):
     are decided, at most ``max_tasks`` of them (oldest first) and at most as many as the free
     bandwidth allows at ``min_bandwidth_hz`` each."""
 
-    length_s: NonNegFloat = 0.5
+    length_s: _bounded(0, MAX_LATENCY_S) = 0.5
 
     @field_validator("length_s")
     @classmethod
@@ -394,7 +449,7 @@ class Epoch(_Model):
         if 0 < v < MIN_EPOCH_S:
             raise ValueError(f"must be 0 (decide at every arrival) or at least {MIN_EPOCH_S:g} s, got {v!r}")
         return v
-    max_tasks: int | None = Field(default=None, ge=1)
+    max_tasks: Int | None = Field(default=None, ge=1, le=1_000_000)
     decision_time: DecisionTime = DecisionTime()
 
 
@@ -403,10 +458,10 @@ class ServerFault(_Model):
     failure and repair times (``mtbf_s``, ``mttr_s``), drawn from the run's fault stream."""
 
     server: str
-    down_s: list[NonNegFloat] = Field(default_factory=list)
-    up_s: list[NonNegFloat] = Field(default_factory=list)
-    mtbf_s: PosFloat | None = None
-    mttr_s: PosFloat | None = None
+    down_s: list[Seconds] = Field(default_factory=list)
+    up_s: list[Seconds] = Field(default_factory=list)
+    mtbf_s: _bounded(MIN_EPOCH_S, MAX_TIME_S) | None = None
+    mttr_s: _bounded(MIN_EPOCH_S, MAX_TIME_S) | None = None
 
     @model_validator(mode="after")
     def _times(self) -> ServerFault:
@@ -427,9 +482,9 @@ class ServerFault(_Model):
 class ChannelFault(_Model):
     """A device's uplink is out (gain 0) from ``start_s`` to ``end_s``; its tasks wait."""
 
-    device: int = Field(ge=0)
-    start_s: NonNegFloat
-    end_s: PosFloat
+    device: Int = Field(ge=0)
+    start_s: Seconds
+    end_s: PosSeconds
 
     @model_validator(mode="after")
     def _order(self) -> ChannelFault:
@@ -443,10 +498,10 @@ class BackhaulFault(_Model):
     multiplied by ``rate_factor``."""
 
     server: str
-    start_s: NonNegFloat
-    end_s: PosFloat
-    extra_latency_s: NonNegFloat = 0.0
-    rate_factor: float = Field(default=1.0, gt=0, le=1)
+    start_s: Seconds
+    end_s: PosSeconds
+    extra_latency_s: Latency = 0.0
+    rate_factor: _bounded(0, 1.0, low_open=True) = 1.0
 
     @model_validator(mode="after")
     def _order(self) -> BackhaulFault:
@@ -474,15 +529,15 @@ class PolicySpec(_Model):
 
 
 class ModelProfile(_Model):
-    output_bits: NonNegFloat
-    steps: int = Field(ge=1)
-    prompt_bits: NonNegFloat
+    output_bits: Bits
+    steps: Int = Field(ge=1, le=1_000_000)
+    prompt_bits: Bits
     description: str = ""
 
 
 class GPUProfile(_Model):
-    power_w: NonNegFloat
-    seconds_per_step: dict[str, PosFloat]
+    power_w: _bounded(0, 1e6)
+    seconds_per_step: dict[str, _bounded(0, MAX_LATENCY_S, low_open=True)]
     description: str = ""
 
 
@@ -525,10 +580,10 @@ class Scenario(_Model):
 
     name: str = "unnamed"
     description: str = ""
-    seed: int = Field(default=0, ge=0)
-    duration_s: PosFloat = 600.0
-    warmup_s: NonNegFloat = 0.0
-    drain_s: NonNegFloat = 0.0
+    seed: Int = Field(default=0, ge=0, lt=2**63)
+    duration_s: PosSeconds = 600.0
+    warmup_s: Seconds = 0.0
+    drain_s: Seconds = 0.0
     deadline_action: Literal["serve", "drop"] = "serve"
     radio: Radio = Radio()
     devices: list[DeviceGroup] = Field(min_length=1)
@@ -576,6 +631,33 @@ class Scenario(_Model):
                     f"about {expected:.3g} tasks expected in {self.duration_s:g} s, above the limit "
                     f"of {MAX_EXPECTED_TASKS:g} per run (lower the rate or duration_s)",
                     f"devices.{g}.arrivals")
+        horizon = self.duration_s + self.drain_s
+        events = 0.0
+        for g, grp in enumerate(self.devices):
+            a = grp.arrivals
+            if isinstance(a, MMPPArrivals):  # state switches
+                events += grp.count * self.duration_s / min(a.mean_sojourn_s)
+                if events > MAX_EXPECTED_FAULT_EVENTS:
+                    raise ScenarioError(
+                        f"about {events:.3g} MMPP state switches expected over the run, above the limit "
+                        f"of {MAX_EXPECTED_FAULT_EVENTS:g} (lengthen mean_sojourn_s or shorten the run)",
+                        f"devices.{g}.arrivals.mean_sojourn_s")
+        for k, f in enumerate(self.faults.servers):
+            if f.mtbf_s is not None and f.mttr_s is not None:
+                events += 2.0 * horizon / (f.mtbf_s + f.mttr_s)
+            else:
+                events += len(f.down_s) + len(f.up_s)
+            if events > MAX_EXPECTED_FAULT_EVENTS:
+                raise ScenarioError(
+                    f"about {events:.3g} fault events (failures and repairs) expected over "
+                    f"{horizon:g} s, above the limit of {MAX_EXPECTED_FAULT_EVENTS:g} per run "
+                    "(raise mtbf_s/mttr_s or shorten the run)", f"faults.servers.{k}.mtbf_s")
+        if (self.faults.servers or self.faults.channels or self.faults.backhaul) and self.epoch.length_s:
+            beats = horizon / self.epoch.length_s  # with faults the scheduler keeps the epoch beat
+            if beats > MAX_EXPECTED_TASKS:
+                raise ScenarioError(
+                    f"{beats:.3g} epochs over {horizon:g} s with faults, above the limit of "
+                    f"{MAX_EXPECTED_TASKS:g} (lengthen epoch.length_s or shorten the run)", "epoch.length_s")
         for k, f in enumerate(self.faults.servers):
             if f.server not in names:
                 raise ScenarioError(f"unknown server {f.server!r}; servers: {names}",
@@ -693,32 +775,114 @@ def _drop_serving_defaults(d: dict[str, Any]) -> None:
 # profiles and paths
 
 
+_RESOURCES = contextlib.ExitStack()
+atexit.register(_RESOURCES.close)
+_DATA_DIRS: dict[str, Path] = {}
+
+
+def data_dir(kind: Literal["models", "scenarios"]) -> Path:
+    """The packaged folder ``models`` or ``scenarios`` as a path on disk.
+
+    Found through :mod:`importlib.resources` (package ``mecsim._data``), so it is the installed
+    copy in a wheel install and the repository's folder in a checkout or an editable install.
+    """
+    if kind not in _DATA_DIRS:
+        res = importlib.resources.files("mecsim._data") / kind
+        if isinstance(res, Path):
+            _DATA_DIRS[kind] = res
+        else:  # e.g. a zipped install: extracted for the life of the process
+            _DATA_DIRS[kind] = Path(_RESOURCES.enter_context(importlib.resources.as_file(res)))
+    return _DATA_DIRS[kind]
+
+
 def project_root() -> Path:
-    """The folder holding models/ and scenarios/ (``MECSIM_HOME`` overrides)."""
-    env = os.environ.get("MECSIM_HOME")
-    return Path(env) if env else Path(__file__).resolve().parent.parent
+    """The packaged folder that holds ``models/`` and ``scenarios/`` (``mecsim/_data``), for
+    callers that join ``"models"`` or ``"scenarios"`` to it; prefer :func:`data_dir`. Found through
+    importlib.resources like :func:`data_dir`: the installed copy, never the checkout's root."""
+    return data_dir("models").parent
 
 
 _PROFILE_CACHE: dict[str, Any] = {}
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _load_yaml_file(path: Path, error: type[Exception] = ScenarioError, what: str = "file") -> Any:
-    """Read a YAML file safely (``yaml.safe_load``); every failure is one ``error`` line."""
+class _YamlTooBig(Exception):
+    pass
+
+
+def _check_yaml_events(text: str) -> None:
+    """Count the nodes of a YAML document with aliases expanded, from the parser's event stream,
+    without composing or expanding anything: an alias adds the size of the node it names (known
+    when that node closed), so an alias bomb or a file dense with nodes is refused after at most
+    :data:`MAX_YAML_NODES` events, in bounded time and memory."""
+    count = 0
+    depth = 0
+    sizes: dict[str, int] = {}
+    open_anchors: list[tuple[str | None, int]] = []
+    for ev in yaml.parse(text, Loader=_YamlLoader):
+        if isinstance(ev, yaml.AliasEvent):
+            if ev.anchor in {a for a, _ in open_anchors}:
+                raise _YamlTooBig(f"alias *{ev.anchor} refers to a node that contains it")
+            count += sizes.get(ev.anchor, 1)
+        elif isinstance(ev, yaml.ScalarEvent):
+            count += 1
+            if ev.anchor is not None:
+                sizes[ev.anchor] = 1
+        elif isinstance(ev, yaml.CollectionStartEvent):
+            open_anchors.append((ev.anchor, count))
+            count += 1
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlTooBig(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            anchor, start = open_anchors.pop()
+            depth -= 1
+            if anchor is not None:
+                sizes[anchor] = count - start
+        if count > MAX_YAML_NODES:
+            raise _YamlTooBig(f"more than {MAX_YAML_NODES:,} nodes once aliases are expanded "
+                              "(aliases multiply the document, or it is too dense)")
+
+
+def load_yaml_text(text: str | bytes) -> Any:
+    """Parse YAML safely and bounded: safe tags only, at most :data:`MAX_YAML_NODES` nodes with
+    aliases expanded, nesting at most :data:`MAX_YAML_DEPTH`, no recursive aliases.
+
+    Raises:
+        yaml.YAMLError: malformed YAML, or too large/deep (the message says which).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+        _check_yaml_events(text)
+    except _YamlTooBig as exc:
+        raise yaml.YAMLError(str(exc)) from None
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a safe loader)
+
+
+def _load_yaml_file(path: Path, error: type[Exception] = ScenarioError, what: str = "YAML file") -> Any:
+    """Read a YAML file safely and bounded (see :func:`load_yaml_text`; at most
+    :data:`MAX_YAML_BYTES`); every failure is one ``error`` line."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise error(f"{path}: larger than the {MAX_YAML_BYTES / 2**20:g} MiB limit for a {what}")
+        return load_yaml_text(raw.decode("utf-8"))
     except FileNotFoundError:
         raise error(f"no such {what}: {path}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
         raise error(f"{path}: cannot read as a text file: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
 
 
 def base_profiles() -> tuple[dict[str, ModelProfile], dict[str, GPUProfile]]:
     """The model and GPU profiles from models/aigc.yaml and models/gpus.yaml."""
     if "base" not in _PROFILE_CACHE:
-        root = project_root() / "models"
+        root = data_dir("models")
         raw_m = (_load_yaml_file(root / "aigc.yaml") or {}).get("models", {})
         raw_g = (_load_yaml_file(root / "gpus.yaml") or {}).get("gpus", {})
         models = {k: ModelProfile(**v) for k, v in raw_m.items()}
@@ -768,29 +932,70 @@ def _format_validation_error(exc: ValidationError, error: type[Any] = ScenarioEr
     return error(_one_line(msg) + shown + more, loc or None)
 
 
+def _index(p: str, n: int, field: str) -> int:
+    """A list index as written in a dotted key: 0 .. n-1, digits only (no negative indices)."""
+    if not (p.isascii() and p.isdigit()) or int(p) >= n:
+        raise ScenarioError(f"no list element {p!r} (indices 0..{n - 1})", field)
+    return int(p)
+
+
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.replace("__", ".").split(".")
+    if any(not p for p in parts):
+        raise ScenarioError("empty part in a dotted field name", key)
     cur: Any = d
     for k, p in enumerate(parts[:-1]):
         if isinstance(cur, list):
-            try:
-                cur = cur[int(p)]
-            except (ValueError, IndexError):
-                raise ScenarioError(f"no list element {p!r}", ".".join(parts[: k + 1])) from None
+            cur = cur[_index(p, len(cur), ".".join(parts[: k + 1]))]
             continue
         if not isinstance(cur, dict):
             raise ScenarioError("is not a section", ".".join(parts[:k]))
         cur = cur.setdefault(p, {})
     last = parts[-1]
     if isinstance(cur, list):
-        try:
-            cur[int(last)] = value
-        except (ValueError, IndexError):
-            raise ScenarioError(f"no list element {last!r}", key) from None
+        cur[_index(last, len(cur), key)] = value
     elif isinstance(cur, dict):
         cur[last] = value
     else:
         raise ScenarioError("is not a section", ".".join(parts[:-1]))
+
+
+def _check_plain_size(data: Any, what: str) -> None:
+    """Refuse a dict/list structure larger than :data:`MAX_YAML_NODES` once shared parts are
+    counted every time they appear (what a deep copy would build), deeper than
+    :data:`MAX_YAML_DEPTH`, or containing itself, without expanding it."""
+    memo: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def kids(x: Any) -> list[Any]:
+        if isinstance(x, dict):
+            return [v for kv in x.items() for v in kv]
+        if isinstance(x, list | tuple):
+            return list(x)
+        return []
+
+    stack: list[tuple[Any, bool, int]] = [(data, False, 1)]
+    while stack:
+        x, done, depth = stack.pop()
+        if not isinstance(x, dict | list | tuple):
+            continue
+        key = id(x)
+        if done:
+            on_path.discard(key)
+            memo[key] = total = 1 + sum(memo.get(id(c), 1) for c in kids(x))
+            if total > MAX_YAML_NODES:
+                raise ScenarioError(f"more than {MAX_YAML_NODES:,} values once shared parts are "
+                                    f"expanded (aliases multiply the document?)", what)
+            continue
+        if key in memo:
+            continue
+        if key in on_path:
+            raise ScenarioError("contains itself (a recursive structure)", what)
+        if depth > MAX_YAML_DEPTH:
+            raise ScenarioError(f"nested deeper than {MAX_YAML_DEPTH} levels", what)
+        on_path.add(key)
+        stack.append((x, True, depth))
+        stack.extend((c, False, depth + 1) for c in kids(x))
 
 
 def scenario_from_dict(data: Any, base_dir: str | None = None, **overrides: Any) -> Scenario:
@@ -806,6 +1011,9 @@ def scenario_from_dict(data: Any, base_dir: str | None = None, **overrides: Any)
         raise ScenarioError("the scenario is empty")
     if not isinstance(data, dict):
         raise ScenarioError(f"a scenario must be a mapping of fields, got {type(data).__name__}")
+    _check_plain_size(data, "the scenario")
+    for key, value in overrides.items():
+        _check_plain_size(value, key)
     data = json.loads(json.dumps(data, default=str))  # deep copy, plain types only
     for key, value in overrides.items():
         _set_dotted(data, key, value)
@@ -820,9 +1028,9 @@ def scenario_from_dict(data: Any, base_dir: str | None = None, **overrides: Any)
 
 
 def registered_scenarios() -> dict[str, Path]:
-    """Ready scenarios in scenarios/: their ``name`` -> file."""
+    """Ready scenarios (package data, ``scenarios/`` in the repository): their ``name`` -> file."""
     out: dict[str, Path] = {}
-    folder = project_root() / "scenarios"
+    folder = data_dir("scenarios")
     for path in sorted(folder.glob("*.yaml")):
         try:
             raw = _load_yaml_file(path)

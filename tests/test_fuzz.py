@@ -231,3 +231,257 @@ def test_no_traceback_escapes_the_cli_for_generated_scenarios(tmp_path, path_ind
     assert "Traceback" not in r.output
     if r.exit_code == 2:
         assert _one_line_error(r), r.output
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 10: every bad input found escaping, through the real command line, bounded in time and
+# memory. Each case: exit 2, one line on stderr naming the field, no traceback, nothing simulated.
+
+import gzip  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_AS_LIMIT = 2**30  # 1 GiB of address space: an expansion fails loudly instead of eating the machine
+_RSS_LIMIT_KB = 300 * 1024  # the issue's bound on memory for refusing a bad input
+
+
+def _limit_memory():  # runs in the child before exec
+    resource.setrlimit(resource.RLIMIT_AS, (_AS_LIMIT, _AS_LIMIT))
+
+
+def _cli(*args, timeout=60, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mecsim.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=_limit_memory, cwd=cwd)
+
+
+def _cli_max_rss_kb(*args, timeout=20):
+    """Run the CLI under a fresh wrapper process and return (exit code, stderr, peak RSS in kB of
+    the CLI process alone: the wrapper's only child)."""
+    code = ("import resource, subprocess, sys, json\n"
+            "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "print(json.dumps([r.returncode, r.stderr, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "mecsim.cli",
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_limit_memory)
+    return json.loads(proc.stdout)
+
+
+def _assert_clean_error(proc_or_tuple, field):
+    if isinstance(proc_or_tuple, subprocess.CompletedProcess):
+        rc, err, out = proc_or_tuple.returncode, proc_or_tuple.stderr, proc_or_tuple.stdout
+    elif hasattr(proc_or_tuple, "exit_code"):  # a CliRunner result
+        rc, err, out = proc_or_tuple.exit_code, proc_or_tuple.stderr, proc_or_tuple.stdout
+    else:
+        (rc, err, _), out = proc_or_tuple, ""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (rc, err)
+    assert len(lines) == 1 and lines[0].startswith("mecsim: error:"), err
+    assert "Traceback" not in err and "Warning" not in err, err
+    assert field in lines[0], (field, lines[0])
+    assert "policy" not in lines[0], lines[0]  # an input error is never blamed on the policy
+    assert "generated:" not in out  # nothing was simulated
+
+
+def _alias_bomb(levels=9, width=10):
+    lines = ["a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for k in range(1, levels):
+        lines.append(f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * width) + "]")
+    lines.append(f"name: bomb\ndevices: *a{levels - 1}\nservers: []")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("big")
+    (d / "bomb.yaml").write_text(_alias_bomb())
+    with open(d / "50mb.yaml", "w") as fh:
+        fh.write('name: big\ndescription: "')
+        chunk = "x" * 2**20
+        for _ in range(50):
+            fh.write(chunk)
+        fh.write('"\n')
+    (d / "dense.yaml").write_text("a: [" + ",".join(["0"] * (2**20 - 8)) + "]\n")
+    return d
+
+
+@pytest.mark.parametrize("name", ["bomb.yaml", "50mb.yaml", "dense.yaml"])
+@pytest.mark.parametrize("cmd", ["validate", "run"])
+def test_huge_yaml_is_refused_in_bounded_time_and_memory(big_files, name, cmd):
+    """The 9x10 alias bomb (10^9 nodes expanded), a 50 MB file and a 2 MB file dense with nodes:
+    refused by the YAML reader's caps (the subprocess timeout bounds the time; the wrapper
+    measures the CLI's peak RSS)."""
+    rc, err, rss_kb = _cli_max_rss_kb(cmd, big_files / name, timeout=20)
+    field = {"bomb.yaml": "aliases", "50mb.yaml": "MiB limit", "dense.yaml": "nodes"}[name]
+    _assert_clean_error((rc, err, rss_kb), field)
+    assert rss_kb < _RSS_LIMIT_KB, rss_kb
+
+
+_SHARED_CHECK = """
+import pytest
+from mecsim.errors import ScenarioError
+from mecsim.scenario import scenario_from_dict
+from tests.conftest import tiny_scenario
+
+node = ["x"] * 10
+for _ in range(8):
+    node = [node] * 10  # 10^9 leaves once copied, 90 objects in memory
+with pytest.raises(ScenarioError, match="shared parts"):
+    scenario_from_dict({"devices": node, "servers": []})
+loop = {"name": "loop"}
+loop["description"] = loop
+with pytest.raises(ScenarioError, match="contains itself"):
+    scenario_from_dict(loop)
+ok = tiny_scenario()
+ok["servers"][1]["models"] = ok["servers"][0]["models"]  # harmless sharing stays fine
+assert scenario_from_dict(ok).servers[1].models == ["sd15", "sdxl"]
+print("refused")
+"""
+
+
+def test_scenario_from_dict_refuses_shared_structures_without_expanding_them():
+    """In a child process bounded to 1 GiB and 60 s, so that a regression (a deep copy that
+    expands the structure) fails loudly instead of eating the machine."""
+    proc = subprocess.run([sys.executable, "-c", _SHARED_CHECK], capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limit_memory, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0 and "refused" in proc.stdout, proc.stderr[-2000:]
+
+
+def _validate_and_run(path, field):
+    """`validate` in a real process, `run` in-process (the same command code; keeps the suite fast)."""
+    _assert_clean_error(_cli("validate", path, timeout=60), field)
+    _assert_clean_error(CliRunner().invoke(main, ["run", str(path)]), field)
+
+
+def _write(tmp_path, sc, name="sc.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(sc))
+    return p
+
+
+FIELD_CASES = [
+    ("faults", {"servers": [{"server": "a", "mtbf_s": 1e-9, "mttr_s": 1e-9}]}, "faults.servers.0.mtbf_s"),
+    ("faults", {"servers": [{"server": "a", "mtbf_s": 0.01, "mttr_s": 0.01}]}, "faults.servers.0.mtbf_s"),
+    ("service", {"jitter": {"distribution": "lognormal", "cv": 1e308}}, "service.jitter.cv"),
+    ("service", {"jitter": {"distribution": "exponential", "cv": 1e308}}, "service.jitter.cv"),
+    ("radio", {"bandwidth_hz": 10e6, "path_loss": {"shadowing_std_db": 1e308}},
+     "radio.path_loss.shadowing_std_db"),
+    ("radio", {"bandwidth_hz": 1e308}, "radio.bandwidth_hz"),
+    ("radio", {"downlink": {"rate_bps": 1e308}}, "radio.downlink.rate_bps"),
+    ("duration_s", 1e300, "duration_s"),
+    ("drain_s", 1e300, "drain_s"),
+    ("epoch", {"decision_time": {"mode": "fixed", "fixed_s": 1e300}}, "epoch.decision_time.fixed_s"),
+]
+
+
+@pytest.mark.parametrize("key,value,field", FIELD_CASES)
+def test_unbounded_numbers_are_refused_before_the_run(tmp_path, key, value, field):
+    sc = tiny_scenario(duration_s=1e5) if "0.01" in repr(value) else tiny_scenario()
+    sc[key] = value
+    _validate_and_run(_write(tmp_path, sc), field)
+
+
+def test_count_true_and_negative_index_are_refused(tmp_path):
+    sc = tiny_scenario()
+    sc["devices"][0]["count"] = True
+    _assert_clean_error(_cli("validate", _write(tmp_path, sc)), "devices.0.count")
+    _assert_clean_error(_cli("run", "smoke-v1", "--set", "servers.-1.slots=2"), "servers.-1")
+    _assert_clean_error(_cli("run", "smoke-v1", "--set", "devices.0.count=true"), "devices.0.count")
+
+
+def test_set_seed_sets_the_seed(tmp_path):
+    """--set seed=N is the seed of the run (it was a TypeError); --seed wins over it."""
+    a = _cli("run", "smoke-v1", "--duration", "30", "--set", "seed=5", "--out", tmp_path / "a")
+    assert a.returncode == 0, a.stderr
+    assert "(seed 5," in a.stdout
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["seed"] == 5
+    b = _cli("run", "smoke-v1", "--duration", "30", "--set", "seed=5", "--seed", "7")
+    assert b.returncode == 0 and "(seed 7," in b.stdout, b.stderr
+    _assert_clean_error(_cli("run", "smoke-v1", "--set", "seed=-1"), "seed")
+    _assert_clean_error(_cli("run", "smoke-v1", "--set", "seed=abc"), "seed")
+
+
+def _out_cases(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    cases = [f / "out", f, Path("/proc/mecsim-out"), Path("/proc/self/mecsim/out")]
+    if os.geteuid() != 0:  # root writes through permission bits, so only a non-root run can test this
+        ro = tmp_path / "read-only"
+        ro.mkdir()
+        ro.chmod(0o555)
+        cases.append(ro / "out")
+    return cases
+
+
+def test_out_is_checked_before_the_run(tmp_path):
+    """A long run (an hour of paper-medium) that would be simulated in full before failing to
+    write: refused at once (the subprocess timeout bounds it well below the run's length)."""
+    for out in _out_cases(tmp_path):
+        proc = _cli("run", "paper-medium-v1", "--duration", "3600", "--out", out, timeout=30)
+        _assert_clean_error(proc, "--out")
+
+
+def _trace_scenario(tmp_path, trace_name, **arr):
+    sc = tiny_scenario(duration_s=20.0)
+    sc["devices"] = [{"count": 2, "arrivals": {"process": "trace", "path": trace_name, **arr},
+                      "workload": [{"model": "sd15"}]}]
+    return _write(tmp_path, sc)
+
+
+def _gz_bomb(path):
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(b"time\n")
+        line = b"1\n" * 2**19
+        for _ in range(66):  # 66 MiB once decompressed, about 70 kB on disk
+            fh.write(line)
+
+
+TRACE_CASES = [
+    ("missing.csv", None, {}, "devices.0.arrivals.path"),
+    ("nocol.csv", "t,x\n1,2\n", {}, "devices.0.arrivals.time_column"),
+    ("binary.csv", bytes(range(256)) * 4, {}, "devices.0.arrivals.path"),
+    ("nan.csv", "time\n1\nnan\n3\n", {}, "devices.0.arrivals.time_column"),
+    ("neg.csv", "time\n1\n-2\n3\n", {}, "devices.0.arrivals.time_column"),
+    ("inf.csv", "time\n1\ninf\n", {}, "devices.0.arrivals.time_column"),
+    ("text.csv", "time\n1\nsoon\n", {}, "devices.0.arrivals.time_column"),
+    ("empty.csv", "", {}, "devices.0.arrivals.path"),
+    ("header.csv", "time\n", {}, "devices.0.arrivals.path"),
+    ("date.csv", "time\n2023-11-16 18:00:00\nyesterday\n", {"time_format": "datetime"},
+     "devices.0.arrivals.time_column"),
+    ("size.csv", "time,tok\n1,5\n2,-5\n", {"input_bits_column": "tok"},
+     "devices.0.arrivals.input_bits_column"),
+    ("size2.csv", "time,tok\n1,5\n2,nan\n", {"input_bits_column": "tok"},
+     "devices.0.arrivals.input_bits_column"),
+    ("steps.csv", "time,st\n1,0\n", {"steps_column": "st"}, "devices.0.arrivals.steps_column"),
+    ("dev.csv", "time,d\n1,0.5\n", {"device_column": "d"}, "devices.0.arrivals.device_column"),
+    ("bad.csv.gz", b"not gzip at all", {}, "devices.0.arrivals.path"),
+    ("bomb.csv.gz", "gzbomb", {}, "devices.0.arrivals.path"),
+    ("folder", "dir", {}, "devices.0.arrivals.path"),
+]
+
+
+@pytest.mark.parametrize("name,content,arr,field", TRACE_CASES, ids=[c[0] for c in TRACE_CASES])
+def test_trace_files_are_checked_by_validate_and_run(tmp_path, name, content, arr, field):
+    target = tmp_path / name
+    if content == "gzbomb":
+        _gz_bomb(target)
+    elif content == "dir":
+        target.mkdir()
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    elif content is not None:
+        target.write_text(content)
+    _validate_and_run(_trace_scenario(tmp_path, name, **arr), field)
+
+
+def test_unordered_trace_is_valid_and_replayed_in_time_order(tmp_path):
+    (tmp_path / "t.csv").write_text("time\n3\n1\n2\n")
+    p = _trace_scenario(tmp_path, "t.csv")
+    v = _cli("validate", p)
+    assert v.returncode == 0 and "3 trace rows" in v.stdout, v.stderr
+    import mecsim
+
+    res = mecsim.simulate(str(p))
+    assert res.tasks.t_arrival.tolist() == [1.0, 2.0, 3.0]
