@@ -14,7 +14,6 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-AZURE = ROOT.parent / "shared" / "data" / "azure-llm-2023"
 
 # hypothesis: deterministic, no deadline (the machine is shared and noisy)
 try:

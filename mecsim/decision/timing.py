@@ -56,10 +56,10 @@ _FORMS = ("power", "piecewise")
 
 
 def default_file() -> Path:
-    """``models/decision-time.yaml`` in the project (``MECSIM_HOME`` overrides the root)."""
-    from mecsim.scenario import project_root
+    """``models/decision-time.yaml`` as packaged (found through importlib.resources)."""
+    from mecsim.scenario import data_dir
 
-    return project_root() / "models" / "decision-time.yaml"
+    return data_dir("models") / "decision-time.yaml"
 
 
 def _number(raw: dict[str, Any], key: str, where: str, minimum: float = 0.0) -> float:

@@ -752,9 +752,9 @@ def load_serving_data(overlay: Any = None) -> ServingData:
 
     ``overlay``: a scenario's :class:`~mecsim.scenario.Profiles`; its ``serving``, ``weights`` and
     ``uses`` entries replace (or add) the shipped ones of the same name."""
-    from mecsim.scenario import _load_yaml_file, project_root  # light: scenario is always imported
+    from mecsim.scenario import _load_yaml_file, data_dir  # light: scenario is always imported
 
-    root = project_root() / "models"
+    root = data_dir("models")
     raw_g = dict((_load_yaml_file(root / "gpus.yaml") or {}).get("serving", {}) or {})
     raw_m = dict(_load_yaml_file(root / "aigc.yaml") or {})
     if overlay is not None:

@@ -36,7 +36,13 @@ from mecsim.traces import atomic_write
 __all__ = ["Study", "load_study", "is_study_file", "run_study", "reproduce", "overview", "verdicts",
            "REGIMES_STUDY", "PAPER_STUDY"]
 
-_STUDIES = Path(__file__).resolve().parent.parent.parent / "scenarios" / "studies"
+def _studies_dir() -> Path:
+    from mecsim.scenario import data_dir  # the packaged scenarios (a wheel has no checkout)
+
+    return data_dir("scenarios") / "studies"
+
+
+_STUDIES = _studies_dir()
 
 #: The regime study that ``mecsim reproduce`` runs.
 REGIMES_STUDY = _STUDIES / "regimes.yaml"
@@ -66,14 +72,15 @@ _QUICK_KEYS = {"seeds", "vary_seeds", "duration_s", "warmup_s", "rl_steps", "var
 
 def is_study_file(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a study file (a YAML mapping with a ``studies`` list)."""
-    import yaml
+    from mecsim.errors import MecsimError
+    from mecsim.scenario import _load_yaml_file  # the one bounded YAML reader (size, nodes, aliases)
 
     p = Path(os.fspath(path))
     if not p.is_file() or p.suffix.lower() not in (".yaml", ".yml"):
         return False
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        data = _load_yaml_file(p)
+    except MecsimError:
         return False
     return isinstance(data, dict) and "studies" in data
 
