@@ -64,16 +64,21 @@ def main() -> None:
               help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
 @click.option("--stream", is_flag=True, help="Write the tables to --out as the run goes, so memory "
               "stays flat on long runs (needs --out).")
+@click.option("--vs", "vs", default=None, metavar="P1,P2,...",
+              help="Also run these policies on the same tasks and channels (same seed), show what "
+              "the main policy decided and compare them task by task, e.g. --vs greedy,least-loaded.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
 @_guard
 def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | None,
         duration: float | None, sets: tuple[str, ...], out_dir: str | None, stream: bool,
-        progress: bool | None) -> None:
+        vs: str | None, progress: bool | None) -> None:
     """Run SCENARIO (a registered name or a YAML file) and print a summary.
 
     ``--seed N`` and ``--set seed=N`` both set the run seed (``--seed`` wins when both are given).
-    The scenario, its trace files and ``--out`` are checked before anything is simulated."""
+    The scenario, its trace files and ``--out`` are checked before anything is simulated. With
+    ``--vs``, the other policies run after the main one (``--param`` applies to the main one only;
+    ``--out`` holds the main run)."""
     from mecsim.api import simulate
     from mecsim.arrivals import check_traces
     from mecsim.cli_common import check_out_dir
@@ -89,6 +94,14 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
         progress = sys.stderr.isatty()
     sc = load_scenario(scenario, **overrides)  # --set seed=N lands in the scenario's seed
     check_traces(sc)
+    others = [p.strip() for p in vs.split(",") if p.strip()] if vs is not None else []
+    if vs is not None and not others:
+        raise MecsimError("--vs: name at least one policy, e.g. --vs greedy")
+    if others:
+        from mecsim.policies import make_policy
+
+        for name in others:  # unknown names fail now, before anything is simulated
+            make_policy(name)
     if out_dir:
         check_out_dir(out_dir)
     try:
@@ -105,6 +118,14 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
     if out_dir:
         path = res.save(out_dir)
         click.echo(f"wrote {path}/{{tasks,epochs,servers}}.parquet, summary.json, scenario.yaml")
+    if others:
+        from mecsim.glance import comparison_text, decisions_text
+
+        click.echo("")
+        click.echo(decisions_text(res))
+        runs = [res] + [simulate(sc, policy=name, seed=seed, progress=progress) for name in others]
+        click.echo("")
+        click.echo(comparison_text(runs))
 
 
 @main.command()

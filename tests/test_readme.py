@@ -81,7 +81,23 @@ def _check_analysis(ns):
     assert lat["greedy"] < lat["random"]
 
 
-README_CHECKS = {"res = mecsim.simulate(": _check_quickstart, "class ShortestQueue": _check_policy_example,
+def _check_residency(ns):
+    """The server-model example: the cold-start rate is the share of completed tasks that waited
+    for weights (recomputed from the tasks table), batches hold at least one task, and the loads
+    table has one row per load the summary counts."""
+    import numpy as np
+
+    r = ns["r"]
+    t = r.tasks[r.tasks.status == "completed"]
+    assert r.summary["cold_start_rate"] == t.cold_start.astype(bool).mean()
+    assert 0 < r.summary["cold_start_rate"] < 1
+    sizes = t.groupby("batch_id").batch_size.first()  # batches of the measured (completed) tasks
+    np.testing.assert_allclose(r.summary["mean_batch_size"], sizes.mean())
+    assert r.summary["mean_batch_size"] >= 1
+    assert len(r.loads) == r.summary["loads"] > 0
+
+
+README_CHECKS = {"residency-v1": _check_residency, "res = mecsim.simulate(": _check_quickstart, "class ShortestQueue": _check_policy_example,
                  "analysis.load_sweep": _check_analysis}
 
 
