@@ -11,10 +11,17 @@ from mecsim.results import Result, collect
 from mecsim.scenario import Scenario, load_scenario
 
 
-def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
-             policy: Any = None, seed: int | None = None, *, policy_params: dict[str, Any] | None = None,
-             progress: bool = False, stream_to: str | os.PathLike[str] | None = None,
-             chunk_rows: int = 50_000, **overrides: Any) -> Result:
+def simulate(
+    scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
+    policy: Any = None,
+    seed: int | None = None,
+    *,
+    policy_params: dict[str, Any] | None = None,
+    progress: bool = False,
+    stream_to: str | os.PathLike[str] | None = None,
+    chunk_rows: int = 50_000,
+    **overrides: Any,
+) -> Result:
     """Run one simulation and return its :class:`~mecsim.results.Result`.
 
     Args:
@@ -52,12 +59,14 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
 
         extra = set(policy) - {"name", "params"}
         if "name" not in policy or extra:
-            raise PolicyError("a policy given as a dict needs 'name' (and optional 'params'), "
-                              f"got {sorted(policy)}")
+            raise PolicyError(
+                f"a policy given as a dict needs 'name' (and optional 'params'), got {sorted(policy)}"
+            )
         policy, policy_params = policy["name"], dict(policy.get("params") or {})
     if policy is None:
-        pol = make_policy(sc.policy.name, **(policy_params if policy_params is not None
-                                              else sc.policy.params))
+        pol = make_policy(
+            sc.policy.name, **(policy_params if policy_params is not None else sc.policy.params)
+        )
     elif isinstance(policy, str) or isinstance(policy, type) or policy_params:
         params = policy_params
         if params is None:
@@ -66,10 +75,21 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
     else:
         pol = make_policy(policy)
     if hasattr(pol, "bind"):
-        pol.bind({"server_names": tuple(s.name for s in sc.servers),
-                  "models": {m for s in sc.servers for m in s.models}, "scenario": sc})
-    sim = Simulation(sc, pol, sc.seed if seed is None else seed, progress=progress,
-                     stream_to=stream_to, chunk_rows=chunk_rows)
+        pol.bind(
+            {
+                "server_names": tuple(s.name for s in sc.servers),
+                "models": {m for s in sc.servers for m in s.models},
+                "scenario": sc,
+            }
+        )
+    sim = Simulation(
+        sc,
+        pol,
+        sc.seed if seed is None else seed,
+        progress=progress,
+        stream_to=stream_to,
+        chunk_rows=chunk_rows,
+    )
     try:
         sim.run()
     except KeyboardInterrupt:
@@ -79,8 +99,11 @@ def simulate(scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
         raise
     except Exception as exc:
         name = getattr(pol, "name", type(pol).__name__)
-        raise RunError(f"run stopped at t={sim.env.now:.6g} s: policy {name!r} or a plug-in raised "
-                       f"{type(exc).__name__}: {exc}", _partial(sim)) from exc
+        raise RunError(
+            f"run stopped at t={sim.env.now:.6g} s: policy {name!r} or a plug-in raised "
+            f"{type(exc).__name__}: {exc}",
+            _partial(sim),
+        ) from exc
     return collect(sim)
 
 

@@ -64,13 +64,15 @@ def _read_table(path: Path, field: str) -> pd.DataFrame:
     except PermissionError:
         raise ScenarioError(f"cannot read {path}: permission denied", field) from None
     except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise ScenarioError(f"cannot read {path}: {' '.join(str(exc).split()) or type(exc).__name__}",
-                            field) from None
+        raise ScenarioError(
+            f"cannot read {path}: {' '.join(str(exc).split()) or type(exc).__name__}", field
+        ) from None
     except Exception as exc:  # pyarrow raises its own types for a malformed Parquet file
         raise ScenarioError(f"cannot read Parquet {path}: {' '.join(str(exc).split())}", field) from None
     if len(raw) > MAX_TRACE_BYTES:
-        raise ScenarioError(f"{path.name} is larger than the {cap} limit for trace files "
-                            "(decompressed)", field)
+        raise ScenarioError(
+            f"{path.name} is larger than the {cap} limit for trace files (decompressed)", field
+        )
     if b"\x00" in raw[:65536]:
         raise ScenarioError(f"{path.name} is not a text CSV file (binary content)", field)
     try:
@@ -90,8 +92,10 @@ def _numeric(df: pd.DataFrame, col: str, name: str, field: str, low: float, high
     bad = ~np.isfinite(vals) | (vals < low) | (vals > high)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ScenarioError(f"row {row + 2} of {name}: {df[col].iloc[row]!r} is not a finite number in "
-                            f"[{low:g}, {high:g}]", field)
+        raise ScenarioError(
+            f"row {row + 2} of {name}: {df[col].iloc[row]!r} is not a finite number in [{low:g}, {high:g}]",
+            field,
+        )
     return vals
 
 
@@ -112,13 +116,16 @@ def read_trace(arr: TraceArrivals, path: Path, field: str) -> Trace:
     for col_field in ("time_column", "device_column", "input_bits_column", "steps_column"):
         col = getattr(arr, col_field)
         if col is not None and col not in df.columns:
-            raise ScenarioError(f"column {col!r} not in {path.name} (columns: "
-                                f"{', '.join(map(str, df.columns))})", f"{field}.{col_field}")
+            raise ScenarioError(
+                f"column {col!r} not in {path.name} (columns: {', '.join(map(str, df.columns))})",
+                f"{field}.{col_field}",
+            )
     if len(df) == 0:
         raise ScenarioError(f"{path.name} has no rows", f"{field}.path")
     if len(df) > MAX_EXPECTED_TASKS:
-        raise ScenarioError(f"{path.name} has {len(df)} rows, above the limit of {MAX_EXPECTED_TASKS:g}",
-                            f"{field}.path")
+        raise ScenarioError(
+            f"{path.name} has {len(df)} rows, above the limit of {MAX_EXPECTED_TASKS:g}", f"{field}.path"
+        )
     raw = df[arr.time_column]
     if arr.time_format == "datetime":
         ts = pd.to_datetime(raw, errors="coerce")
@@ -130,17 +137,26 @@ def read_trace(arr: TraceArrivals, path: Path, field: str) -> Trace:
         t = tnum
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ScenarioError(f"row {row + 2} of {path.name}: bad time value {raw.iloc[row]!r} "
-                            f"({'a timestamp' if arr.time_format == 'datetime' else 'finite seconds >= 0'}"
-                            " expected)", f"{field}.time_column")
+        raise ScenarioError(
+            f"row {row + 2} of {path.name}: bad time value {raw.iloc[row]!r} "
+            f"({'a timestamp' if arr.time_format == 'datetime' else 'finite seconds >= 0'}"
+            " expected)",
+            f"{field}.time_column",
+        )
     dev = inp = steps = None
     if arr.device_column is not None:
         dev = _numeric(df, arr.device_column, path.name, f"{field}.device_column", 0, 2**62)
         if (dev != np.round(dev)).any():
             raise ScenarioError("device ids must be whole numbers", f"{field}.device_column")
     if arr.input_bits_column is not None:
-        inp = _numeric(df, arr.input_bits_column, path.name, f"{field}.input_bits_column", 0,
-                       MAX_BITS / arr.input_bits_per_unit)
+        inp = _numeric(
+            df,
+            arr.input_bits_column,
+            path.name,
+            f"{field}.input_bits_column",
+            0,
+            MAX_BITS / arr.input_bits_per_unit,
+        )
     if arr.steps_column is not None:
         steps = _numeric(df, arr.steps_column, path.name, f"{field}.steps_column", 1, 1e6)
     return Trace(t, dev, inp, steps)
@@ -152,8 +168,9 @@ def check_traces(scenario: Scenario) -> int:
     rows = 0
     for g, grp in enumerate(scenario.devices):
         if isinstance(grp.arrivals, TraceArrivals):
-            rows += len(read_trace(grp.arrivals, scenario.resolve_path(grp.arrivals.path),
-                                   f"devices.{g}.arrivals").t)
+            rows += len(
+                read_trace(grp.arrivals, scenario.resolve_path(grp.arrivals.path), f"devices.{g}.arrivals").t
+            )
     return rows
 
 
@@ -175,8 +192,13 @@ class TaskBatch:
         return int(self.t_arrival.shape[0])
 
 
-def _draw(rng: np.random.Generator, spec: float | tuple[float, float] | None, default: float,
-          n: int, integer: bool = False) -> np.ndarray:
+def _draw(
+    rng: np.random.Generator,
+    spec: float | tuple[float, float] | None,
+    default: float,
+    n: int,
+    integer: bool = False,
+) -> np.ndarray:
     if spec is None:
         return np.full(n, float(default))
     if isinstance(spec, tuple):
@@ -233,12 +255,13 @@ class TaskSource:
         streams: the run's streams.
     """
 
-    def __init__(self, scenario: Scenario, models: dict[str, ModelProfile],
-                 streams: Streams) -> None:
+    def __init__(self, scenario: Scenario, models: dict[str, ModelProfile], streams: Streams) -> None:
         self.scenario = scenario
         self.models = models
-        used = sorted({w.model for g in scenario.devices for w in g.workload}
-                      | {m for s in scenario.servers for m in s.models})
+        used = sorted(
+            {w.model for g in scenario.devices for w in g.workload}
+            | {m for s in scenario.servers for m in s.models}
+        )
         self.model_names: tuple[str, ...] = tuple(used)
         self.model_code = {m: k for k, m in enumerate(used)}
         # adapters (LoRA, ControlNet) requests may carry: "<kind>#<rank>", one code each
@@ -261,9 +284,18 @@ class TaskSource:
                     a = wl.adapters
                     if a is not None and a.kind not in self._adapter_codes:
                         self._adapter_codes[a.kind] = np.array(
-                            [code[f"{a.kind}#{r}"] for r in range(max(
-                                w.adapters.count for g in scenario.devices for w in g.workload
-                                if w.adapters is not None and w.adapters.kind == a.kind))])
+                            [
+                                code[f"{a.kind}#{r}"]
+                                for r in range(
+                                    max(
+                                        w.adapters.count
+                                        for g in scenario.devices
+                                        for w in g.workload
+                                        if w.adapters is not None and w.adapters.kind == a.kind
+                                    )
+                                )
+                            ]
+                        )
         self.devices: list[_Device] = []
         self.group_of: list[int] = []
         idx = 0
@@ -300,8 +332,9 @@ class TaskSource:
             first += grp.count
         return out
 
-    def _load_trace(self, g: int, grp: DeviceGroup, arr: TraceArrivals, devs: list[_Device],
-                    streams: Streams) -> TaskBatch:
+    def _load_trace(
+        self, g: int, grp: DeviceGroup, arr: TraceArrivals, devs: list[_Device], streams: Streams
+    ) -> TaskBatch:
         field = f"devices.{g}.arrivals"
         tr = read_trace(arr, self.scenario.resolve_path(arr.path), field)
         t = arr.start_s + tr.t * arr.time_scale
@@ -326,8 +359,9 @@ class TaskSource:
         return _take(batch, keep)
 
     # -- attributes ---------------------------------------------------------------------------
-    def _attributes(self, grp: DeviceGroup, rng: np.random.Generator,
-                    jit_rng: np.random.Generator, n: int) -> TaskBatch:
+    def _attributes(
+        self, grp: DeviceGroup, rng: np.random.Generator, jit_rng: np.random.Generator, n: int
+    ) -> TaskBatch:
         wls: list[Workload] = grp.workload
         if grp.model_zipf_s is not None:  # Zipf over the listed order (mecsim.sim.workload_mix)
             from mecsim.sim.workload_mix import zipf_weights
@@ -400,8 +434,9 @@ class TaskSource:
                 parts.append(_take(tb, sel))
         if not parts:
             return _empty()
-        cat = TaskBatch(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in TaskBatch.__dataclass_fields__))
+        cat = TaskBatch(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in TaskBatch.__dataclass_fields__)
+        )
         order = np.lexsort((cat.device, cat.t_arrival))
         return _take(cat, order)
 

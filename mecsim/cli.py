@@ -27,11 +27,17 @@ def summary_table(s: dict[str, Any]) -> str:
     """A short human-readable summary of a run."""
     rows = [
         ("scenario", f"{s['scenario']} (seed {s['seed']}, policy {s['policy']})"),
-        ("tasks", f"{s['tasks_generated']} generated: {s['tasks_completed']} completed, "
-                  f"{s['tasks_dropped']} dropped, {s['tasks_in_flight']} in flight at the end"),
-        ("latency (s)", f"mean {_fmt(s['latency_mean_s'])}  p50 {_fmt(s['latency_p50_s'])}  "
-                        f"p95 {_fmt(s['latency_p95_s'])}  p99 {_fmt(s['latency_p99_s'])}  "
-                        f"(n={s['latency_n']}, {s['latency_basis']})"),
+        (
+            "tasks",
+            f"{s['tasks_generated']} generated: {s['tasks_completed']} completed, "
+            f"{s['tasks_dropped']} dropped, {s['tasks_in_flight']} in flight at the end",
+        ),
+        (
+            "latency (s)",
+            f"mean {_fmt(s['latency_mean_s'])}  p50 {_fmt(s['latency_p50_s'])}  "
+            f"p95 {_fmt(s['latency_p95_s'])}  p99 {_fmt(s['latency_p99_s'])}  "
+            f"(n={s['latency_n']}, {s['latency_basis']})",
+        ),
         ("deadline miss rate", _fmt(s["deadline_miss_rate"])),
         ("throughput", _fmt(s["throughput_per_s"], " tasks/s")),
         ("utilisation", "  ".join(f"{k} {v:.1%}" for k, v in s["utilisation"].items())),
@@ -50,29 +56,69 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario")
-@click.option("--policy", "-p", default=None, help="Registered policy or package.module:Object "
-              "(default: the scenario's).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Policy parameter (repeatable), e.g. --param solver=tabu.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Run seed "
-              "(default: the scenario's).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Simulated seconds (overrides duration_s).")
-@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
-              help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.")
-@click.option("--out", "out_dir", type=click.Path(), default=None,
-              help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.")
-@click.option("--stream", is_flag=True, help="Write the tables to --out as the run goes, so memory "
-              "stays flat on long runs (needs --out).")
-@click.option("--vs", "vs", default=None, metavar="P1,P2,...",
-              help="Also run these policies on the same tasks and channels (same seed), show what "
-              "the main policy decided and compare them task by task, e.g. --vs greedy,least-loaded.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar (default: on when stderr is a terminal).")
+@click.option(
+    "--policy",
+    "-p",
+    default=None,
+    help="Registered policy or package.module:Object (default: the scenario's).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Policy parameter (repeatable), e.g. --param solver=tabu.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Run seed (default: the scenario's).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulated seconds (overrides duration_s).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Scenario override (repeatable), e.g. --set radio.bandwidth_hz=10e6.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    default=None,
+    help="Write tasks/epochs/servers Parquet, summary.json and scenario.yaml here.",
+)
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Write the tables to --out as the run goes, so memory stays flat on long runs (needs --out).",
+)
+@click.option(
+    "--vs",
+    "vs",
+    default=None,
+    metavar="P1,P2,...",
+    help="Also run these policies on the same tasks and channels (same seed), show what "
+    "the main policy decided and compare them task by task, e.g. --vs greedy,least-loaded.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal)."
+)
 @_guard
-def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | None,
-        duration: float | None, sets: tuple[str, ...], out_dir: str | None, stream: bool,
-        vs: str | None, progress: bool | None) -> None:
+def run(
+    scenario: str,
+    policy: str | None,
+    params: tuple[str, ...],
+    seed: int | None,
+    duration: float | None,
+    sets: tuple[str, ...],
+    out_dir: str | None,
+    stream: bool,
+    vs: str | None,
+    progress: bool | None,
+) -> None:
     """Run SCENARIO (a registered name or a YAML file) and print a summary.
 
     ``--seed N`` and ``--set seed=N`` both set the run seed (``--seed`` wins when both are given).
@@ -105,14 +151,22 @@ def run(scenario: str, policy: str | None, params: tuple[str, ...], seed: int | 
     if out_dir:
         check_out_dir(out_dir)
     try:
-        res = simulate(sc, policy=policy, seed=seed, policy_params=pparams, progress=progress,
-                       stream_to=out_dir if stream else None)
+        res = simulate(
+            sc,
+            policy=policy,
+            seed=seed,
+            policy_params=pparams,
+            progress=progress,
+            stream_to=out_dir if stream else None,
+        )
     except (MecsimError, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)
         if out_dir and partial is not None:
             path = partial.save(out_dir)
-            click.echo(f"mecsim: the run stopped early; wrote what was simulated (complete: false) "
-                       f"to {path}", err=True)
+            click.echo(
+                f"mecsim: the run stopped early; wrote what was simulated (complete: false) to {path}",
+                err=True,
+            )
         raise
     click.echo(summary_table(res.summary))
     if out_dir:
@@ -148,8 +202,10 @@ def validate(files: tuple[str, ...]) -> None:
                 raise
             raise ScenarioError(f"{f}: {exc}") from None
         trace = f", {rows} trace rows" if rows else ""
-        click.echo(f"{f}: ok ({sc.name}: {sc.n_devices} devices, {len(sc.servers)} servers, "
-                   f"{sc.duration_s:g} s{trace})")
+        click.echo(
+            f"{f}: ok ({sc.name}: {sc.n_devices} devices, {len(sc.servers)} servers, "
+            f"{sc.duration_s:g} s{trace})"
+        )
 
 
 @main.command(name="list")

@@ -50,8 +50,9 @@ def check_out_dir(out_dir: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise MecsimError(f"--out {out_dir}: cannot write there "
-                          f"({exc.strerror or type(exc).__name__})") from None
+        raise MecsimError(
+            f"--out {out_dir}: cannot write there ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,9 +73,11 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # a bug or a user's plug-in failing: still one line
             if debug:
                 raise
-            click.echo(f"mecsim: unexpected error: {type(exc).__name__}: "
-                       f"{' '.join(str(exc).split())} (rerun with --debug for the traceback)",
-                       err=True)
+            click.echo(
+                f"mecsim: unexpected error: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())} (rerun with --debug for the traceback)",
+                err=True,
+            )
             sys.exit(1)
 
     wrapper.__name__ = fn.__name__

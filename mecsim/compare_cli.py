@@ -23,8 +23,10 @@ def _progress(flag: bool | None) -> bool:
 
 def _print_comparison(cmp: Any) -> None:
     ci = cmp.settings.get("ci", 0.95)
-    click.echo(f"\n{cmp.scenario}: {len(cmp.seeds)} seeds, {cmp.settings['duration_s']:g} s per run "
-               f"(latency in s, {ci:.0%} intervals across seeds)")
+    click.echo(
+        f"\n{cmp.scenario}: {len(cmp.seeds)} seeds, {cmp.settings['duration_s']:g} s per run "
+        f"(latency in s, {ci:.0%} intervals across seeds)"
+    )
     click.echo(cmp.markdown())
     for note in cmp.notes:
         click.echo(f"note: {note}", err=True)
@@ -50,45 +52,108 @@ def _rl_models(items: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 
 @click.command()
 @click.argument("scenario")
-@click.option("--policies", "-p", default=None, metavar="P1,P2,...",
-              help="Policies to compare, comma-separated: registered names, package.module:Object, "
-                   "and rl (the RL baseline). Default: qubo-sa,greedy,least-loaded,round-robin,random "
-                   "(a study file names its own).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Seeds per policy: 0..K-1 (default 10, or the study's).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Simulated seconds per run (overrides duration_s).")
+@click.option(
+    "--policies",
+    "-p",
+    default=None,
+    metavar="P1,P2,...",
+    help="Policies to compare, comma-separated: registered names, package.module:Object, "
+    "and rl (the RL baseline). Default: qubo-sa,greedy,least-loaded,round-robin,random "
+    "(a study file names its own).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seeds per policy: 0..K-1 (default 10, or the study's).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulated seconds per run (overrides duration_s).",
+)
 @click.option("--warmup", type=click.FloatRange(min=0), default=None, help="Overrides warmup_s.")
-@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
-              help="Scenario override for every run (repeatable).")
-@click.option("--vary", multiple=True, metavar="FIELD=V1,V2,...",
-              help="Also sweep one field over these values (repeatable, one field at a time), e.g. "
-                   "--vary devices.0.count=4,8,12 --vary devices.0.arrivals.rate_per_s=0.05,0.1.")
-@click.option("--vary-seeds", type=click.IntRange(min=1), default=None,
-              help="Seeds per varied point (the first ones; default: all).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: runs/compare-<scenario>; a study: runs/<study name>).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="1: run serially in this process; N: a local Dask cluster of N processes "
-                   "(default: one per core).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Address of a running Dask scheduler instead of a local cluster.")
-@click.option("--rl-model", "rl_model", multiple=True, metavar="[SCENARIO=]PATH",
-              help="Model of the rl policy (default: train one here).")
-@click.option("--rl-steps", type=click.IntRange(min=1), default=None,
-              help="Training decisions when the rl model is trained here (default 20000).")
-@click.option("--reference", default=None, help="Policy the paired table compares against "
-              "(default: the first).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Scenario override for every run (repeatable).",
+)
+@click.option(
+    "--vary",
+    multiple=True,
+    metavar="FIELD=V1,V2,...",
+    help="Also sweep one field over these values (repeatable, one field at a time), e.g. "
+    "--vary devices.0.count=4,8,12 --vary devices.0.arrivals.rate_per_s=0.05,0.1.",
+)
+@click.option(
+    "--vary-seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seeds per varied point (the first ones; default: all).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default: runs/compare-<scenario>; a study: runs/<study name>).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="1: run serially in this process; N: a local Dask cluster of N processes (default: one per core).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler instead of a local cluster.",
+)
+@click.option(
+    "--rl-model",
+    "rl_model",
+    multiple=True,
+    metavar="[SCENARIO=]PATH",
+    help="Model of the rl policy (default: train one here).",
+)
+@click.option(
+    "--rl-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training decisions when the rl model is trained here (default 20000).",
+)
+@click.option(
+    "--reference", default=None, help="Policy the paired table compares against (default: the first)."
+)
 @click.option("--quick", is_flag=True, help="A study file: use its quick settings.")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the figures.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bars (default: on when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bars (default: on when stderr is a terminal)."
+)
 @_guard
-def compare(scenario: str, policies: str | None, seeds: int | None, duration: float | None,
-            warmup: float | None, sets: tuple[str, ...], vary: tuple[str, ...], vary_seeds: int | None,
-            out_dir: str | None, workers: int | None, scheduler: str | None, rl_model: tuple[str, ...],
-            rl_steps: int | None, reference: str | None, quick: bool, figures: bool,
-            progress: bool | None) -> None:
+def compare(
+    scenario: str,
+    policies: str | None,
+    seeds: int | None,
+    duration: float | None,
+    warmup: float | None,
+    sets: tuple[str, ...],
+    vary: tuple[str, ...],
+    vary_seeds: int | None,
+    out_dir: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    rl_model: tuple[str, ...],
+    rl_steps: int | None,
+    reference: str | None,
+    quick: bool,
+    figures: bool,
+    progress: bool | None,
+) -> None:
     """Compare policies on the same seeds of SCENARIO (a registered name or a YAML file), or run
     a study file (scenarios/studies/*.yaml); write tables, figures and report.md."""
     from mecsim.study import DEFAULT_POLICIES, DEFAULT_RL_STEPS, CompareError, is_study_file, run_study
@@ -96,9 +161,18 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
 
     single, per = _rl_models(rl_model)
     if is_study_file(scenario):
-        ignored = [name for name, v in (("--policies", policies), ("--duration", duration),
-                                        ("--warmup", warmup), ("--set", sets), ("--vary", vary),
-                                        ("--reference", reference)) if v]
+        ignored = [
+            name
+            for name, v in (
+                ("--policies", policies),
+                ("--duration", duration),
+                ("--warmup", warmup),
+                ("--set", sets),
+                ("--vary", vary),
+                ("--reference", reference),
+            )
+            if v
+        ]
         if ignored:
             raise CompareError(f"{', '.join(ignored)}: a study file sets these itself; edit the file")
         if single is not None:
@@ -107,9 +181,19 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
 
         name = load_study(scenario)["name"]
         out = Path(out_dir) if out_dir else Path("runs") / name
-        st = run_study(scenario, out, quick=quick, seeds=seeds, workers=workers, scheduler=scheduler,
-                       rl_models=per, rl_steps=rl_steps, figures=figures, progress=_progress(progress),
-                       command=f"mecsim compare {scenario}" + (" --quick" if quick else ""))
+        st = run_study(
+            scenario,
+            out,
+            quick=quick,
+            seeds=seeds,
+            workers=workers,
+            scheduler=scheduler,
+            rl_models=per,
+            rl_steps=rl_steps,
+            figures=figures,
+            progress=_progress(progress),
+            command=f"mecsim compare {scenario}" + (" --quick" if quick else ""),
+        )
         for cmp in st.comparisons:
             _print_comparison(cmp)
         click.echo(f"\nwrote {st.report}")
@@ -124,11 +208,24 @@ def compare(scenario: str, policies: str | None, seeds: int | None, duration: fl
 
     sc = load_scenario(scenario, **overrides)
     out = Path(out_dir) if out_dir else Path("runs") / f"compare-{sc.name}"
-    cmp = run_compare(scenario, policies or ",".join(DEFAULT_POLICIES), seeds=seeds or 10, out_dir=out,
-                      duration_s=duration, warmup_s=warmup, overrides=overrides, vary=list(vary),
-                      vary_seeds=vary_seeds, workers=workers, scheduler=scheduler, rl_model=single,
-                      rl_steps=rl_steps or DEFAULT_RL_STEPS, reference=reference, figures=figures,
-                      progress=_progress(progress))
+    cmp = run_compare(
+        scenario,
+        policies or ",".join(DEFAULT_POLICIES),
+        seeds=seeds or 10,
+        out_dir=out,
+        duration_s=duration,
+        warmup_s=warmup,
+        overrides=overrides,
+        vary=list(vary),
+        vary_seeds=vary_seeds,
+        workers=workers,
+        scheduler=scheduler,
+        rl_model=single,
+        rl_steps=rl_steps or DEFAULT_RL_STEPS,
+        reference=reference,
+        figures=figures,
+        progress=_progress(progress),
+    )
     _print_comparison(cmp)
     click.echo(f"\nwrote {out / 'report.md'} and {len(cmp.files)} files in {out}")
     _exit_on_failures([cmp])
@@ -143,28 +240,77 @@ def _exit_on_failures(comparisons: list[Any]) -> None:
 
 @click.command(name="train-rl")
 @click.argument("scenario")
-@click.option("--steps", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Training decisions (environment steps, one per task).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
-              help="The model file to write (MODEL.zip).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Training seed (same seed, same model).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Simulated seconds per training run (overrides duration_s).")
-@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
-              help="Scenario override for the training runs (repeatable).")
-@click.option("--bandwidth", type=click.Choice(["equal", "sum", "minmax"]), default="equal",
-              show_default=True, help="Bandwidth rule of the decided tasks.")
-@click.option("--hp", "hps", multiple=True, metavar="KEY=VALUE",
-              help="MaskablePPO setting over the defaults (repeatable), e.g. --hp learning_rate=3e-4.")
-@click.option("--eval-seeds", type=click.IntRange(min=0), default=3, show_default=True,
-              help="After training, compare the model with greedy on seeds 0..K-1 (0: skip).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar (default: on when stderr is a terminal).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Training decisions (environment steps, one per task).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The model file to write (MODEL.zip).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Training seed (same seed, same model).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulated seconds per training run (overrides duration_s).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Scenario override for the training runs (repeatable).",
+)
+@click.option(
+    "--bandwidth",
+    type=click.Choice(["equal", "sum", "minmax"]),
+    default="equal",
+    show_default=True,
+    help="Bandwidth rule of the decided tasks.",
+)
+@click.option(
+    "--hp",
+    "hps",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="MaskablePPO setting over the defaults (repeatable), e.g. --hp learning_rate=3e-4.",
+)
+@click.option(
+    "--eval-seeds",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="After training, compare the model with greedy on seeds 0..K-1 (0: skip).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal)."
+)
 @_guard
-def train_rl(scenario: str, steps: int, out_path: str, seed: int, duration: float | None,
-             sets: tuple[str, ...], bandwidth: str, hps: tuple[str, ...], eval_seeds: int,
-             progress: bool | None) -> None:
+def train_rl(
+    scenario: str,
+    steps: int,
+    out_path: str,
+    seed: int,
+    duration: float | None,
+    sets: tuple[str, ...],
+    bandwidth: str,
+    hps: tuple[str, ...],
+    eval_seeds: int,
+    progress: bool | None,
+) -> None:
     """Train the RL baseline (MaskablePPO) on SCENARIO and save it to --out; use it with
     `mecsim run SCENARIO --policy rl --param model=MODEL.zip`."""
     from mecsim.rl.policy import import_sb3
@@ -176,53 +322,112 @@ def train_rl(scenario: str, steps: int, out_path: str, seed: int, duration: floa
         overrides["duration_s"] = duration
     sc = load_scenario(scenario, **overrides)  # a bad scenario: exit 2 before importing torch
     import_sb3()
-    rep = train(scenario, steps, out_path, seed=seed, overrides=overrides, bandwidth=bandwidth,
-                hyperparameters=_parse_assignments(hps, "--hp"), progress=_progress(progress))
-    click.echo(f"trained MaskablePPO on {sc.name} for {rep.steps} decisions ({rep.episodes} runs) in "
-               f"{rep.wall_s:.1f} s; wrote {rep.path} (digest {rep.digest})")
+    rep = train(
+        scenario,
+        steps,
+        out_path,
+        seed=seed,
+        overrides=overrides,
+        bandwidth=bandwidth,
+        hyperparameters=_parse_assignments(hps, "--hp"),
+        progress=_progress(progress),
+    )
+    click.echo(
+        f"trained MaskablePPO on {sc.name} for {rep.steps} decisions ({rep.episodes} runs) in "
+        f"{rep.wall_s:.1f} s; wrote {rep.path} (digest {rep.digest})"
+    )
     if rep.episode_rewards:
         first = rep.episode_rewards[: min(3, len(rep.episode_rewards))]
-        last = rep.episode_rewards[-min(3, len(rep.episode_rewards)):]
-        click.echo(f"episode return: first runs {sum(first) / len(first):.4g}, last runs "
-                   f"{sum(last) / len(last):.4g}")
+        last = rep.episode_rewards[-min(3, len(rep.episode_rewards)) :]
+        click.echo(
+            f"episode return: first runs {sum(first) / len(first):.4g}, last runs {sum(last) / len(last):.4g}"
+        )
     if eval_seeds:
         from mecsim.api import simulate
 
         rows = []
         for s in range(eval_seeds):
-            rl = simulate(sc, policy="mecsim.rl.policy:RLPolicy", seed=s,
-                          policy_params={"model": str(rep.path)}).summary["latency_mean_s"]
+            rl = simulate(
+                sc, policy="mecsim.rl.policy:RLPolicy", seed=s, policy_params={"model": str(rep.path)}
+            ).summary["latency_mean_s"]
             gr = simulate(sc, policy="greedy", seed=s).summary["latency_mean_s"]
             rows.append((s, rl, gr))
-        click.echo("mean latency (s) on seeds " + ", ".join(
-            f"{s}: rl {a:.3g} / greedy {b:.3g}" if a is not None and b is not None else f"{s}: -"
-            for s, a, b in rows))
+        click.echo(
+            "mean latency (s) on seeds "
+            + ", ".join(
+                f"{s}: rl {a:.3g} / greedy {b:.3g}" if a is not None and b is not None else f"{s}: -"
+                for s, a, b in rows
+            )
+        )
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce",
-              show_default=True, help="Output folder.")
-@click.option("--quick", is_flag=True, help="A first look in minutes: the study's quick settings "
-              "(fewer seeds and regimes, shorter runs, a short RL training).")
-@click.option("--study", "study", type=click.Path(dir_okay=False), default=None,
-              help="Another study file (default: scenarios/studies/regimes.yaml).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per policy (default: "
-              "the study's).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="1: serially in this process; N: a local Dask cluster (default: one per core).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Address of a running Dask scheduler instead of a local cluster.")
-@click.option("--rl-model", "rl_model", multiple=True, metavar="SCENARIO=PATH",
-              help="A trained model for a scenario's rl policy (default: train one).")
-@click.option("--rl-steps", type=click.IntRange(min=1), default=None,
-              help="Training decisions of the RL models trained here.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="runs/reproduce",
+    show_default=True,
+    help="Output folder.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A first look in minutes: the study's quick settings "
+    "(fewer seeds and regimes, shorter runs, a short RL training).",
+)
+@click.option(
+    "--study",
+    "study",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Another study file (default: scenarios/studies/regimes.yaml).",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=None, help="Seeds per policy (default: the study's)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="1: serially in this process; N: a local Dask cluster (default: one per core).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler instead of a local cluster.",
+)
+@click.option(
+    "--rl-model",
+    "rl_model",
+    multiple=True,
+    metavar="SCENARIO=PATH",
+    help="A trained model for a scenario's rl policy (default: train one).",
+)
+@click.option(
+    "--rl-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training decisions of the RL models trained here.",
+)
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the figures.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bars (default: on when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bars (default: on when stderr is a terminal)."
+)
 @_guard
-def reproduce(out_dir: str, quick: bool, study: str | None, seeds: int | None, workers: int | None,
-              scheduler: str | None, rl_model: tuple[str, ...], rl_steps: int | None, figures: bool,
-              progress: bool | None) -> None:
+def reproduce(
+    out_dir: str,
+    quick: bool,
+    study: str | None,
+    seeds: int | None,
+    workers: int | None,
+    scheduler: str | None,
+    rl_model: tuple[str, ...],
+    rl_steps: int | None,
+    figures: bool,
+    progress: bool | None,
+) -> None:
     """Run the regime study (scenarios/studies/regimes.yaml): regimes where each decision matters
     plus paper-small-v1 and paper-medium-v1; the hybrid against RL, the heuristics and its own
     ablations, decision time free and charged; tables, figures and report.md in --out."""
@@ -232,8 +437,18 @@ def reproduce(out_dir: str, quick: bool, study: str | None, seeds: int | None, w
     single, per = _rl_models(rl_model)
     if single is not None:
         raise CompareError("--rl-model takes SCENARIO=PATH here (one model per scenario)")
-    st = run(out_dir, quick=quick, study=study, seeds=seeds, workers=workers, scheduler=scheduler,
-             rl_models=per, rl_steps=rl_steps, figures=figures, progress=_progress(progress))
+    st = run(
+        out_dir,
+        quick=quick,
+        study=study,
+        seeds=seeds,
+        workers=workers,
+        scheduler=scheduler,
+        rl_models=per,
+        rl_steps=rl_steps,
+        figures=figures,
+        progress=_progress(progress),
+    )
     for cmp in st.comparisons:
         _print_comparison(cmp)
     click.echo(f"\nwrote {st.report}")

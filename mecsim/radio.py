@@ -83,8 +83,10 @@ class Trajectory:
                 self._extend(hi)
                 self._arr = None
             if float(times.min()) < self.t[0]:
-                raise ValueError(f"position asked at t={float(times.min())!r} s, before the "
-                                 f"trajectory's kept history (from t={self.t[0]!r} s)")
+                raise ValueError(
+                    f"position asked at t={float(times.min())!r} s, before the "
+                    f"trajectory's kept history (from t={self.t[0]!r} s)"
+                )
         if self._arr is None:
             self._arr = (np.asarray(self.t), np.asarray(self.x), np.asarray(self.y))
         t, x, y = self._arr
@@ -111,8 +113,14 @@ class Channel:
         streams: the run's random streams.
     """
 
-    def __init__(self, radio: Radio, distance_m: np.ndarray, tx_power_w: np.ndarray,
-                 mobility: list[Trajectory | None], streams: Streams) -> None:
+    def __init__(
+        self,
+        radio: Radio,
+        distance_m: np.ndarray,
+        tx_power_w: np.ndarray,
+        mobility: list[Trajectory | None],
+        streams: Streams,
+    ) -> None:
         self.radio = radio
         self.tx_power_w = np.asarray(tx_power_w, dtype=float)
         self.n0 = float(dbm_to_w(radio.noise_dbm_per_hz + radio.noise_figure_db))
@@ -239,8 +247,9 @@ class Channel:
         return g
 
     # -- uploads ------------------------------------------------------------------------------
-    def upload_durations(self, devices: np.ndarray, bits: np.ndarray, bandwidth: np.ndarray,
-                         t0: float) -> np.ndarray:
+    def upload_durations(
+        self, devices: np.ndarray, bits: np.ndarray, bandwidth: np.ndarray, t0: float
+    ) -> np.ndarray:
         """Real upload time of each task starting at t0 with the given shares (s).
 
         An upload done within its first coherence block is one division. The others start at
@@ -265,13 +274,13 @@ class Channel:
         rest = []
         c0, r0_idx = divmod(k0, _CHUNK)
         t_out = k0 * tc if math.isfinite(tc) else t0
-        for i, (d, n_bits, b, a) in enumerate(zip(devices.tolist(), bits.tolist(), bw.tolist(),
-                                                  snr0.tolist(), strict=True)):
+        for i, (d, n_bits, b, a) in enumerate(
+            zip(devices.tolist(), bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
+        ):
             if n_bits <= 0:
                 continue
             traj = self.mobility[d]
-            g0 = (self.static_gain[d] if traj is None
-                  else float(self.large_scale_gain(d, np.array([t0]))[0]))
+            g0 = self.static_gain[d] if traj is None else float(self.large_scale_gain(d, np.array([t0]))[0])
             if self.fading:
                 g0 *= self._chunk(d, c0)[r0_idx]
             if d in self.outages and self.in_outage(d, t_out):
@@ -335,8 +344,9 @@ class Channel:
             n_blocks = min(n_blocks * 4, 65536)
         return out
 
-    def _walk_blocks(self, d: int, n_bits: float, b: float, a: float, k0: int, sent: float,
-                     t0: float) -> float | None:
+    def _walk_blocks(
+        self, d: int, n_bits: float, b: float, a: float, k0: int, sent: float, t0: float
+    ) -> float | None:
         """Upload time of a device (fading, no outage) that needs more than its first block,
         walking up to 16 blocks with plain floats; None if it needs more."""
         tc = self.tc

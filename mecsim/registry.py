@@ -60,8 +60,9 @@ class Registry:
         builtins: lazy entries ``name -> (target, doc)``; see the module docstring.
     """
 
-    def __init__(self, kind: str, error: type[MecsimError],
-                 builtins: Mapping[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, kind: str, error: type[MecsimError], builtins: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
         self.kind = kind
         self.error = error
         self._factories: dict[str, Callable[..., Any]] = {}
@@ -178,7 +179,10 @@ BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
     "least-loaded": (_HEUR, "Join the shortest backlog (expected wait), updated as tasks are placed."),
     "greedy": (_HEUR, "Earliest expected completion, tasks placed one by one."),
     "central-queue": (_HEUR, "Hold tasks, oldest first, until a feasible server has a free GPU slot."),
-    "greedy-affinity": (_HEUR, "Earliest expected completion that sees model residency and batching (model affinity)."),
+    "greedy-affinity": (
+        _HEUR,
+        "Earliest expected completion that sees model residency and batching (model affinity).",
+    ),
     "qubo": (_QUBO, "hybrid with any solver: params solver=<registered or package.module:Object>"),
     "qubo-sa": (_QUBO, "hybrid: convex bandwidth + QUBO server selection by simulated annealing"),
     "qubo-tabu": (_QUBO, "hybrid: convex bandwidth + QUBO server selection by tabu search"),
@@ -188,10 +192,15 @@ BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
     "qubo-qaoa-fixed": (_QAOA, "hybrid with fixed-angle QAOA, no optimisation loop (extra 'qaoa')"),
     "greedy-ls": (_ABL, "ablation: cheapest insertion + the hybrid's local search, no sampler"),
     "qubo-sa-nols": (_ABL, "ablation: hybrid with SA, its best read only, no local search"),
-    "qubo-random": (_ABL, "ablation: hybrid with the null sampler random-feasible (SA's reads), same repair + LS"),
+    "qubo-random": (
+        _ABL,
+        "ablation: hybrid with the null sampler random-feasible (SA's reads), same repair + LS",
+    ),
     "qubo-random-nols": (_ABL, "ablation: the null sampler's best read only, no local search"),
-    "rl": ("mecsim.rl.policy", "reinforcement-learning baseline: a trained MaskablePPO model "
-                               "(params: model=path.zip)"),
+    "rl": (
+        "mecsim.rl.policy",
+        "reinforcement-learning baseline: a trained MaskablePPO model (params: model=path.zip)",
+    ),
 }
 
 #: Built-in solvers (dimod samplers), same form as :data:`BUILTIN_POLICIES`.

@@ -46,24 +46,36 @@ def _busy(tasks: pd.DataFrame, t0: float, t1: float) -> tuple[np.ndarray, np.nda
     return busy, tasks["server_index"].to_numpy()
 
 
-def _utilisation(busy: np.ndarray, idx: np.ndarray, server_names: tuple[str, ...],
-                 slots: np.ndarray, t0: float, t1: float) -> dict[str, float]:
+def _utilisation(
+    busy: np.ndarray, idx: np.ndarray, server_names: tuple[str, ...], slots: np.ndarray, t0: float, t1: float
+) -> dict[str, float]:
     out = {}
     for j, name in enumerate(server_names):
         out[name] = float(busy[idx == j].sum() / (slots[j] * (t1 - t0))) if t1 > t0 else 0.0
     return out
 
 
-def utilisation(tasks: pd.DataFrame, server_names: tuple[str, ...], slots: np.ndarray,
-                t0: float, t1: float) -> dict[str, float]:
+def utilisation(
+    tasks: pd.DataFrame, server_names: tuple[str, ...], slots: np.ndarray, t0: float, t1: float
+) -> dict[str, float]:
     """Busy fraction of each server's slots over [t0, t1], from the service intervals."""
     busy, idx = _busy(tasks, t0, t1)
     return _utilisation(busy, idx, server_names, slots, t0, t1)
 
 
-_SUMMARY_COLUMNS = ["t_arrival", "status", "latency", "deadline", "deadline_met", "drop_reason",
-                    "t_service_start", "t_service_end", "server_index", "energy_tx_j",
-                    "energy_server_j"]
+_SUMMARY_COLUMNS = [
+    "t_arrival",
+    "status",
+    "latency",
+    "deadline",
+    "deadline_met",
+    "drop_reason",
+    "t_service_start",
+    "t_service_end",
+    "server_index",
+    "energy_tx_j",
+    "energy_server_j",
+]
 
 
 class _Gather:
@@ -84,12 +96,12 @@ class _Gather:
             b = self.bufs[name] = np.empty(self.n, dtype=a.dtype)
             self.fill[name] = 0
         k = self.fill[name]
-        b[k:k + len(a)] = a
+        b[k : k + len(a)] = a
         self.fill[name] = k + len(a)
 
     def get(self, name: str) -> np.ndarray:
         b = self.bufs[name]
-        return b if self.single else b[:self.fill[name]]
+        return b if self.single else b[: self.fill[name]]
 
 
 def _column_names(tasks: Any) -> list[str]:
@@ -100,9 +112,15 @@ def _column_names(tasks: Any) -> list[str]:
     return list(pq.ParquetFile(tasks.path).schema_arrow.names)
 
 
-def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
-              server_names: tuple[str, ...], slots: np.ndarray, t_end: float,
-              extra: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    tasks: pd.DataFrame,
+    epochs: pd.DataFrame,
+    scenario: Scenario,
+    server_names: tuple[str, ...],
+    slots: np.ndarray,
+    t_end: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """The summary dict. Latency statistics are over the tasks completed by the end that arrived
     after the warm-up; the counts say exactly which tasks that excludes.
 
@@ -172,8 +190,9 @@ def summarise(tasks: pd.DataFrame, epochs: pd.DataFrame, scenario: Scenario,
         "decision_wall_s_total": float(extra.get("decision_wall_s", 0.0)),
         "run_wall_s": float(extra.get("run_wall_s", 0.0)),
     }
-    summary.update({k: v for k, v in extra.items() if k not in summary and k not in
-                    ("decision_wall_s", "run_wall_s")})
+    summary.update(
+        {k: v for k, v in extra.items() if k not in summary and k not in ("decision_wall_s", "run_wall_s")}
+    )
     return summary
 
 
@@ -214,8 +233,12 @@ class Result:
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        frames = [("tasks", self.tasks), ("epochs", self.epochs), ("servers", self.servers),
-                  ("faults", self.faults)]
+        frames = [
+            ("tasks", self.tasks),
+            ("epochs", self.epochs),
+            ("servers", self.servers),
+            ("faults", self.faults),
+        ]
         if self.loads is not None:
             frames.append(("loads", self.loads))
         for name, df in frames:
@@ -228,10 +251,13 @@ def _write_meta(out: Path, summary: dict[str, Any], complete: bool, scenario: Sc
     import yaml
 
     summary = dict(summary, complete=complete)
-    _atomic(out / "summary.json",
-            lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=_jsonable)))
-    _atomic(out / "scenario.yaml",
-            lambda p: Path(p).write_text(yaml.safe_dump(scenario.resolved(), sort_keys=False)))
+    _atomic(
+        out / "summary.json", lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=_jsonable))
+    )
+    _atomic(
+        out / "scenario.yaml",
+        lambda p: Path(p).write_text(yaml.safe_dump(scenario.resolved(), sort_keys=False)),
+    )
 
 
 class ParquetColumns:
@@ -275,9 +301,15 @@ class StreamedResult(Result):
     long run costs no memory until a table is asked for). ``path`` is DIR.
     """
 
-    def __init__(self, path: str | os.PathLike[str], summary: dict[str, Any], scenario: Scenario,
-                 faults: pd.DataFrame, complete: bool = True,
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        summary: dict[str, Any],
+        scenario: Scenario,
+        faults: pd.DataFrame,
+        complete: bool = True,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.summary = summary
         self.scenario = scenario
@@ -305,8 +337,10 @@ class StreamedResult(Result):
         return self._table("servers")
 
     def __repr__(self) -> str:
-        return (f"StreamedResult(path={str(self.path)!r}, scenario={self.scenario.name!r}, "
-                f"tasks={self.summary.get('tasks_generated')}, complete={self.complete})")
+        return (
+            f"StreamedResult(path={str(self.path)!r}, scenario={self.scenario.name!r}, "
+            f"tasks={self.summary.get('tasks_generated')}, complete={self.complete})"
+        )
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """As :meth:`Result.save`; the tables are copied file to file (not loaded)."""
@@ -355,16 +389,16 @@ def collect(sim: Any) -> Result:
     if not sim.complete:  # tasks generated ahead of a stop had not arrived yet
         keep = int(np.searchsorted(cols["t_arrival"], t_end, side="right"))
         cols = {k: v[:keep] for k, v in cols.items()}
-    tasks = tasks_frame(cols, sim.model_names, sim.server_names, t_end,
-                        adapter_names=getattr(sim, "adapter_names", ()))
+    tasks = tasks_frame(
+        cols, sim.model_names, sim.server_names, t_end, adapter_names=getattr(sim, "adapter_names", ())
+    )
     epochs = pd.DataFrame(sim.epoch_rows)
     servers = servers_frame(sim.server_log.view(), sim.server_names)
     extra = _extra(sim, t_end)
     faults = _fault_extra(sim, tasks, extra)
     loads = _gpu_extra(sim, tasks, extra)
     summary = summarise(tasks, epochs, sim.sc, sim.server_names, sim.slots, t_end, extra)
-    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete,
-                  loads=loads)
+    return Result(tasks, epochs, servers, summary, sim.sc, faults=faults, complete=sim.complete, loads=loads)
 
 
 def _gpu_extra(sim: Any, tasks: Any, extra: dict[str, Any]) -> pd.DataFrame | None:

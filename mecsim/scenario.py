@@ -99,8 +99,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-def _check_range(v: Any, positive: bool = False, integer: bool = False,
-                 high: float | None = None) -> Any:
+def _check_range(v: Any, positive: bool = False, integer: bool = False, high: float | None = None) -> Any:
     """A value or a [low, high] pair (uniform draw); both ends >= 0 (> 0 when positive) and at most
     ``high`` when given."""
     vals = list(v) if isinstance(v, list | tuple) else [v]
@@ -170,8 +169,7 @@ class Radio(_Model):
     def _bmin(self) -> Radio:
         if self.min_bandwidth_hz > self.bandwidth_hz:
             raise ValueError(
-                f"min_bandwidth_hz ({self.min_bandwidth_hz:g}) exceeds bandwidth_hz "
-                f"({self.bandwidth_hz:g})"
+                f"min_bandwidth_hz ({self.min_bandwidth_hz:g}) exceeds bandwidth_hz ({self.bandwidth_hz:g})"
             )
         return self
 
@@ -185,8 +183,7 @@ class Placement(_Model):
 
     distance_m: Range = (50.0, 300.0)
 
-    _v = field_validator("distance_m", mode="before")(
-        lambda v: _check_range(v, positive=True, high=1e5))
+    _v = field_validator("distance_m", mode="before")(lambda v: _check_range(v, positive=True, high=1e5))
 
 
 class Mobility(_Model):
@@ -261,9 +258,7 @@ class TraceArrivals(_Model):
     steps_column: str | None = None
 
 
-Arrivals = Annotated[
-    PoissonArrivals | MMPPArrivals | TraceArrivals, Field(discriminator="process")
-]
+Arrivals = Annotated[PoissonArrivals | MMPPArrivals | TraceArrivals, Field(discriminator="process")]
 
 
 class Adapters(_Model):
@@ -449,6 +444,7 @@ class Epoch(_Model):
         if 0 < v < MIN_EPOCH_S:
             raise ValueError(f"must be 0 (decide at every arrival) or at least {MIN_EPOCH_S:g} s, got {v!r}")
         return v
+
     max_tasks: Int | None = Field(default=None, ge=1, le=1_000_000)
     decision_time: DecisionTime = DecisionTime()
 
@@ -547,8 +543,9 @@ class ServingProfile(_Model):
 
     memory_gib: float = Field(gt=0, le=1e5, allow_inf_nan=False)
     workspace_gib: float = Field(default=0.0, ge=0, le=1e5, allow_inf_nan=False)
-    batch_factor: dict[str, dict[int, Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)]]] = \
-        Field(default_factory=dict)
+    batch_factor: dict[str, dict[int, Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)]]] = Field(
+        default_factory=dict
+    )
 
 
 class WeightsProfile(_Model):
@@ -598,8 +595,10 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s:g}) must be below duration_s ({self.duration_s:g}); "
-                             "shorten it too (e.g. --set warmup_s=0)")
+            raise ValueError(
+                f"warmup_s ({self.warmup_s:g}) must be below duration_s ({self.duration_s:g}); "
+                "shorten it too (e.g. --set warmup_s=0)"
+            )
         names = [s.name for s in self.servers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -613,8 +612,9 @@ class Scenario(_Model):
                 )
             for mname in srv.models:
                 if mname not in models:
-                    raise ScenarioError(f"unknown model {mname!r}; known: {sorted(models)}",
-                                        f"servers.{k}.models")
+                    raise ScenarioError(
+                        f"unknown model {mname!r}; known: {sorted(models)}", f"servers.{k}.models"
+                    )
                 if mname not in gpus[srv.gpu].seconds_per_step:
                     raise ScenarioError(
                         f"GPU {srv.gpu!r} has no seconds_per_step for model {mname!r}",
@@ -623,14 +623,20 @@ class Scenario(_Model):
         expected = 0.0
         for g, grp in enumerate(self.devices):
             a = grp.arrivals
-            rate = (a.rate_per_s if isinstance(a, PoissonArrivals)
-                    else max(a.rates_per_s) if isinstance(a, MMPPArrivals) else 0.0)
+            rate = (
+                a.rate_per_s
+                if isinstance(a, PoissonArrivals)
+                else max(a.rates_per_s)
+                if isinstance(a, MMPPArrivals)
+                else 0.0
+            )
             expected += grp.count * rate * self.duration_s
             if expected > MAX_EXPECTED_TASKS:
                 raise ScenarioError(
                     f"about {expected:.3g} tasks expected in {self.duration_s:g} s, above the limit "
                     f"of {MAX_EXPECTED_TASKS:g} per run (lower the rate or duration_s)",
-                    f"devices.{g}.arrivals")
+                    f"devices.{g}.arrivals",
+                )
         horizon = self.duration_s + self.drain_s
         events = 0.0
         for g, grp in enumerate(self.devices):
@@ -641,7 +647,8 @@ class Scenario(_Model):
                     raise ScenarioError(
                         f"about {events:.3g} MMPP state switches expected over the run, above the limit "
                         f"of {MAX_EXPECTED_FAULT_EVENTS:g} (lengthen mean_sojourn_s or shorten the run)",
-                        f"devices.{g}.arrivals.mean_sojourn_s")
+                        f"devices.{g}.arrivals.mean_sojourn_s",
+                    )
         for k, f in enumerate(self.faults.servers):
             if f.mtbf_s is not None and f.mttr_s is not None:
                 events += 2.0 * horizon / (f.mtbf_s + f.mttr_s)
@@ -651,34 +658,45 @@ class Scenario(_Model):
                 raise ScenarioError(
                     f"about {events:.3g} fault events (failures and repairs) expected over "
                     f"{horizon:g} s, above the limit of {MAX_EXPECTED_FAULT_EVENTS:g} per run "
-                    "(raise mtbf_s/mttr_s or shorten the run)", f"faults.servers.{k}.mtbf_s")
+                    "(raise mtbf_s/mttr_s or shorten the run)",
+                    f"faults.servers.{k}.mtbf_s",
+                )
         if (self.faults.servers or self.faults.channels or self.faults.backhaul) and self.epoch.length_s:
             beats = horizon / self.epoch.length_s  # with faults the scheduler keeps the epoch beat
             if beats > MAX_EXPECTED_TASKS:
                 raise ScenarioError(
                     f"{beats:.3g} epochs over {horizon:g} s with faults, above the limit of "
-                    f"{MAX_EXPECTED_TASKS:g} (lengthen epoch.length_s or shorten the run)", "epoch.length_s")
+                    f"{MAX_EXPECTED_TASKS:g} (lengthen epoch.length_s or shorten the run)",
+                    "epoch.length_s",
+                )
         for k, f in enumerate(self.faults.servers):
             if f.server not in names:
-                raise ScenarioError(f"unknown server {f.server!r}; servers: {names}",
-                                    f"faults.servers.{k}.server")
+                raise ScenarioError(
+                    f"unknown server {f.server!r}; servers: {names}", f"faults.servers.{k}.server"
+                )
         for k, f in enumerate(self.faults.backhaul):
             if f.server not in names:
-                raise ScenarioError(f"unknown server {f.server!r}; servers: {names}",
-                                    f"faults.backhaul.{k}.server")
+                raise ScenarioError(
+                    f"unknown server {f.server!r}; servers: {names}", f"faults.backhaul.{k}.server"
+                )
         for k, f in enumerate(self.faults.channels):
             if f.device >= self.n_devices:
-                raise ScenarioError(f"device {f.device} does not exist (devices 0..{self.n_devices - 1})",
-                                    f"faults.channels.{k}.device")
+                raise ScenarioError(
+                    f"device {f.device} does not exist (devices 0..{self.n_devices - 1})",
+                    f"faults.channels.{k}.device",
+                )
         hosted = {m for s in self.servers for m in s.models}
         for g, grp in enumerate(self.devices):
             for w, wl in enumerate(grp.workload):
                 if wl.model not in models:
-                    raise ScenarioError(f"unknown model {wl.model!r}; known: {sorted(models)}",
-                                        f"devices.{g}.workload.{w}.model")
+                    raise ScenarioError(
+                        f"unknown model {wl.model!r}; known: {sorted(models)}",
+                        f"devices.{g}.workload.{w}.model",
+                    )
                 if wl.model not in hosted:
-                    raise ScenarioError(f"no server hosts model {wl.model!r}",
-                                        f"devices.{g}.workload.{w}.model")
+                    raise ScenarioError(
+                        f"no server hosts model {wl.model!r}", f"devices.{g}.workload.{w}.model"
+                    )
         if self.epoch.decision_time.mode == "measured":  # the timing file must be readable now
             from mecsim.decision.timing import scenario_timing_model
 
@@ -689,11 +707,22 @@ class Scenario(_Model):
     def _check_serving(self) -> None:
         """Batching, residency, adapters and preloads name serving data that exists."""
         svc = self.service
-        adapters = [(g, w, wl) for g, grp in enumerate(self.devices)
-                    for w, wl in enumerate(grp.workload) if wl.adapters is not None]
+        adapters = [
+            (g, w, wl)
+            for g, grp in enumerate(self.devices)
+            for w, wl in enumerate(grp.workload)
+            if wl.adapters is not None
+        ]
         preloads = [k for k, s in enumerate(self.servers) if s.preload is not None]
-        if not (svc.batching.enabled or svc.residency.enabled or adapters or preloads
-                or self.profiles.serving or self.profiles.weights or self.profiles.uses):
+        if not (
+            svc.batching.enabled
+            or svc.residency.enabled
+            or adapters
+            or preloads
+            or self.profiles.serving
+            or self.profiles.weights
+            or self.profiles.uses
+        ):
             return
         from mecsim.sim.gpu import load_serving_data  # light; only for scenarios that use it
 
@@ -704,23 +733,30 @@ class Scenario(_Model):
         if svc.batching.enabled or svc.residency.enabled:
             for k, srv in enumerate(self.servers):
                 if srv.gpu not in data.gpus:
-                    raise ScenarioError(f"GPU {srv.gpu!r} has no serving data (memory, batch factors); "
-                                        f"known: {sorted(data.gpus)} (add it under profiles.serving)",
-                                        f"servers.{k}.gpu")
+                    raise ScenarioError(
+                        f"GPU {srv.gpu!r} has no serving data (memory, batch factors); "
+                        f"known: {sorted(data.gpus)} (add it under profiles.serving)",
+                        f"servers.{k}.gpu",
+                    )
         for g, w, wl in adapters:
             kind = wl.adapters.kind
             it = data.items.get(kind)
             if it is None:
-                raise ScenarioError(f"unknown adapter kind {kind!r}; known: {sorted(data.items)}",
-                                    f"devices.{g}.workload.{w}.adapters.kind")
+                raise ScenarioError(
+                    f"unknown adapter kind {kind!r}; known: {sorted(data.items)}",
+                    f"devices.{g}.workload.{w}.adapters.kind",
+                )
             if it.base is None or it.base not in data.uses.get(wl.model, (wl.model,)):
-                raise ScenarioError(f"{kind!r} is an adapter of {it.base!r}, which model {wl.model!r} "
-                                    "does not use", f"devices.{g}.workload.{w}.adapters.kind")
+                raise ScenarioError(
+                    f"{kind!r} is an adapter of {it.base!r}, which model {wl.model!r} does not use",
+                    f"devices.{g}.workload.{w}.adapters.kind",
+                )
         for k in preloads:
             for name in self.servers[k].preload or ():
                 if name.split("#", 1)[0] not in data.items:
-                    raise ScenarioError(f"unknown weights {name!r}; known: {sorted(data.items)}",
-                                        f"servers.{k}.preload")
+                    raise ScenarioError(
+                        f"unknown weights {name!r}; known: {sorted(data.items)}", f"servers.{k}.preload"
+                    )
 
     # convenient derived facts -----------------------------------------------------------------
     @property
@@ -840,8 +876,10 @@ def _check_yaml_events(text: str) -> None:
             if anchor is not None:
                 sizes[anchor] = count - start
         if count > MAX_YAML_NODES:
-            raise _YamlTooBig(f"more than {MAX_YAML_NODES:,} nodes once aliases are expanded "
-                              "(aliases multiply the document, or it is too dense)")
+            raise _YamlTooBig(
+                f"more than {MAX_YAML_NODES:,} nodes once aliases are expanded "
+                "(aliases multiply the document, or it is too dense)"
+            )
 
 
 def load_yaml_text(text: str | bytes) -> Any:
@@ -905,8 +943,11 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-def _format_validation_error(exc: ValidationError, error: type[Any] = ScenarioError,
-                             skip: tuple[str, ...] = ("poisson", "mmpp", "trace")) -> Any:
+def _format_validation_error(
+    exc: ValidationError,
+    error: type[Any] = ScenarioError,
+    skip: tuple[str, ...] = ("poisson", "mmpp", "trace"),
+) -> Any:
     """One line from a pydantic error: the first problem's dotted field, message and value.
 
     ``skip`` drops discriminator tags from the field path; ``error`` is the class to return (any
@@ -917,13 +958,12 @@ def _format_validation_error(exc: ValidationError, error: type[Any] = ScenarioEr
     loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in skip))
     msg = first["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     val = first.get("input")
     shown = ""
-    if (first["type"] not in ("missing",) and not isinstance(val, dict | list)
-            and "got " not in msg):
+    if first["type"] not in ("missing",) and not isinstance(val, dict | list) and "got " not in msg:
         shown = f" (got {val!r})"
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     inner = getattr(first.get("ctx", {}).get("error"), "field", None)
@@ -984,8 +1024,11 @@ def _check_plain_size(data: Any, what: str) -> None:
             on_path.discard(key)
             memo[key] = total = 1 + sum(memo.get(id(c), 1) for c in kids(x))
             if total > MAX_YAML_NODES:
-                raise ScenarioError(f"more than {MAX_YAML_NODES:,} values once shared parts are "
-                                    f"expanded (aliases multiply the document?)", what)
+                raise ScenarioError(
+                    f"more than {MAX_YAML_NODES:,} values once shared parts are "
+                    f"expanded (aliases multiply the document?)",
+                    what,
+                )
             continue
         if key in memo:
             continue
@@ -1041,8 +1084,7 @@ def registered_scenarios() -> dict[str, Path]:
     return out
 
 
-def load_scenario(source: str | os.PathLike[str] | dict[str, Any] | Scenario,
-                  **overrides: Any) -> Scenario:
+def load_scenario(source: str | os.PathLike[str] | dict[str, Any] | Scenario, **overrides: Any) -> Scenario:
     """Load a scenario from a registered name, a YAML path, a dict or a Scenario.
 
     Args:
@@ -1065,8 +1107,7 @@ def load_scenario(source: str | os.PathLike[str] | dict[str, Any] | Scenario,
             path = reg[str(source)]
         else:
             raise ScenarioError(
-                f"no such file or registered scenario {str(source)!r}; registered: "
-                f"{', '.join(sorted(reg))}"
+                f"no such file or registered scenario {str(source)!r}; registered: {', '.join(sorted(reg))}"
             )
     if path.is_dir():
         raise ScenarioError(f"{path} is a folder, not a scenario file")

@@ -218,15 +218,19 @@ def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Deci
     n = state.n_tasks
     srv = dec.server
     if srv.shape != (n,) or dec.bandwidth_hz.shape != (n,):
-        raise _invalid("shape", f"policy {name!r}: decision arrays must have shape ({n},), got "
-                       f"server {srv.shape}, bandwidth_hz {dec.bandwidth_hz.shape}")
+        raise _invalid(
+            "shape",
+            f"policy {name!r}: decision arrays must have shape ({n},), got "
+            f"server {srv.shape}, bandwidth_hz {dec.bandwidth_hz.shape}",
+        )
     if n:
         m = state.n_servers
         lo, hi = int(srv.min()), int(srv.max())
         if lo < DEFER or hi >= m:
             bad = lo if lo < DEFER else hi
-            raise _invalid("range", f"policy {name!r}: server index {bad} out of range "
-                           f"(0..{m - 1}, DROP=-1, DEFER=-2)")
+            raise _invalid(
+                "range", f"policy {name!r}: server index {bad} out of range (0..{m - 1}, DROP=-1, DEFER=-2)"
+            )
         if hi >= 0:
             go = np.flatnonzero(srv >= 0)
             ok = state.feasible[go, srv[go]]
@@ -235,18 +239,24 @@ def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Deci
                 raise _invalid(
                     "feasible",
                     f"policy {name!r}: task {int(state.task_id[i])} (model {state.model[i]!r}) "
-                    f"sent to server {state.server_names[srv[i]]!r}, which cannot run it")
+                    f"sent to server {state.server_names[srv[i]]!r}, which cannot run it",
+                )
             if not state.ideal_radio:
                 bw = dec.bandwidth_hz[go]
                 if not np.isfinite(bw).all() or bw.min() < state.min_bandwidth_hz * (1 - 1e-9):
-                    raise _invalid("bandwidth", f"policy {name!r}: a dispatched task got a bandwidth "
-                                   f"below min_bandwidth_hz={state.min_bandwidth_hz:g} or not finite")
+                    raise _invalid(
+                        "bandwidth",
+                        f"policy {name!r}: a dispatched task got a bandwidth "
+                        f"below min_bandwidth_hz={state.min_bandwidth_hz:g} or not finite",
+                    )
                 total = float(bw.sum())
                 if total > state.bandwidth_budget_hz * (1 + 1e-9):
-                    raise _invalid("bandwidth", f"policy {name!r}: bandwidth shares sum to {total:g} "
-                                   f"Hz, above the budget {state.bandwidth_budget_hz:g} Hz")
+                    raise _invalid(
+                        "bandwidth",
+                        f"policy {name!r}: bandwidth shares sum to {total:g} "
+                        f"Hz, above the budget {state.bandwidth_budget_hz:g} Hz",
+                    )
     for k, v in dec.info.items():
         if not isinstance(v, _INFO_TYPES):
-            raise _invalid("info", f"policy {name!r}: info[{k!r}] must be a scalar, "
-                           f"got {type(v).__name__}")
+            raise _invalid("info", f"policy {name!r}: info[{k!r}] must be a scalar, got {type(v).__name__}")
     return dec

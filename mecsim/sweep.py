@@ -31,7 +31,23 @@ from mecsim.study.spec import PolicyEntry, SweepError, SweepSpec, load_sweep_spe
 from mecsim.study.sweep import run_sweep
 
 __all__ = [
-    "SweepError", "SweepSpec", "PolicyEntry", "RunSpec", "load_sweep_spec", "plan_runs", "run_sweep",
-    "execute_run", "read_catalogue", "CATALOGUE_COLUMNS", "TABLES", "DONE", "FAILED", "PENDING", "run_dir",
-    "table_file", "is_complete", "harmonise_tables", "run_id_for",
+    "SweepError",
+    "SweepSpec",
+    "PolicyEntry",
+    "RunSpec",
+    "load_sweep_spec",
+    "plan_runs",
+    "run_sweep",
+    "execute_run",
+    "read_catalogue",
+    "CATALOGUE_COLUMNS",
+    "TABLES",
+    "DONE",
+    "FAILED",
+    "PENDING",
+    "run_dir",
+    "table_file",
+    "is_complete",
+    "harmonise_tables",
+    "run_id_for",
 ]

@@ -16,21 +16,44 @@ from mecsim.cli_common import _guard
 
 @click.command()
 @click.argument("sweep_file")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Address of a running Dask scheduler (e.g. tcp://host:8786); default: an "
-                   "embedded local cluster.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="1: serially in this process; N: worker processes of the embedded local cluster "
-                   "(default: one per core).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: runs/<sweep name>).")
-@click.option("--max-runs", type=click.IntRange(min=0), default=None,
-              help="Run at most N of the pending runs, then stop (a later call resumes).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar (default: on when stderr is a terminal).")
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler (e.g. tcp://host:8786); default: an embedded local cluster.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="1: serially in this process; N: worker processes of the embedded local cluster "
+    "(default: one per core).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default: runs/<sweep name>).",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Run at most N of the pending runs, then stop (a later call resumes).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal)."
+)
 @_guard
-def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: str | None,
-          max_runs: int | None, progress: bool | None) -> None:
+def sweep(
+    sweep_file: str,
+    scheduler: str | None,
+    workers: int | None,
+    out_dir: str | None,
+    max_runs: int | None,
+    progress: bool | None,
+) -> None:
     """Run the sweep in SWEEP_FILE (on Dask); finished runs of an earlier call are skipped.
 
     Each table is one Parquet dataset, OUT/<table>/run_id=<id>/ (tasks, epochs, servers, faults);
@@ -44,8 +67,7 @@ def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: 
     out = Path(out_dir) if out_dir else Path("runs") / spec.name
     if progress is None:
         progress = sys.stderr.isatty()
-    cat = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress,
-                    max_runs=max_runs)
+    cat = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress, max_runs=max_runs)
     n = len(cat)
     done = int((cat["status"] == DONE).sum())
     failed = cat[cat["status"] == FAILED]
@@ -53,8 +75,10 @@ def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: 
     click.echo(f"sweep {spec.name}: {n} runs: {done} done, {len(failed)} failed, {pending} pending")
     click.echo(f"catalogue: {out / 'catalogue.parquet'}")
     for row in failed.head(20).itertuples(index=False):
-        click.echo(f"failed {row.run_id} ({row.policy}, seed {row.seed}, overrides {row.overrides}): "
-                   f"{row.error}", err=True)
+        click.echo(
+            f"failed {row.run_id} ({row.policy}, seed {row.seed}, overrides {row.overrides}): {row.error}",
+            err=True,
+        )
     if len(failed) > 20:
         click.echo(f"... and {len(failed) - 20} more failed runs (see the catalogue)", err=True)
     if len(failed):
@@ -63,12 +87,25 @@ def sweep(sweep_file: str, scheduler: str | None, workers: int | None, out_dir: 
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--by", default=None, metavar="COLS",
-              help="Comma-separated grouping columns (default: policy and the overrides that vary).")
-@click.option("--ci", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.95,
-              show_default=True, help="Confidence level of the latency intervals across seeds.")
-@click.option("--dt", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Grid step of the queue plot in seconds (default: duration / 200).")
+@click.option(
+    "--by",
+    default=None,
+    metavar="COLS",
+    help="Comma-separated grouping columns (default: policy and the overrides that vary).",
+)
+@click.option(
+    "--ci",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the latency intervals across seeds.",
+)
+@click.option(
+    "--dt",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Grid step of the queue plot in seconds (default: duration / 200).",
+)
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the figures.")
 @_guard
 def report(directory: str, by: str | None, ci: float, dt: float | None, figures: bool) -> None:

@@ -41,8 +41,16 @@ STATUS_NAMES = ("completed", "dropped", "in_flight")
 DROP_REASONS = ("", "policy", "deadline_expired_waiting", "deadline_expired_queue", "server_failure")
 
 #: Events of the faults table.
-FAULT_EVENTS = ("server_down", "server_up", "channel_down", "channel_up", "backhaul_degraded",
-                "backhaul_restored", "task_redispatched", "task_dropped")
+FAULT_EVENTS = (
+    "server_down",
+    "server_up",
+    "channel_down",
+    "channel_up",
+    "backhaul_degraded",
+    "backhaul_restored",
+    "task_redispatched",
+    "task_dropped",
+)
 
 
 class Columns:
@@ -171,13 +179,25 @@ SERVER_COLUMNS: dict[str, tuple[Any, Any]] = {
     "in_transit": (np.int32, 0),
 }
 
-_T_COLS = ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
-           "t_service_start", "t_service_end", "t_complete")
+_T_COLS = (
+    "t_decision",
+    "t_upload_start",
+    "t_upload_end",
+    "t_server_arrival",
+    "t_service_start",
+    "t_service_end",
+    "t_complete",
+)
 
 
-def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
-                server_names: tuple[str, ...], t_end: float, first_id: int = 0,
-                adapter_names: tuple[str, ...] = ()) -> pd.DataFrame:
+def tasks_frame(
+    cols: dict[str, np.ndarray],
+    model_names: tuple[str, ...],
+    server_names: tuple[str, ...],
+    t_end: float,
+    first_id: int = 0,
+    adapter_names: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """The tasks table as seen at ``t_end``: times after the end are NaN (not yet happened).
     Row ``i`` of ``cols`` is task ``first_id + i`` (streamed runs convert the table in chunks).
 
@@ -190,14 +210,12 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     n = len(cols["device"])
     df = pd.DataFrame({"task_id": np.arange(first_id, first_id + n, dtype=np.int64)})
     df["device"] = cols["device"].astype(np.int64)
-    df["model"] = pd.Categorical.from_codes(cols["model"].astype(np.int64),
-                                            categories=list(model_names))
+    df["model"] = pd.Categorical.from_codes(cols["model"].astype(np.int64), categories=list(model_names))
     for k in ("input_bits", "output_bits"):
         df[k] = cols[k]
     df["steps"] = cols["steps"].astype(np.int64)
     srv = cols["server"].astype(np.int64)
-    df["server"] = pd.Categorical.from_codes(np.where(srv >= 0, srv, -1),
-                                             categories=list(server_names))
+    df["server"] = pd.Categorical.from_codes(np.where(srv >= 0, srv, -1), categories=list(server_names))
     df["server_index"] = srv
     df["epoch"] = cols["epoch"]
     df["bandwidth_hz"] = cols["bandwidth_hz"]
@@ -211,8 +229,9 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     completed = ~dropped & (cols["t_complete"] <= t_end)
     status = np.where(completed, 0, np.where(dropped, 1, 2))
     df["status"] = pd.Categorical.from_codes(status, categories=list(STATUS_NAMES))
-    df["drop_reason"] = pd.Categorical.from_codes(cols["drop_reason"].astype(np.int64),
-                                                  categories=list(DROP_REASONS))
+    df["drop_reason"] = pd.Categorical.from_codes(
+        cols["drop_reason"].astype(np.int64), categories=list(DROP_REASONS)
+    )
     df["latency"] = np.where(completed, cols["t_complete"] - cols["t_arrival"], np.nan)
     deadline = cols["deadline"]
     df["deadline"] = deadline
@@ -226,8 +245,9 @@ def tasks_frame(cols: dict[str, np.ndarray], model_names: tuple[str, ...],
     df["service_factor"] = cols["service_factor"]
     df["redispatches"] = cols["attempts"].astype(np.int64)
     if "batch_size" in cols:
-        df["adapter"] = pd.Categorical.from_codes(cols["adapter"].astype(np.int64),
-                                                  categories=list(adapter_names))
+        df["adapter"] = pd.Categorical.from_codes(
+            cols["adapter"].astype(np.int64), categories=list(adapter_names)
+        )
         done = ~np.isnan(df["t_service_start"].to_numpy())  # its batch had started by t_end
         df["batch_id"] = np.where(done, cols["batch_id"], -1)
         df["batch_size"] = np.where(done, cols["batch_size"], 0).astype(np.int64)
@@ -248,20 +268,33 @@ def loads_frame(models: list[Any], server_names: tuple[str, ...]) -> pd.DataFram
         if m is None:
             continue
         for ev in m.loads:
-            rows.append((ev.t, ev.t_end, j, ev.slot, ev.key, ",".join(ev.items), ",".join(ev.evicted),
-                         ev.t_end - ev.t))
-    df = pd.DataFrame(rows, columns=["t", "t_end", "server_index", "gpu", "key", "items", "evicted",
-                                     "load_s"])
-    df.insert(2, "server", pd.Categorical.from_codes(df["server_index"].to_numpy(dtype=np.int64),
-                                                     categories=list(server_names)))
+            rows.append(
+                (
+                    ev.t,
+                    ev.t_end,
+                    j,
+                    ev.slot,
+                    ev.key,
+                    ",".join(ev.items),
+                    ",".join(ev.evicted),
+                    ev.t_end - ev.t,
+                )
+            )
+    df = pd.DataFrame(
+        rows, columns=["t", "t_end", "server_index", "gpu", "key", "items", "evicted", "load_s"]
+    )
+    df.insert(
+        2,
+        "server",
+        pd.Categorical.from_codes(df["server_index"].to_numpy(dtype=np.int64), categories=list(server_names)),
+    )
     return df.sort_values(["t", "server_index", "gpu"], kind="stable").reset_index(drop=True)
 
 
 def faults_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> pd.DataFrame:
     """The faults table: one row per fault event and per task it redispatched or dropped."""
     df = pd.DataFrame({"t": cols["t"]})
-    df["event"] = pd.Categorical.from_codes(cols["event"].astype(np.int64),
-                                            categories=list(FAULT_EVENTS))
+    df["event"] = pd.Categorical.from_codes(cols["event"].astype(np.int64), categories=list(FAULT_EVENTS))
     srv = cols["server"].astype(np.int64)
     df["server"] = pd.Categorical.from_codes(srv, categories=list(server_names))
     df["device"] = cols["device"].astype(np.int64)
@@ -272,8 +305,7 @@ def faults_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> 
 def servers_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> pd.DataFrame:
     """The servers table: one row per change of a server's queue, busy slots or transit count."""
     df = pd.DataFrame({"t": cols["t"]})
-    df["server"] = pd.Categorical.from_codes(cols["server"].astype(np.int64),
-                                             categories=list(server_names))
+    df["server"] = pd.Categorical.from_codes(cols["server"].astype(np.int64), categories=list(server_names))
     df["queue_len"] = cols["queue_len"].astype(np.int64)
     df["busy_slots"] = cols["busy_slots"].astype(np.int64)
     df["in_transit"] = cols["in_transit"].astype(np.int64)
@@ -282,6 +314,7 @@ def servers_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) ->
 
 
 # -- streaming to Parquet ---------------------------------------------------------------------
+
 
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp)`` with a temporary name next to ``path``, then rename it to ``path``, so
@@ -375,12 +408,15 @@ class TraceWriter:
             return
         self.closed = True
         first: BaseException | None = None
-        steps = [lambda w=w, tmp=tmp, name=name: (w.close(), os.replace(tmp, self.out / f"{name}.parquet"))
-                 for name, (w, tmp) in self._writers.items()]
+        steps = [
+            lambda w=w, tmp=tmp, name=name: (w.close(), os.replace(tmp, self.out / f"{name}.parquet"))
+            for name, (w, tmp) in self._writers.items()
+        ]
         steps.append(self._finish_epochs)
         if faults is not None:
-            steps.append(lambda: atomic_write(self.out / "faults.parquet",
-                                              lambda p: faults.to_parquet(p, index=False)))
+            steps.append(
+                lambda: atomic_write(self.out / "faults.parquet", lambda p: faults.to_parquet(p, index=False))
+            )
         for step in steps:
             try:
                 step()
@@ -418,8 +454,7 @@ def _epochs_table(df: pd.DataFrame) -> Any:
             try:
                 pa.array(df[c], from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                df[c] = [None if v is None or (isinstance(v, float) and v != v) else str(v)
-                         for v in df[c]]
+                df[c] = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in df[c]]
         return pa.Table.from_pandas(df, preserve_index=False)
 
 

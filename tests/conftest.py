@@ -32,8 +32,13 @@ def tiny_scenario(**over):
         "seed": 1,
         "duration_s": 60.0,
         "radio": {"bandwidth_hz": 10e6},
-        "devices": [{"count": 3, "arrivals": {"process": "poisson", "rate_per_s": 0.3},
-                     "workload": [{"model": "sd15", "steps": 20, "deadline_s": 15}]}],
+        "devices": [
+            {
+                "count": 3,
+                "arrivals": {"process": "poisson", "rate_per_s": 0.3},
+                "workload": [{"model": "sd15", "steps": 20, "deadline_s": 15}],
+            }
+        ],
         "servers": [
             {"name": "a", "gpu": "a100", "models": ["sd15", "sdxl"]},
             {"name": "b", "gpu": "rtx3060", "slots": 2, "models": ["sd15"]},
@@ -117,11 +122,28 @@ def interrupt_cli_run(out, *extra, timeout_s=300.0):
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.Popen([sys.executable, "-m", "mecsim.cli", "run", "paper-medium-v1",
-                             "--duration", "500000", "--no-progress", "--out", str(out),
-                             "--policy", "tests.conftest:SignalWhenRunning", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mecsim.cli",
+            "run",
+            "paper-medium-v1",
+            "--duration",
+            "500000",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--policy",
+            "tests.conftest:SignalWhenRunning",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     watchdog = threading.Timer(timeout_s, proc.kill)  # a child that never gets ready fails the test
     watchdog.start()
     try:

@@ -20,8 +20,9 @@ from mecsim.registry import SOLVERS
 from mecsim.state import Decision
 from mecsim.testing import random_epoch_state
 
-needs_null = pytest.mark.skipif(NULL_SOLVER not in SOLVERS.names(),
-                                reason=f"solver {NULL_SOLVER!r} not registered on this branch")
+needs_null = pytest.mark.skipif(
+    NULL_SOLVER not in SOLVERS.names(), reason=f"solver {NULL_SOLVER!r} not registered on this branch"
+)
 
 
 def _objective_gap(policy: str, state, rng_seed: int = 0, **params) -> float:
@@ -73,8 +74,9 @@ def test_null_preset_uses_the_sa_reads():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(8, 16), m=st.integers(3, 7), seed=st.integers(0, 10**6),
-       hosts=st.sampled_from([1.0, 0.6]))
+@given(
+    n=st.integers(8, 16), m=st.integers(3, 7), seed=st.integers(0, 10**6), hosts=st.sampled_from([1.0, 0.6])
+)
 def test_greedy_ls_never_worse_than_greedy_on_random_batch_states(n, m, seed, hosts):
     # batch-v1's median epoch: about 12 tasks on 7 servers (tests/test_regimes.py)
     state = random_epoch_state(n, m, seed, host_probability=hosts)

@@ -27,8 +27,14 @@ from mecsim.analysis import (
     write_report,
 )
 
-SPEC = {"name": "an", "scenario": "smoke-v1", "overrides": {"duration_s": 40, "warmup_s": 5},
-        "grid": {"servers.1.slots": [1, 2]}, "policies": ["random", "greedy"], "seeds": {"count": 3}}
+SPEC = {
+    "name": "an",
+    "scenario": "smoke-v1",
+    "overrides": {"duration_s": 40, "warmup_s": 5},
+    "grid": {"servers.1.slots": [1, 2]},
+    "policies": ["random", "greedy"],
+    "seeds": {"count": 3},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +46,10 @@ def sweep_dir(tmp_path_factory):
     from mecsim.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("sweep")
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
         cat = run_sweep(SPEC, out, scheduler=client, progress=False)
     assert (cat["status"] == "done").all()
     return out
@@ -62,8 +70,15 @@ def test_load_sweep_is_one_dataset_joined_with_the_catalogue(sweep_dir):
     summ = sw.summaries().set_index("run_id")
     assert (sizes == summ.loc[sizes.index.astype(str), "tasks_generated"].to_numpy()).all()
     # Catalogue conditions select runs, the others filter rows; columns are read selectively.
-    some = sw.tasks(columns=["latency"], filters=[("policy", "==", "greedy"), ("seed", "in", [0, 2]),
-                                                  ("servers.1.slots", "==", 2), ("latency", ">", 0.5)])
+    some = sw.tasks(
+        columns=["latency"],
+        filters=[
+            ("policy", "==", "greedy"),
+            ("seed", "in", [0, 2]),
+            ("servers.1.slots", "==", 2),
+            ("latency", ">", 0.5),
+        ],
+    )
     assert set(some["policy"]) == {"greedy"} and set(some["seed"]) == {0, 2}
     assert (some["latency"] > 0.5).all() and some["run_id"].nunique() == 2
     assert "t_arrival" not in some.columns
@@ -94,15 +109,51 @@ def _synthetic(lat_by_seed: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
     rows = []
     for (pol, seed), lats in lat_by_seed.items():
         for k, x in enumerate(lats):
-            rows.append({"policy": pol, "seed": seed, "status": "completed", "t_arrival": 10.0 + k,
-                         "latency": x, "deadline": 10.0 + k + 3.0, "deadline_met": x <= 3.0})
+            rows.append(
+                {
+                    "policy": pol,
+                    "seed": seed,
+                    "status": "completed",
+                    "t_arrival": 10.0 + k,
+                    "latency": x,
+                    "deadline": 10.0 + k + 3.0,
+                    "deadline_met": x <= 3.0,
+                }
+            )
         # One task of each kind that must be left out of the latency, and said so.
-        rows.append({"policy": pol, "seed": seed, "status": "dropped", "t_arrival": 20.0, "latency": np.nan,
-                     "deadline": 23.0, "deadline_met": False})
-        rows.append({"policy": pol, "seed": seed, "status": "in_flight", "t_arrival": 21.0,
-                     "latency": np.nan, "deadline": 24.0, "deadline_met": pd.NA})
-        rows.append({"policy": pol, "seed": seed, "status": "completed", "t_arrival": 1.0, "latency": 99.0,
-                     "deadline": np.inf, "deadline_met": True})
+        rows.append(
+            {
+                "policy": pol,
+                "seed": seed,
+                "status": "dropped",
+                "t_arrival": 20.0,
+                "latency": np.nan,
+                "deadline": 23.0,
+                "deadline_met": False,
+            }
+        )
+        rows.append(
+            {
+                "policy": pol,
+                "seed": seed,
+                "status": "in_flight",
+                "t_arrival": 21.0,
+                "latency": np.nan,
+                "deadline": 24.0,
+                "deadline_met": pd.NA,
+            }
+        )
+        rows.append(
+            {
+                "policy": pol,
+                "seed": seed,
+                "status": "completed",
+                "t_arrival": 1.0,
+                "latency": 99.0,
+                "deadline": np.inf,
+                "deadline_met": True,
+            }
+        )
     df = pd.DataFrame(rows)
     df["deadline_met"] = df["deadline_met"].astype("boolean")
     df["warmup_s"] = 5.0
@@ -110,8 +161,13 @@ def _synthetic(lat_by_seed: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
 
 
 def test_latency_stats_ci_across_seeds():
-    lat = {("a", 0): [1.0, 2.0, 3.0], ("a", 1): [2.0, 4.0], ("a", 2): [1.0, 1.0, 1.0, 5.0],
-           ("b", 0): [0.5], ("b", 1): [0.7, 0.9]}
+    lat = {
+        ("a", 0): [1.0, 2.0, 3.0],
+        ("a", 1): [2.0, 4.0],
+        ("a", 2): [1.0, 1.0, 1.0, 5.0],
+        ("b", 0): [0.5],
+        ("b", 1): [0.7, 0.9],
+    }
     df = _synthetic(lat)
     out = latency_stats(df, by="policy", ci=0.9).set_index("policy")
     means = np.array([2.0, 3.0, 2.0])
@@ -175,13 +231,15 @@ def test_breakdown_stages_sum_to_latency():
 
 
 def test_queue_timeseries_is_time_weighted():
-    servers = pd.DataFrame({
-        "t": [0.0, 1.0, 2.5, 0.5, 0.5, 3.0],
-        "server": pd.Categorical(["a", "a", "a", "b", "b", "b"]),
-        "queue_len": [2, 0, 1, 5, 1, 0],  # b: two changes at t = 0.5, the last one holds
-        "busy_slots": [1, 1, 2, 0, 2, 1],
-        "in_transit": [0, 0, 0, 0, 0, 0],
-    })
+    servers = pd.DataFrame(
+        {
+            "t": [0.0, 1.0, 2.5, 0.5, 0.5, 3.0],
+            "server": pd.Categorical(["a", "a", "a", "b", "b", "b"]),
+            "queue_len": [2, 0, 1, 5, 1, 0],  # b: two changes at t = 0.5, the last one holds
+            "busy_slots": [1, 1, 2, 0, 2, 1],
+            "in_transit": [0, 0, 0, 0, 0, 0],
+        }
+    )
     ts = queue_timeseries(servers, dt=1.0, slots={"a": 2, "b": 4}, t1=4.0)
     a = ts[ts["server"] == "a"]
     np.testing.assert_allclose(a["t"], [0, 1, 2, 3])
@@ -260,8 +318,10 @@ def test_plots_return_figures_and_save_png_and_pdf(tmp_path):
     assert plots.save_figure(fig, tmp_path / "q.png") == [tmp_path / "q.png", tmp_path / "q.pdf"]
 
 
-@pytest.mark.parametrize("module", ["mecsim.sweep", "mecsim.study.sweep", "mecsim.analysis.stats",
-                                    "mecsim.analysis.labels", "mecsim.plots"])
+@pytest.mark.parametrize(
+    "module",
+    ["mecsim.sweep", "mecsim.study.sweep", "mecsim.analysis.stats", "mecsim.analysis.labels", "mecsim.plots"],
+)
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -284,10 +344,17 @@ def _queue_tasks(growth_per_s: float, seed: int, n: int = 400, duration: float =
     t = np.sort(rng.uniform(0, duration, n))
     lat = 1.0 + rng.exponential(0.3, n) + growth_per_s * t
     done = t + lat <= duration
-    return pd.DataFrame({"t_arrival": t, "latency": np.where(done, lat, np.nan),
-                         "t_complete": np.where(done, t + lat, np.nan),
-                         "status": np.where(done, "completed", "in_flight"), "seed": seed,
-                         "warmup_s": 20.0, "duration_s": duration})
+    return pd.DataFrame(
+        {
+            "t_arrival": t,
+            "latency": np.where(done, lat, np.nan),
+            "t_complete": np.where(done, t + lat, np.nan),
+            "status": np.where(done, "completed", "in_flight"),
+            "seed": seed,
+            "warmup_s": 20.0,
+            "duration_s": duration,
+        }
+    )
 
 
 def test_stability_flags_a_growing_queue_and_not_a_stable_one():
@@ -349,10 +416,12 @@ def test_analysis_has_no_import_circle_and_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, mecsim.analysis.stats, mecsim.analysis.load, mecsim.analysis.report\n"
-            "assert 'mecsim.analysis.plots' not in sys.modules, 'stats/load/report import plots'\n"
-            "import mecsim.analysis, mecsim.plots\n"
-            "assert 'matplotlib' not in sys.modules and 'dask' not in sys.modules\n")
+    code = (
+        "import sys, mecsim.analysis.stats, mecsim.analysis.load, mecsim.analysis.report\n"
+        "assert 'mecsim.analysis.plots' not in sys.modules, 'stats/load/report import plots'\n"
+        "import mecsim.analysis, mecsim.plots\n"
+        "assert 'matplotlib' not in sys.modules and 'dask' not in sys.modules\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -362,9 +431,15 @@ def test_figures_name_axes_and_mark_what_they_draw():
     from mecsim import plots
 
     key = "devices.0.arrivals.rate_per_s"
-    st = pd.DataFrame({"policy": ["a", "a", "b", "b"], key: [0.1, 1.0, 0.1, 1.0],
-                       "mean_s": [1.0, 50.0, 1.2, 60.0], "mean_s_lo": [np.nan] * 4,
-                       "mean_s_hi": [np.nan] * 4})
+    st = pd.DataFrame(
+        {
+            "policy": ["a", "a", "b", "b"],
+            key: [0.1, 1.0, 0.1, 1.0],
+            "mean_s": [1.0, 50.0, 1.2, 60.0],
+            "mean_s_lo": [np.nan] * 4,
+            "mean_s_hi": [np.nan] * 4,
+        }
+    )
     fig = plots.vary_figure(st, key)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "arrival rate per device (1/s)" and ax.get_yscale() == "log"
@@ -373,8 +448,13 @@ def test_figures_name_axes_and_mark_what_they_draw():
     assert labels and not any("10^" in t or "times" in t for t in labels), labels  # plain numbers
     # no interval (one seed): lines without error bars, so the legend shows lines
     assert not ax.containers and len(ax.get_legend().get_lines()) == 2
-    summ = pd.DataFrame({"policy": ["r"] * 4 + ["x"] * 4, "seed": list(range(4)) * 2,
-                         "latency_mean_s": [1.0, 2.0, 3.0, 4.0, 1.5, 2.4, 3.6, 4.5]})
+    summ = pd.DataFrame(
+        {
+            "policy": ["r"] * 4 + ["x"] * 4,
+            "seed": list(range(4)) * 2,
+            "latency_mean_s": [1.0, 2.0, 3.0, 4.0, 1.5, 2.4, 3.6, 4.5],
+        }
+    )
     fig = plots.paired_figure(summ, "r", title="t")
     dots = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
     assert len(dots) == 1 and len(dots[0].get_xdata()) == 4  # one dot per seed

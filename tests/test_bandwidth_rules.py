@@ -85,8 +85,9 @@ def test_two_uploads_sum_and_minmax_against_one_dimensional_solvers() -> None:
     def t(d: float, b: float) -> float:
         return d / _rate(b)
 
-    best = minimize_scalar(lambda b: t(2e6, b) + t(6e6, B - b), bounds=(1.0, B - 1.0),
-                           method="bounded", options={"xatol": 1e-6})
+    best = minimize_scalar(
+        lambda b: t(2e6, b) + t(6e6, B - b), bounds=(1.0, B - 1.0), method="bounded", options={"xatol": 1e-6}
+    )
     b1 = best.x
     np.testing.assert_allclose(_ends("sum", [2e6, 6e6]), [t(2e6, b1), t(6e6, B - b1)], rtol=1e-8)
     # minmax: the common time solves T_1(b) = T_2(B - b) (brentq on the difference).
@@ -131,10 +132,16 @@ def test_three_uploads_sum_and_minmax_against_slsqp() -> None:
         return bits / (s * B * np.log2(1.0 + A / (s * B)))
 
     # sum: scipy SLSQP on the shares (fractions of B), independent of the KKT solver.
-    res = minimize(lambda s: times(s).sum(), np.full(3, 1 / 3), method="SLSQP",
-                   bounds=[(1e-6, 1)] * 3, constraints=[{"type": "eq", "fun": lambda s: s.sum() - 1}],
-                   options={"ftol": 1e-14})
+    res = minimize(
+        lambda s: times(s).sum(),
+        np.full(3, 1 / 3),
+        method="SLSQP",
+        bounds=[(1e-6, 1)] * 3,
+        constraints=[{"type": "eq", "fun": lambda s: s.sum() - 1}],
+        options={"ftol": 1e-14},
+    )
     np.testing.assert_allclose(_ends("sum", list(bits)).sum(), times(res.x).sum(), rtol=1e-7)
+
     # minmax: all three end together; the common time t solves sum_i b_i(t) = B.
     # (b_i(t) solves D_i / r(b) = t; below D_i ln 2 / a no share is enough.)
     def share(d: float, t: float) -> float:
@@ -148,8 +155,12 @@ def test_three_uploads_sum_and_minmax_against_slsqp() -> None:
 def test_pf_on_different_channels_solves_its_kkt_condition() -> None:
     # pf maximises ln r_1(b) + ln r_2(B - b): by an independent bounded scalar search.
     a = np.array([2e6, 4e7])
-    best = minimize_scalar(lambda b: -(math.log(_rate(b, a[0])) + math.log(_rate(B - b, a[1]))),
-                           bounds=(1.0, B - 1.0), method="bounded", options={"xatol": 1e-4})
+    best = minimize_scalar(
+        lambda b: -(math.log(_rate(b, a[0])) + math.log(_rate(B - b, a[1]))),
+        bounds=(1.0, B - 1.0),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     shares = allocate_bandwidth([1e6, 1e6], a, B, objective="pf")
     np.testing.assert_allclose(shares, [best.x, B - best.x], rtol=1e-6)
     # The weaker (power-limited) channel gains less from bandwidth, so it gets less of it.
@@ -165,9 +176,14 @@ def test_pf_matches_slsqp_on_random_instances() -> None:
         def neg(s: np.ndarray, a: np.ndarray = a) -> float:
             return -float(np.sum(np.log(s * B * np.log2(1 + a / (s * B)))))
 
-        res = minimize(neg, np.full(n, 1 / n), method="SLSQP", bounds=[(1e-9, 1)] * n,
-                       constraints=[{"type": "eq", "fun": lambda s: s.sum() - 1}],
-                       options={"ftol": 1e-15, "maxiter": 500})
+        res = minimize(
+            neg,
+            np.full(n, 1 / n),
+            method="SLSQP",
+            bounds=[(1e-9, 1)] * n,
+            constraints=[{"type": "eq", "fun": lambda s: s.sum() - 1}],
+            options={"ftol": 1e-15, "maxiter": 500},
+        )
         shares = allocate_bandwidth(np.ones(n), a, B, objective="pf") / B
         assert neg(shares) <= neg(res.x) + 1e-9  # never worse than SLSQP ...
         np.testing.assert_allclose(shares, res.x, atol=1e-4)  # ... and the same point
@@ -196,8 +212,16 @@ SEEDS = range(16)
 #: 33.5 / 46.0%, srpt-2 32.9 / 53.4%, equal = srpt-4 36.5 / 52.5%, pf 38.8 / 56.5%, minmax
 #: 43.5 / 64.6%): sending the uploads one after the other is within 10% of the exact reallocated
 #: optimum on these bandwidth-limited channels; sharing the band at once loses a third.
-GAP_BOUNDS = {"srpt": 0.10, "completion": 0.10, "srpt-2": 0.55, "srpt-4": 0.55, "equal": 0.55,
-              "sum": 0.50, "minmax": 0.70, "pf": 0.60}
+GAP_BOUNDS = {
+    "srpt": 0.10,
+    "completion": 0.10,
+    "srpt-2": 0.55,
+    "srpt-4": 0.55,
+    "equal": 0.55,
+    "sum": 0.50,
+    "minmax": 0.70,
+    "pf": 0.60,
+}
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +248,7 @@ def test_lower_bound_two_tasks_matches_a_one_dimensional_search() -> None:
     bits, snr = np.array([1.5e7, 2.5e7]), np.array([4e8, 6e10])
     best = math.inf
     for i, j in ((0, 1), (1, 0)):
+
         def total(s: float, i: int = i, j: int = j) -> float:
             tau = bits[i] / _rate(s * BAND, snr[i])
             beside = tau * _rate((1 - s) * BAND, snr[j]) if s < 1 else 0.0
@@ -232,8 +257,12 @@ def test_lower_bound_two_tasks_matches_a_one_dimensional_search() -> None:
 
         grid = np.linspace(1e-4, 1.0, 20001)
         k = int(np.argmin([total(s) for s in grid]))
-        res = minimize_scalar(total, bounds=(grid[max(k - 2, 0)], grid[min(k + 2, grid.size - 1)]),
-                              method="bounded", options={"xatol": 1e-12})
+        res = minimize_scalar(
+            total,
+            bounds=(grid[max(k - 2, 0)], grid[min(k + 2, grid.size - 1)]),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         best = min(best, res.fun, total(1.0))
     lb, _ = completion_lower_bound(bits, snr, BAND)
     np.testing.assert_allclose(lb, best, rtol=1e-7)
@@ -241,7 +270,8 @@ def test_lower_bound_two_tasks_matches_a_one_dimensional_search() -> None:
 
 def test_lower_bound_single_task_and_input_checks() -> None:
     assert completion_lower_bound([2e7], [1e9], BAND)[0] == pytest.approx(
-        float(upload_times(2e7, 1e9, BAND)), rel=1e-12)
+        float(upload_times(2e7, 1e9, BAND)), rel=1e-12
+    )
     with pytest.raises(InfeasibleBandwidthError, match="max_tasks"):
         completion_lower_bound(np.ones(6), np.ones(6), BAND)
     with pytest.raises(InfeasibleBandwidthError, match="must be > 0"):
@@ -281,8 +311,7 @@ def test_completion_rule_is_never_worse_than_sum_or_srpt_in_its_model() -> None:
         epoch = float(rng.choice([0.0, 0.5]))
         order = spt_order(bits, snr, BAND)
 
-        def modelled(shares: np.ndarray, epoch: float = epoch, order=order, bits=bits,
-                     snr=snr) -> float:
+        def modelled(shares: np.ndarray, epoch: float = epoch, order=order, bits=bits, snr=snr) -> float:
             adm = order[shares[order] > 0]
             wait = order[shares[order] == 0]
             return float(lane_completion_times(bits, snr, adm, shares[adm], wait, epoch).sum())
@@ -307,8 +336,16 @@ def test_completion_rule_waits_for_a_large_share_rather_than_take_a_sliver() -> 
     assert b.tolist() == [0.5e6]
     # The lane model itself, on the deferred candidate: the free 0.5 MHz at 0.5 s would finish
     # at 0.5 + 3.243 s, the held lane at 2.223 s: the task takes the held lane.
-    ends = lane_completion_times(np.array([6e6]), np.array([A]), np.zeros(0, int), np.zeros(0),
-                                 np.array([0]), 0.5, [0.5, 0.2], [0.5e6, 1.5e6])
+    ends = lane_completion_times(
+        np.array([6e6]),
+        np.array([A]),
+        np.zeros(0, int),
+        np.zeros(0),
+        np.array([0]),
+        0.5,
+        [0.5, 0.2],
+        [0.5e6, 1.5e6],
+    )
     np.testing.assert_allclose(ends, [later], rtol=1e-12)
 
 
@@ -385,8 +422,7 @@ def test_greedy_policy_defers_what_the_rule_leaves_waiting() -> None:
         # The placement of the admitted tasks equals greedy's on the admitted tasks alone.
         ref = make_policy("greedy", bandwidth="equal")
         sub = _subset(state, np.flatnonzero(admitted))
-        np.testing.assert_array_equal(ref.choose(sub, dec.bandwidth_hz[admitted]),
-                                      dec.server[admitted])
+        np.testing.assert_array_equal(ref.choose(sub, dec.bandwidth_hz[admitted]), dec.server[admitted])
     check_policy(make_policy("greedy", bandwidth="srpt"))
     with pytest.raises(PolicyError, match="bandwidth: unknown rule"):
         make_policy("greedy", bandwidth="fastest")
@@ -407,12 +443,26 @@ def _two_task_scenario(tmp_path, epoch_s: float) -> dict:
     trace = tmp_path / "arrivals.csv"
     trace.write_text("time\n0.1\n0.2\n")
     return {
-        "name": "two-uploads", "seed": 1, "duration_s": 30, "warmup_s": 0,
-        "radio": {"bandwidth_hz": 2e6, "min_bandwidth_hz": 1e5,
-                  "path_loss": {"shadowing_std_db": 0}, "fading": {"model": "none"}},
-        "devices": [{"name": "d", "count": 2, "tx_power_dbm": 23, "placement": {"distance_m": 200},
-                     "arrivals": {"process": "trace", "path": str(trace)},
-                     "workload": [{"model": "sd15-img2img", "input_bits": 8e6, "steps": 20}]}],
+        "name": "two-uploads",
+        "seed": 1,
+        "duration_s": 30,
+        "warmup_s": 0,
+        "radio": {
+            "bandwidth_hz": 2e6,
+            "min_bandwidth_hz": 1e5,
+            "path_loss": {"shadowing_std_db": 0},
+            "fading": {"model": "none"},
+        },
+        "devices": [
+            {
+                "name": "d",
+                "count": 2,
+                "tx_power_dbm": 23,
+                "placement": {"distance_m": 200},
+                "arrivals": {"process": "trace", "path": str(trace)},
+                "workload": [{"model": "sd15-img2img", "input_bits": 8e6, "steps": 20}],
+            }
+        ],
         "servers": [{"name": "s", "gpu": "a100", "slots": 2, "models": ["sd15-img2img"]}],
         "service": {"jitter": {"distribution": "deterministic"}},
         "epoch": {"length_s": epoch_s},
@@ -431,9 +481,12 @@ def test_engine_two_uploads_hand_computed(tmp_path) -> None:
     whole = D / (Bw * math.log2(1 + a / Bw))
     half = D / (Bw / 2 * math.log2(1 + a / (Bw / 2)))
     try:
-        runs = {rule: mecsim.simulate(copy.deepcopy(sc), policy="greedy", seed=1,
-                                      policy_params={"bandwidth": rule}).tasks.sort_values("t_arrival")
-                for rule in ("equal", "srpt")}
+        runs = {
+            rule: mecsim.simulate(
+                copy.deepcopy(sc), policy="greedy", seed=1, policy_params={"bandwidth": rule}
+            ).tasks.sort_values("t_arrival")
+            for rule in ("equal", "srpt")
+        }
     except Exception as exc:  # pragma: no cover - a trace scenario the engine cannot read
         pytest.fail(f"two-upload scenario failed: {exc}")
     eq = runs["equal"]
@@ -458,20 +511,25 @@ def test_engine_runs_every_rule_within_budget_and_accounts_for_every_task(rule: 
     import mecsim
     from mecsim.decision.bandwidth_metrics import _levels
 
-    r = mecsim.simulate("paper-small-v1", policy="greedy", seed=3, duration_s=200,
-                        policy_params={"bandwidth": rule})
+    r = mecsim.simulate(
+        "paper-small-v1", policy="greedy", seed=3, duration_s=200, policy_params={"bandwidth": rule}
+    )
     t = r.tasks
     assert len(t) == t["status"].isin(["completed", "dropped", "in_flight"]).sum()
     up = t[np.isfinite(t["t_upload_start"])]
     # Bandwidth in use never exceeds the budget at any instant (checked at every upload start).
-    held = _levels(np.concatenate([up.t_upload_start, up.t_upload_end]),
-                   np.concatenate([up.bandwidth_hz, -up.bandwidth_hz]), up.t_upload_start.to_numpy())
+    held = _levels(
+        np.concatenate([up.t_upload_start, up.t_upload_end]),
+        np.concatenate([up.bandwidth_hz, -up.bandwidth_hz]),
+        up.t_upload_start.to_numpy(),
+    )
     assert held.max() <= 20e6 * (1 + 1e-9)
     if rule.startswith("srpt"):  # (completion seldom defers with paper-small's 20 MHz)
         assert r.epochs["n_deferred"].sum() > 0
     if rule == "completion":  # its record of held shares is reset per run: same seed, same traces
-        again = mecsim.simulate("paper-small-v1", policy="greedy", seed=3, duration_s=200,
-                                policy_params={"bandwidth": rule})
+        again = mecsim.simulate(
+            "paper-small-v1", policy="greedy", seed=3, duration_s=200, policy_params={"bandwidth": rule}
+        )
         pd.testing.assert_frame_equal(t, again.tasks)
 
 
@@ -484,15 +542,17 @@ def _table() -> pd.DataFrame:
     # B = 10 Hz. Task 0: arrives 0, uploads 0.5-2.5 with 6 Hz; task 1: arrives 0.2, uploads
     # 0.5-1.5 with 4 Hz; task 2: arrives 1.6, uploads 2.0-3.0 with 4 Hz; task 3: arrives 2.8
     # and is dropped while waiting (never uploads).
-    return pd.DataFrame({
-        "t_arrival": [0.0, 0.2, 1.6, 2.8],
-        "t_upload_start": [0.5, 0.5, 2.0, np.nan],
-        "t_upload_end": [2.5, 1.5, 3.0, np.nan],
-        "bandwidth_hz": [6.0, 4.0, 4.0, 0.0],
-        "input_bits": [12.0, 8.0, 4.0, 5.0],
-        "status": ["completed", "completed", "completed", "dropped"],
-        "latency": [3.0, 2.0, 1.5, np.nan],
-    })
+    return pd.DataFrame(
+        {
+            "t_arrival": [0.0, 0.2, 1.6, 2.8],
+            "t_upload_start": [0.5, 0.5, 2.0, np.nan],
+            "t_upload_end": [2.5, 1.5, 3.0, np.nan],
+            "bandwidth_hz": [6.0, 4.0, 4.0, 0.0],
+            "input_bits": [12.0, 8.0, 4.0, 5.0],
+            "status": ["completed", "completed", "completed", "dropped"],
+            "latency": [3.0, 2.0, 1.5, np.nan],
+        }
+    )
 
 
 def test_metrics_on_a_hand_made_table() -> None:
@@ -510,8 +570,7 @@ def test_metrics_on_a_hand_made_table() -> None:
     # Bandwidth-seconds per uploaded bit: (6 x 2 + 4 x 1 + 4 x 1) / (12 + 8 + 4) = 20 / 24.
     assert bandwidth_seconds_per_bit(t) == pytest.approx(20 / 24)
     np.testing.assert_allclose(bandwidth_queueing(t), [0.5, 0.3, 0.4])
-    m = bandwidth_metrics(t, 10.0, t_start=0.0, t_end=3.0,
-                          epochs=pd.DataFrame({"n_deferred": [1, 0, 2]}))
+    m = bandwidth_metrics(t, 10.0, t_start=0.0, t_end=3.0, epochs=pd.DataFrame({"n_deferred": [1, 0, 2]}))
     assert m["mean_latency_s"] == pytest.approx(6.5 / 3)
     assert m["mean_upload_s"] == pytest.approx((2 + 1 + 1) / 3)
     assert m["mean_queue_s"] == pytest.approx(1.2 / 3)

@@ -16,9 +16,25 @@ from mecsim.cli import main
 from tests.conftest import tiny_scenario
 
 REQUIRED_TASK_COLUMNS = [
-    "task_id", "device", "model", "input_bits", "output_bits", "steps", "server", "bandwidth_hz",
-    "t_arrival", "t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
-    "t_service_start", "t_service_end", "t_complete", "latency", "status", "deadline_met",
+    "task_id",
+    "device",
+    "model",
+    "input_bits",
+    "output_bits",
+    "steps",
+    "server",
+    "bandwidth_hz",
+    "t_arrival",
+    "t_decision",
+    "t_upload_start",
+    "t_upload_end",
+    "t_server_arrival",
+    "t_service_start",
+    "t_service_end",
+    "t_complete",
+    "latency",
+    "status",
+    "deadline_met",
     "energy_tx_j",
 ]
 
@@ -48,8 +64,20 @@ def test_run_policy_params_and_sets(tmp_path):
     base, changed = tmp_path / "base", tmp_path / "changed"
     r = _run("run", "smoke-v1", "--policy", "greedy", "--duration", "20", "--out", str(base))
     assert r.exit_code == 0, r.output
-    r = _run("run", "smoke-v1", "--policy", "greedy", "--param", "bandwidth=minmax",
-             "--set", "radio.bandwidth_hz=5e6", "--duration", "20", "--out", str(changed))
+    r = _run(
+        "run",
+        "smoke-v1",
+        "--policy",
+        "greedy",
+        "--param",
+        "bandwidth=minmax",
+        "--set",
+        "radio.bandwidth_hz=5e6",
+        "--duration",
+        "20",
+        "--out",
+        str(changed),
+    )
     assert r.exit_code == 0, r.output
     ep0, ep1 = (pd.read_parquet(d / "epochs.parquet") for d in (base, changed))
     assert set(ep0.bandwidth_rule) == {"equal"} and set(ep1.bandwidth_rule) == {"minmax"}
@@ -67,18 +95,28 @@ def test_import_and_help_stay_light():
     """`import mecsim` and `mecsim --help` import no numerical library (they load when used)."""
     heavy = ("scipy.optimize", "pandas", "dimod", "qiskit", "torch", "dask", "matplotlib", "pyarrow")
     check = f"import sys; print([m for m in {heavy!r} if m in sys.modules])"
-    for code in ("import mecsim; mecsim.__version__",
-                 "import sys, runpy; sys.argv = ['mecsim', '--help']\n"
-                 "try: runpy.run_module('mecsim.cli', run_name='__main__')\n"
-                 "except SystemExit as e: assert e.code == 0, e.code"):
-        proc = subprocess.run([sys.executable, "-c", f"{code}\n{check}"], capture_output=True,
-                              text=True, timeout=120)
+    for code in (
+        "import mecsim; mecsim.__version__",
+        "import sys, runpy; sys.argv = ['mecsim', '--help']\n"
+        "try: runpy.run_module('mecsim.cli', run_name='__main__')\n"
+        "except SystemExit as e: assert e.code == 0, e.code",
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", f"{code}\n{check}"], capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().splitlines()[-1] == "[]", (code, proc.stdout)
     # the negative control: the same check sees the heavy modules once a simulation has run
-    proc = subprocess.run([sys.executable, "-c", "import mecsim; mecsim.simulate('smoke-v1', "
-                           f"policy='qubo-sa', duration_s=5)\n{check}"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import mecsim; mecsim.simulate('smoke-v1', policy='qubo-sa', duration_s=5)\n{check}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     loaded = set(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
     assert {"pandas", "dimod", "scipy.optimize"} <= loaded, proc.stderr
 
@@ -100,17 +138,24 @@ def _write(tmp_path, data, name="bad.yaml"):
 
 BAD = {
     "unknown field": (lambda sc: sc.update(colour="blue"), "colour"),
-    "negative rate": (lambda sc: sc["devices"][0]["arrivals"].update(rate_per_s=-1),
-                      "devices.0.arrivals.rate_per_s"),
-    "model nobody hosts": (lambda sc: sc["devices"][0]["workload"][0].update(model="sdxl")
-                           or sc["servers"][0].update(models=["sd15"]),
-                           "devices.0.workload.0.model"),
+    "negative rate": (
+        lambda sc: sc["devices"][0]["arrivals"].update(rate_per_s=-1),
+        "devices.0.arrivals.rate_per_s",
+    ),
+    "model nobody hosts": (
+        lambda sc: (
+            sc["devices"][0]["workload"][0].update(model="sdxl") or sc["servers"][0].update(models=["sd15"])
+        ),
+        "devices.0.workload.0.model",
+    ),
     "unknown gpu": (lambda sc: sc["servers"][1].update(gpu="h900"), "servers.1.gpu"),
     "string for number": (lambda sc: sc.update(duration_s="long"), "duration_s"),
     "bmin above budget": (lambda sc: sc["radio"].update(min_bandwidth_hz=1e9), "radio"),
     "warmup after end": (lambda sc: sc.update(warmup_s=100.0, duration_s=10.0), "warmup_s"),
-    "bad arrival process": (lambda sc: sc["devices"][0]["arrivals"].update(process="pareto"),
-                            "devices.0.arrivals"),
+    "bad arrival process": (
+        lambda sc: sc["devices"][0]["arrivals"].update(process="pareto"),
+        "devices.0.arrivals",
+    ),
 }
 
 
@@ -121,8 +166,9 @@ def test_bad_scenarios_give_one_line_naming_the_field(tmp_path, case):
     mutate(sc)
     path = _write(tmp_path, sc)
     for cmd in (["validate", path], ["run", path]):
-        proc = subprocess.run([sys.executable, "-m", "mecsim.cli", *cmd], capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mecsim.cli", *cmd], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 2, proc.stderr
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1, proc.stderr

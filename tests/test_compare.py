@@ -35,8 +35,17 @@ def _png_size(path):
 @pytest.fixture(scope="module")
 def smoke_cmp(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
-    return compare("smoke-v1", "greedy,random,round-robin", seeds=3, out_dir=out, duration_s=40,
-                   vary={"devices.0.count": [2, 3, 5]}, vary_seeds=2, workers=1, progress=False)
+    return compare(
+        "smoke-v1",
+        "greedy,random,round-robin",
+        seeds=3,
+        out_dir=out,
+        duration_s=40,
+        vary={"devices.0.count": [2, 3, 5]},
+        vary_seeds=2,
+        workers=1,
+        progress=False,
+    )
 
 
 def test_common_random_numbers(smoke_cmp):
@@ -51,8 +60,11 @@ def test_common_random_numbers(smoke_cmp):
         for pol in ("random", "round-robin"):
             other = g[g["policy"] == pol].sort_values("task_id")
             for c in cols:
-                np.testing.assert_array_equal(other[c].astype(str).to_numpy(), ref[c].astype(str).to_numpy(),
-                                              err_msg=f"{pol} seed {seed} {c}")
+                np.testing.assert_array_equal(
+                    other[c].astype(str).to_numpy(),
+                    ref[c].astype(str).to_numpy(),
+                    err_msg=f"{pol} seed {seed} {c}",
+                )
             moved |= not np.array_equal(other["server"].astype(str), ref["server"].astype(str))
     assert moved  # ... while the policies do decide differently
     # different seeds are different samples
@@ -64,8 +76,20 @@ def test_common_random_numbers(smoke_cmp):
 def test_tables(smoke_cmp):
     t = smoke_cmp.table
     assert t["policy"].tolist() == ["greedy", "random", "round-robin"]  # the order given
-    for col in ("mean_s", "mean_s_lo", "mean_s_hi", "p95_s", "p95_s_lo", "p99_s", "p99_s_hi", "miss_rate",
-                "seed_std_s", "decision_ms_per_epoch", "energy_tx_j_per_task", "energy_server_j_per_task"):
+    for col in (
+        "mean_s",
+        "mean_s_lo",
+        "mean_s_hi",
+        "p95_s",
+        "p95_s_lo",
+        "p99_s",
+        "p99_s_hi",
+        "miss_rate",
+        "seed_std_s",
+        "decision_ms_per_epoch",
+        "energy_tx_j_per_task",
+        "energy_server_j_per_task",
+    ):
         assert col in t.columns
     assert (t["n_seeds"] == 3).all()
     assert ((t["mean_s_lo"] <= t["mean_s"]) & (t["mean_s"] <= t["mean_s_hi"])).all()
@@ -90,9 +114,14 @@ def test_tables(smoke_cmp):
 
 
 def test_paired_differences_are_per_seed():
-    summ = pd.DataFrame({"policy": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
-                         "latency_mean_s": [1.0, 2.0, 3.0, 1.5, 2.5, 3.5],
-                         "latency_p95_s": [2.0, 3.0, 4.0, 2.0, 3.0, 4.0]})
+    summ = pd.DataFrame(
+        {
+            "policy": ["a"] * 3 + ["b"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "latency_mean_s": [1.0, 2.0, 3.0, 1.5, 2.5, 3.5],
+            "latency_p95_s": [2.0, 3.0, 4.0, 2.0, 3.0, 4.0],
+        }
+    )
     p = paired_differences(summ, "a")
     row = p.iloc[0]
     assert row["mean_s_diff"] == pytest.approx(0.5) and row["mean_s_diff_lo"] == pytest.approx(0.5)
@@ -133,16 +162,36 @@ def test_rerun_reuses_finished_runs(smoke_cmp, monkeypatch):
 
     monkeypatch.setattr(mecsim.study.executor, "execute_run", boom)
     monkeypatch.setattr(mecsim.study.sweep, "execute_run", boom)
-    again = compare("smoke-v1", "greedy,random,round-robin", seeds=3, out_dir=smoke_cmp.out_dir,
-                    duration_s=40, vary={"devices.0.count": [2, 3, 5]}, vary_seeds=2, workers=1,
-                    progress=False, figures=False)
+    again = compare(
+        "smoke-v1",
+        "greedy,random,round-robin",
+        seeds=3,
+        out_dir=smoke_cmp.out_dir,
+        duration_s=40,
+        vary={"devices.0.count": [2, 3, 5]},
+        vary_seeds=2,
+        workers=1,
+        progress=False,
+        figures=False,
+    )
     pd.testing.assert_frame_equal(again.table, smoke_cmp.table)
 
 
 def test_rl_is_trained_at_each_varied_point(tmp_path):
     pytest.importorskip("sb3_contrib")
-    cmp = compare("smoke-v1", "greedy,rl", seeds=2, out_dir=tmp_path, duration_s=30, rl_steps=200,
-                  vary={"devices.0.count": [2, 3]}, vary_seeds=1, workers=1, progress=False, figures=False)
+    cmp = compare(
+        "smoke-v1",
+        "greedy,rl",
+        seeds=2,
+        out_dir=tmp_path,
+        duration_s=30,
+        rl_steps=200,
+        vary={"devices.0.count": [2, 3]},
+        vary_seeds=1,
+        workers=1,
+        progress=False,
+        figures=False,
+    )
     models = sorted((tmp_path / "models").glob("*.zip"))
     assert len(models) == 2  # the compared point (3 devices) and the varied one (2 devices)
     st = cmp.vary["devices.0.count"]
@@ -153,9 +202,20 @@ def test_rl_is_trained_at_each_varied_point(tmp_path):
 
 def test_one_policy_under_two_labels_stays_apart(tmp_path):
     """An ablation given as the same policy with other params and its own label is its own row."""
-    cmp = compare("smoke-v1", ["qubo-sa", {"name": "qubo-sa", "label": "qubo-sa-nols",
-                                           "params": {"local_search": False, "candidates": 1}}, "greedy"],
-                  seeds=2, out_dir=tmp_path, duration_s=30, workers=1, progress=False, figures=False)
+    cmp = compare(
+        "smoke-v1",
+        [
+            "qubo-sa",
+            {"name": "qubo-sa", "label": "qubo-sa-nols", "params": {"local_search": False, "candidates": 1}},
+            "greedy",
+        ],
+        seeds=2,
+        out_dir=tmp_path,
+        duration_s=30,
+        workers=1,
+        progress=False,
+        figures=False,
+    )
     assert cmp.table["policy"].tolist() == ["qubo-sa", "qubo-sa-nols", "greedy"]
     s = cmp.summaries()
     assert s.groupby("policy").size().to_dict() == {"greedy": 2, "qubo-sa": 2, "qubo-sa-nols": 2}
@@ -189,12 +249,27 @@ def test_study_files_are_valid():
     # The regime study (its scenario and policy names are checked when it runs).
     reg = load_study(REGIMES_STUDY)
     assert [e["scenario"] for e in reg["studies"]] == [
-        "radio-limited-v1", "hetero-load-v1", "deadline-v1", "batch-v1", "azure-code-v1", "paper-small-v1",
-        "paper-medium-v1"]
+        "radio-limited-v1",
+        "hetero-load-v1",
+        "deadline-v1",
+        "batch-v1",
+        "azure-code-v1",
+        "paper-small-v1",
+        "paper-medium-v1",
+    ]
     for e in reg["studies"]:
         pols = [p if isinstance(p, str) else p["name"] for p in e["policies"]]
-        assert {"qubo-sa", "greedy", "greedy-ls", "least-loaded", "random", "round-robin", "rl",
-                "qubo-sa-nols", "qubo-random"} <= set(pols)
+        assert {
+            "qubo-sa",
+            "greedy",
+            "greedy-ls",
+            "least-loaded",
+            "random",
+            "round-robin",
+            "rl",
+            "qubo-sa-nols",
+            "qubo-random",
+        } <= set(pols)
     assert set(reg["modes"]) == {"free", "charged"} and reg["seeds"] >= 5
 
 
@@ -204,17 +279,37 @@ def _cli(*args):
 
 #: A study as small as a study gets (seconds): the same machinery as the regime study.
 TINY_STUDY = {
-    "name": "tiny", "seeds": 2, "duration_s": 40, "warmup_s": 5, "reference": "qubo-sa", "hybrid": "qubo-sa",
+    "name": "tiny",
+    "seeds": 2,
+    "duration_s": 40,
+    "warmup_s": 5,
+    "reference": "qubo-sa",
+    "hybrid": "qubo-sa",
     "rl": {"steps": 300, "seed": 0},
-    "modes": {"free": {},  # charged: only some policies (a mode with `set` and `policies`)
-              "charged": {"set": {"epoch.decision_time.mode": "fixed", "epoch.decision_time.fixed_s": 0.3},
-                          "policies": ["qubo-sa", "greedy", "rl"]}},
-    "studies": [{"scenario": "smoke-v1", "title": "smoke-v1 (tiny)",
-                 "policies": ["qubo-sa", "greedy", "random", {"name": "rl", "optional": True}]},
-                # random overloads its servers at this rate (its backlog grows), qubo-sa copes
-                {"scenario": "smoke-v1", "title": "smoke-v1 overloaded", "policies": ["qubo-sa", "random"],
-                 "overrides": {"devices.0.arrivals.rate_per_s": 0.5}, "duration_s": 150, "seeds": 5,
-                 "modes": {"free": {}}}],
+    "modes": {
+        "free": {},  # charged: only some policies (a mode with `set` and `policies`)
+        "charged": {
+            "set": {"epoch.decision_time.mode": "fixed", "epoch.decision_time.fixed_s": 0.3},
+            "policies": ["qubo-sa", "greedy", "rl"],
+        },
+    },
+    "studies": [
+        {
+            "scenario": "smoke-v1",
+            "title": "smoke-v1 (tiny)",
+            "policies": ["qubo-sa", "greedy", "random", {"name": "rl", "optional": True}],
+        },
+        # random overloads its servers at this rate (its backlog grows), qubo-sa copes
+        {
+            "scenario": "smoke-v1",
+            "title": "smoke-v1 overloaded",
+            "policies": ["qubo-sa", "random"],
+            "overrides": {"devices.0.arrivals.rate_per_s": 0.5},
+            "duration_s": 150,
+            "seeds": 5,
+            "modes": {"free": {}},
+        },
+    ],
     "quick": {"modes": ["free", "charged"]},
 }
 
@@ -224,8 +319,9 @@ def test_reproduce_quick(tmp_path):
     study = tmp_path / "tiny.yaml"
     study.write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     out = tmp_path / "rep"
-    r = _cli("reproduce", "--quick", "--study", str(study), "--out", str(out), "--workers", "1",
-             "--no-progress")
+    r = _cli(
+        "reproduce", "--quick", "--study", str(study), "--out", str(out), "--workers", "1", "--no-progress"
+    )
     assert r.exit_code == 0, r.output
     report = (out / "report.md").read_text()
     assert "## Does the hybrid (qubo-sa) win? Per regime" in report and "## Overview" in report
@@ -260,18 +356,29 @@ def test_reproduce_quick(tmp_path):
     assert "mean latency (s) [95% CI]" in r.output
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["compare", "smoke-v1", "--policies", "greedy,nope", "--seeds", "1"], "nope"),
-    (["compare", "does/not/exist.yaml", "--seeds", "1"], "does/not/exist.yaml"),
-    (["compare", "smoke-v1", "--seeds", "1", "--vary", "devices.0.count"], "--vary"),
-    (["compare", "smoke-v1", "--seeds", "1", "--set", "radio.bandwidth_hz=-1"], "bandwidth_hz"),
-    (["compare", "smoke-v1", "--seeds", "1", "--reference", "random", "--policies", "greedy"], "reference"),
-    (["compare", "smoke-v1", "--seeds", "1", "--quick"], "--quick"),
-    (["reproduce", "--rl-model", "model.zip"], "SCENARIO=PATH"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["compare", "smoke-v1", "--policies", "greedy,nope", "--seeds", "1"], "nope"),
+        (["compare", "does/not/exist.yaml", "--seeds", "1"], "does/not/exist.yaml"),
+        (["compare", "smoke-v1", "--seeds", "1", "--vary", "devices.0.count"], "--vary"),
+        (["compare", "smoke-v1", "--seeds", "1", "--set", "radio.bandwidth_hz=-1"], "bandwidth_hz"),
+        (
+            ["compare", "smoke-v1", "--seeds", "1", "--reference", "random", "--policies", "greedy"],
+            "reference",
+        ),
+        (["compare", "smoke-v1", "--seeds", "1", "--quick"], "--quick"),
+        (["reproduce", "--rl-model", "model.zip"], "SCENARIO=PATH"),
+    ],
+)
 def test_cli_errors_are_one_line(args, needle, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mecsim.compare_cli", *args, "--out", str(tmp_path / "o"),
-                           "--workers", "1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mecsim.compare_cli", *args, "--out", str(tmp_path / "o"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr

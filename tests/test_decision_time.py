@@ -12,10 +12,12 @@ import mecsim
 from mecsim.decision.timing import FIELD, TimingEntry, TimingModel, default_file, load_timing_model
 from mecsim.errors import ScenarioError
 
-SLOW = {"models": {
-    "sa": {"size": "variables", "form": "power", "a_s": 0.2, "b_s": 0.01, "c": 1.0},
-    "greedy": {"size": "tasks", "form": "piecewise", "points": [[1, 0.05], [3, 0.25]]},
-}}
+SLOW = {
+    "models": {
+        "sa": {"size": "variables", "form": "power", "a_s": 0.2, "b_s": 0.01, "c": 1.0},
+        "greedy": {"size": "tasks", "form": "piecewise", "points": [[1, 0.05], [3, 0.25]]},
+    }
+}
 
 
 def _file(tmp_path, content) -> str:
@@ -32,10 +34,10 @@ def test_entry_forms_by_hand():
     power = TimingEntry("variables", "power", a_s=0.01, b_s=0.002, c=1.5)
     assert power.time(16) == pytest.approx(0.01 + 0.002 * 64)
     pw = TimingEntry("tasks", "piecewise", points=((2.0, 1.0), (4.0, 2.0), (8.0, 2.5)))
-    assert pw.time(1) == 1.0                        # held below the first point
-    assert pw.time(3) == pytest.approx(1.5)         # interpolated
+    assert pw.time(1) == 1.0  # held below the first point
+    assert pw.time(3) == pytest.approx(1.5)  # interpolated
     assert pw.time(6) == pytest.approx(2.25)
-    assert pw.time(12) == pytest.approx(3.0)        # extended along the last segment
+    assert pw.time(12) == pytest.approx(3.0)  # extended along the last segment
 
 
 def test_measured_mode_charges_the_model_for_a_slow_solver(tmp_path):
@@ -77,22 +79,29 @@ def test_a_policy_without_a_model_is_a_one_line_error(tmp_path):
     msg = str(err.value)
     assert msg.startswith(f"{FIELD}:") and "\n" not in msg and "least-loaded" in msg
     # a 'default' model covers every other key
-    ok = {"models": {**SLOW["models"], "default": {"size": "tasks", "form": "power",
-                                                     "a_s": 0.1, "b_s": 0.0, "c": 1.0}}}
+    ok = {
+        "models": {
+            **SLOW["models"],
+            "default": {"size": "tasks", "form": "power", "a_s": 0.1, "b_s": 0.0, "c": 1.0},
+        }
+    }
     res = mecsim.simulate("smoke-v1", policy="least-loaded", seed=1, **_measured(tmp_path, ok))
     assert np.allclose(res.epochs.decision_delay_s, 0.1)
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "no such timing file"),
-    ("models: [unclosed", "not valid YAML"),
-    ({"models": {}}, "non-empty mapping"),
-    ({"models": {"sa": {"form": "power", "a_s": 0.1, "b_s": -1, "c": 1}}}, "models.sa.b_s"),
-    ({"models": {"sa": {"form": "cubic"}}}, "models.sa.form"),
-    ({"models": {"sa": {"size": "qubits", "a_s": 0, "b_s": 0, "c": 1}}}, "models.sa.size"),
-    ({"models": {"sa": {"form": "piecewise", "points": [[5, 1], [2, 3]]}}}, "increasing"),
-    ({"models": {"sa": {"form": "power", "a_s": 0.1, "b_s": 0.1, "c": 1, "speed": 2}}}, "unknown field"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "no such timing file"),
+        ("models: [unclosed", "not valid YAML"),
+        ({"models": {}}, "non-empty mapping"),
+        ({"models": {"sa": {"form": "power", "a_s": 0.1, "b_s": -1, "c": 1}}}, "models.sa.b_s"),
+        ({"models": {"sa": {"form": "cubic"}}}, "models.sa.form"),
+        ({"models": {"sa": {"size": "qubits", "a_s": 0, "b_s": 0, "c": 1}}}, "models.sa.size"),
+        ({"models": {"sa": {"form": "piecewise", "points": [[5, 1], [2, 3]]}}}, "increasing"),
+        ({"models": {"sa": {"form": "power", "a_s": 0.1, "b_s": 0.1, "c": 1, "speed": 2}}}, "unknown field"),
+    ],
+)
 def test_bad_timing_file_is_one_line_naming_the_field(tmp_path, content, words):
     f = str(tmp_path / "missing.yaml") if content is None else _file(tmp_path, content)
     with pytest.raises(ScenarioError) as err:
@@ -104,8 +113,9 @@ def test_bad_timing_file_is_one_line_naming_the_field(tmp_path, content, words):
 
 def test_file_without_measured_mode_is_an_error(tmp_path):
     with pytest.raises(ScenarioError, match=f"^{FIELD}: is read only with mode: measured"):
-        mecsim.scenario.load_scenario("smoke-v1",
-                                      **{"epoch.decision_time": {"mode": "zero", "file": "x.yaml"}})
+        mecsim.scenario.load_scenario(
+            "smoke-v1", **{"epoch.decision_time": {"mode": "zero", "file": "x.yaml"}}
+        )
 
 
 def test_relative_file_is_read_beside_the_scenario(tmp_path):
@@ -120,8 +130,18 @@ def test_relative_file_is_read_beside_the_scenario(tmp_path):
 
 def test_shipped_model_covers_the_solvers_and_heuristics():
     model = load_timing_model(default_file())
-    for key in ("sa", "tabu", "exact", "qaoa", "greedy-ls", "greedy", "least-loaded", "random",
-                "round-robin", "nearest"):
+    for key in (
+        "sa",
+        "tabu",
+        "exact",
+        "qaoa",
+        "greedy-ls",
+        "greedy",
+        "least-loaded",
+        "random",
+        "round-robin",
+        "nearest",
+    ):
         assert key in model.entries, key
     for key, entry in model.entries.items():
         # the fit reproduces its own measured medians within a factor 2 (on a shared machine)

@@ -16,19 +16,35 @@ from mecsim.radio import dbm_to_w, path_loss_db
 from mecsim.scenario import load_scenario
 from tests.conftest import tiny_scenario
 
-T_COLS = ["t_arrival", "t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
-          "t_service_start", "t_service_end", "t_complete"]
+T_COLS = [
+    "t_arrival",
+    "t_decision",
+    "t_upload_start",
+    "t_upload_end",
+    "t_server_arrival",
+    "t_service_start",
+    "t_service_end",
+    "t_complete",
+]
 
 
 def _static_radio_scenario(distance_m=200.0, bits=2e6, fading="none"):
     sc = tiny_scenario(
         duration_s=200.0,
-        radio={"bandwidth_hz": 10e6, "fading": {"model": fading, "coherence_time_s": 0.01},
-               "path_loss": {"shadowing_std_db": 0}},
+        radio={
+            "bandwidth_hz": 10e6,
+            "fading": {"model": fading, "coherence_time_s": 0.01},
+            "path_loss": {"shadowing_std_db": 0},
+        },
     )
-    sc["devices"] = [{"count": 1, "placement": {"distance_m": distance_m},
-                      "arrivals": {"process": "poisson", "rate_per_s": 0.05},
-                      "workload": [{"model": "sd15", "input_bits": bits}]}]
+    sc["devices"] = [
+        {
+            "count": 1,
+            "placement": {"distance_m": distance_m},
+            "arrivals": {"process": "poisson", "rate_per_s": 0.05},
+            "workload": [{"model": "sd15", "input_bits": bits}],
+        }
+    ]
     return sc
 
 
@@ -75,10 +91,13 @@ def _channel(mobile=False, outage=None):
     streams = Streams(9)
     n = 6
     dist = np.linspace(60.0, 450.0, n)
-    mob = sc.devices[0].mobility.model_copy(update={"model": "random-waypoint", "speed_mps": 1.5,
-                                                    "radius_m": 400.0})
-    traj = [Trajectory(mob, np.array([d, 0.0]), streams.keyed("mobility", k))
-            if mobile and k % 2 else None for k, d in enumerate(dist)]
+    mob = sc.devices[0].mobility.model_copy(
+        update={"model": "random-waypoint", "speed_mps": 1.5, "radius_m": 400.0}
+    )
+    traj = [
+        Trajectory(mob, np.array([d, 0.0]), streams.keyed("mobility", k)) if mobile and k % 2 else None
+        for k, d in enumerate(dist)
+    ]
     ch = Channel(sc.radio, dist, np.full(n, dbm_to_w(23.0)), traj, streams)
     if outage is not None:
         ch.add_outage(*outage)
@@ -129,8 +148,10 @@ def test_batched_upload_times_equal_a_plain_block_walk(mobile, outage):
     bw = np.full(len(dev), 2e6)
     for t0 in (0.5, 1.2345, 7.0):
         got = ch.upload_durations(dev, bits, bw, t0)
-        want = [_reference_upload(ch, int(d), x, 2e6, t0) if x > 0 else 0.0
-                for d, x in zip(dev, bits, strict=True)]
+        want = [
+            _reference_upload(ch, int(d), x, 2e6, t0) if x > 0 else 0.0
+            for d, x in zip(dev, bits, strict=True)
+        ]
         np.testing.assert_allclose(got, want, rtol=1e-9)
     assert max(want) / ch.tc > 100  # some uploads span hundreds of blocks
 
@@ -160,42 +181,53 @@ def _check_invariants(res):
     assert (tasks.t_arrival < res.scenario.duration_s).all()
 
 
-scenario_strategy = st.fixed_dictionaries({
-    "n_dev": st.integers(1, 6),
-    "rate": st.floats(0.01, 2.0),
-    "epoch": st.sampled_from([0.0, 0.1, 0.5, 2.0]),
-    "bw": st.floats(1e6, 50e6),
-    "slots": st.integers(1, 3),
-    "jitter": st.sampled_from(["deterministic", "exponential", "lognormal"]),
-    "fading": st.sampled_from(["none", "rayleigh"]),
-    "deadline_action": st.sampled_from(["serve", "drop"]),
-    "deadline": st.floats(0.5, 30.0),
-    "bursty": st.booleans(),
-    "mobile": st.booleans(),
-    "policy": st.sampled_from(["random", "round-robin", "nearest", "least-loaded", "greedy"]),
-    "seed": st.integers(0, 10_000),
-    "drain": st.sampled_from([0.0, 10.0]),
-})
+scenario_strategy = st.fixed_dictionaries(
+    {
+        "n_dev": st.integers(1, 6),
+        "rate": st.floats(0.01, 2.0),
+        "epoch": st.sampled_from([0.0, 0.1, 0.5, 2.0]),
+        "bw": st.floats(1e6, 50e6),
+        "slots": st.integers(1, 3),
+        "jitter": st.sampled_from(["deterministic", "exponential", "lognormal"]),
+        "fading": st.sampled_from(["none", "rayleigh"]),
+        "deadline_action": st.sampled_from(["serve", "drop"]),
+        "deadline": st.floats(0.5, 30.0),
+        "bursty": st.booleans(),
+        "mobile": st.booleans(),
+        "policy": st.sampled_from(["random", "round-robin", "nearest", "least-loaded", "greedy"]),
+        "seed": st.integers(0, 10_000),
+        "drain": st.sampled_from([0.0, 10.0]),
+    }
+)
 
 
 @given(scenario_strategy)
 @settings(max_examples=40)
 def test_conservation_and_ordering_for_any_scenario(p):
-    arrivals = ({"process": "mmpp", "rates_per_s": [p["rate"] * 3, p["rate"] / 5],
-                 "mean_sojourn_s": [5.0, 10.0]} if p["bursty"]
-                else {"process": "poisson", "rate_per_s": p["rate"]})
+    arrivals = (
+        {"process": "mmpp", "rates_per_s": [p["rate"] * 3, p["rate"] / 5], "mean_sojourn_s": [5.0, 10.0]}
+        if p["bursty"]
+        else {"process": "poisson", "rate_per_s": p["rate"]}
+    )
     sc = tiny_scenario(
-        duration_s=40.0, drain_s=p["drain"], deadline_action=p["deadline_action"],
+        duration_s=40.0,
+        drain_s=p["drain"],
+        deadline_action=p["deadline_action"],
         radio={"bandwidth_hz": p["bw"], "fading": {"model": p["fading"]}},
         service={"jitter": {"distribution": p["jitter"]}},
         epoch={"length_s": p["epoch"]},
     )
-    sc["devices"] = [{
-        "count": p["n_dev"], "arrivals": arrivals,
-        "mobility": {"model": "random-waypoint" if p["mobile"] else "none", "speed_mps": 2.0},
-        "workload": [{"model": "sd15", "steps": [5, 30], "deadline_s": p["deadline"]},
-                     {"model": "sdxl", "weight": 0.3, "input_bits": [1e3, 4e6]}],
-    }]
+    sc["devices"] = [
+        {
+            "count": p["n_dev"],
+            "arrivals": arrivals,
+            "mobility": {"model": "random-waypoint" if p["mobile"] else "none", "speed_mps": 2.0},
+            "workload": [
+                {"model": "sd15", "steps": [5, 30], "deadline_s": p["deadline"]},
+                {"model": "sdxl", "weight": 0.3, "input_bits": [1e3, 4e6]},
+            ],
+        }
+    ]
     sc["servers"][1]["slots"] = p["slots"]
     res = mecsim.simulate(sc, policy=p["policy"], seed=p["seed"])
     _check_invariants(res)
@@ -235,8 +267,17 @@ def test_random_policy_is_seeded():
 
 def test_common_random_numbers_across_policies():
     """Two policies on one seed see the same tasks: arrivals, devices, sizes, steps."""
-    cols = ["task_id", "device", "model", "input_bits", "output_bits", "steps", "t_arrival",
-            "deadline", "service_factor"]
+    cols = [
+        "task_id",
+        "device",
+        "model",
+        "input_bits",
+        "output_bits",
+        "steps",
+        "t_arrival",
+        "deadline",
+        "service_factor",
+    ]
     a = mecsim.simulate("paper-medium-v1", policy="greedy", seed=3, duration_s=150)
     b = mecsim.simulate("paper-medium-v1", policy="random", seed=3, duration_s=150)
     pd.testing.assert_frame_equal(a.tasks[cols], b.tasks[cols])
@@ -297,10 +338,19 @@ def test_csv_trace_with_device_and_sizes(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("time,dev,tokens\n0.5,0,10\n1.0,1,20\n1.25,7,30\n50,2,5\n")
     sc = tiny_scenario(duration_s=20.0)
-    sc["devices"] = [{"count": 3, "arrivals": {
-        "process": "trace", "path": str(csv), "device_column": "dev",
-        "input_bits_column": "tokens", "input_bits_per_unit": 100},
-        "workload": [{"model": "sd15"}]}]
+    sc["devices"] = [
+        {
+            "count": 3,
+            "arrivals": {
+                "process": "trace",
+                "path": str(csv),
+                "device_column": "dev",
+                "input_bits_column": "tokens",
+                "input_bits_per_unit": 100,
+            },
+            "workload": [{"model": "sd15"}],
+        }
+    ]
     res = mecsim.simulate(sc, seed=0)
     assert res.tasks.t_arrival.tolist() == [0.5, 1.0, 1.25]
     assert res.tasks.device.tolist() == [0, 1, 1]

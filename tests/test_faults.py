@@ -66,16 +66,26 @@ def test_channel_outage_holds_the_device_tasks():
 
 
 def test_degraded_backhaul_delays_server_arrival():
-    f = {"backhaul": [{"server": "rtx3060-a", "start_s": 0.0, "end_s": 300.0,
-                       "extra_latency_s": 0.5, "rate_factor": 0.01}]}
+    f = {
+        "backhaul": [
+            {
+                "server": "rtx3060-a",
+                "start_s": 0.0,
+                "end_s": 300.0,
+                "extra_latency_s": 0.5,
+                "rate_factor": 0.01,
+            }
+        ]
+    }
     res = mecsim.simulate("paper-small-v1", faults=f, policy="round-robin")
     t = res.tasks[(res.tasks.server == "rtx3060-a") & (res.tasks.t_decision < 300.0)]
     assert len(t) > 0
     expected = 0.002 + 0.5 + t.input_bits / (1e9 * 0.01)  # scenario: 2 ms, 1 Gbit/s
     np.testing.assert_allclose(t.t_server_arrival - t.t_upload_end, expected, rtol=1e-9)
     later = res.tasks[(res.tasks.server == "rtx3060-a") & (res.tasks.t_decision > 300.0)]
-    np.testing.assert_allclose(later.t_server_arrival - later.t_upload_end,
-                               0.002 + later.input_bits / 1e9, rtol=1e-9)
+    np.testing.assert_allclose(
+        later.t_server_arrival - later.t_upload_end, 0.002 + later.input_bits / 1e9, rtol=1e-9
+    )
 
 
 def test_random_failures_are_seeded():
@@ -86,26 +96,39 @@ def test_random_failures_are_seeded():
     assert (a.faults.event.astype(str) == "server_down").sum() >= 2
 
 
-@given(st.fixed_dictionaries({
-    "seed": st.integers(0, 1000),
-    "epoch": st.sampled_from([0.0, 0.5]),
-    "action": st.sampled_from(["redispatch", "drop"]),
-    "mtbf": st.floats(5.0, 100.0),
-    "mttr": st.floats(1.0, 30.0),
-    "chan": st.floats(0.0, 50.0),
-    "policy": st.sampled_from(["greedy", "random", "least-loaded"]),
-}))
+@given(
+    st.fixed_dictionaries(
+        {
+            "seed": st.integers(0, 1000),
+            "epoch": st.sampled_from([0.0, 0.5]),
+            "action": st.sampled_from(["redispatch", "drop"]),
+            "mtbf": st.floats(5.0, 100.0),
+            "mttr": st.floats(1.0, 30.0),
+            "chan": st.floats(0.0, 50.0),
+            "policy": st.sampled_from(["greedy", "random", "least-loaded"]),
+        }
+    )
+)
 @settings(max_examples=15)
 def test_conservation_under_random_faults(p):
     faults = {
         "on_server_failure": p["action"],
-        "servers": [{"server": "a100", "mtbf_s": p["mtbf"], "mttr_s": p["mttr"]},
-                    {"server": "rtx3060-b", "down_s": [20.0], "up_s": [60.0]}],
+        "servers": [
+            {"server": "a100", "mtbf_s": p["mtbf"], "mttr_s": p["mttr"]},
+            {"server": "rtx3060-b", "down_s": [20.0], "up_s": [60.0]},
+        ],
         "channels": [{"device": 0, "start_s": p["chan"], "end_s": p["chan"] + 20.0}],
         "backhaul": [{"server": "eat", "start_s": 10.0, "end_s": 40.0, "extra_latency_s": 1.0}],
     }
-    res = mecsim.simulate("paper-small-v1", policy=p["policy"], seed=p["seed"], duration_s=120,
-                          warmup_s=0, faults=faults, **{"epoch.length_s": p["epoch"]})
+    res = mecsim.simulate(
+        "paper-small-v1",
+        policy=p["policy"],
+        seed=p["seed"],
+        duration_s=120,
+        warmup_s=0,
+        faults=faults,
+        **{"epoch.length_s": p["epoch"]},
+    )
     _check_invariants(res)
     s = res.summary
     # latency statistics exclude nothing silently: the counts say what they are over

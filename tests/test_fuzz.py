@@ -19,8 +19,22 @@ from click.testing import CliRunner
 from mecsim.cli import main
 from tests.conftest import tiny_scenario
 
-JUNK_VALUES = ["abc", "20 MHz", "23dBm", -1, -1e308, 1e308, float("nan"), float("inf"), [],
-               {"x": 1}, None, True, "", [1, 2, 3]]
+JUNK_VALUES = [
+    "abc",
+    "20 MHz",
+    "23dBm",
+    -1,
+    -1e308,
+    1e308,
+    float("nan"),
+    float("inf"),
+    [],
+    {"x": 1},
+    None,
+    True,
+    "",
+    [1, 2, 3],
+]
 
 
 def _paths(node, prefix=()):
@@ -47,24 +61,46 @@ def _delete(node, path):
     del node[path[-1]]
 
 
-REQUIRED = [("devices",), ("servers",), ("devices", 0, "arrivals"), ("devices", 0, "workload"),
-            ("devices", 0, "arrivals", "rate_per_s"), ("devices", 0, "workload", 0, "model"),
-            ("servers", 0, "name"), ("servers", 0, "gpu"), ("servers", 1, "models")]
+REQUIRED = [
+    ("devices",),
+    ("servers",),
+    ("devices", 0, "arrivals"),
+    ("devices", 0, "workload"),
+    ("devices", 0, "arrivals", "rate_per_s"),
+    ("devices", 0, "workload", 0, "model"),
+    ("servers", 0, "name"),
+    ("servers", 0, "gpu"),
+    ("servers", 1, "models"),
+]
 
 # (path, value) pairs that are wrong for sure: bad type, out of range, beyond the limits
 OUT_OF_RANGE = [
-    (("duration_s",), 0), (("duration_s",), -5), (("seed",), -1), (("radio", "bandwidth_hz"), 0),
-    (("radio", "bandwidth_hz"), float("inf")), (("devices", 0, "count"), 0),
-    (("devices", 0, "count"), 10**9), (("devices", 0, "arrivals", "rate_per_s"), 1e300),
-    (("servers", 0, "slots"), 0), (("servers", 0, "slots"), 10**7), (("epoch", "length_s"), -1),
-    (("epoch", "length_s"), 1e-9), (("radio", "fading"), {"coherence_time_s": 1e-12}),
-    (("devices", 0, "workload", 0, "steps"), 1e12), (("devices", 0, "workload", 0, "steps"), 2.5),
-    (("devices", 0, "workload", 0, "deadline_s"), -3), (("servers", 0, "models"), []),
-    (("devices", 0, "workload"), []), (("deadline_action",), "explode"),
-    (("service", "jitter", "distribution"), "pareto"), (("warmup_s",), 1e6),
-    (("radio", "min_bandwidth_hz"), 1e12), (("devices", 0, "placement", "distance_m"), [300, 50]),
+    (("duration_s",), 0),
+    (("duration_s",), -5),
+    (("seed",), -1),
+    (("radio", "bandwidth_hz"), 0),
+    (("radio", "bandwidth_hz"), float("inf")),
+    (("devices", 0, "count"), 0),
+    (("devices", 0, "count"), 10**9),
+    (("devices", 0, "arrivals", "rate_per_s"), 1e300),
+    (("servers", 0, "slots"), 0),
+    (("servers", 0, "slots"), 10**7),
+    (("epoch", "length_s"), -1),
+    (("epoch", "length_s"), 1e-9),
+    (("radio", "fading"), {"coherence_time_s": 1e-12}),
+    (("devices", 0, "workload", 0, "steps"), 1e12),
+    (("devices", 0, "workload", 0, "steps"), 2.5),
+    (("devices", 0, "workload", 0, "deadline_s"), -3),
+    (("servers", 0, "models"), []),
+    (("devices", 0, "workload"), []),
+    (("deadline_action",), "explode"),
+    (("service", "jitter", "distribution"), "pareto"),
+    (("warmup_s",), 1e6),
+    (("radio", "min_bandwidth_hz"), 1e12),
+    (("devices", 0, "placement", "distance_m"), [300, 50]),
     (("devices", 0, "mobility"), {"model": "random-waypoint", "speed_mps": 1e9}),
-    (("servers", 1, "name"), "a"), (("servers", 0, "gpu"), "no-such-gpu"),
+    (("servers", 1, "name"), "a"),
+    (("servers", 0, "gpu"), "no-such-gpu"),
     (("devices", 0, "workload", 0, "model"), "no-such-model"),
     (("faults",), {"servers": [{"server": "nope", "down_s": [1]}]}),
     (("faults",), {"channels": [{"device": 99, "start_s": 1, "end_s": 2}]}),
@@ -77,12 +113,20 @@ def malformed_cases(n_random=170, seed=20261128):
     """At least 200 malformed scenario files as (label, text or bytes)."""
     rng = random.Random(seed)
     base = tiny_scenario()
-    cases = [("empty", ""), ("whitespace", "   \n\n"), ("null", "null"), ("number", "42"),
-             ("list", "- a\n- b\n"), ("string", "hello"), ("bad yaml", "devices: [unclosed"),
-             ("tabs", "devices:\n\t- count: 1"), ("binary", bytes(range(256))),
-             ("binary junk", bytes(rng.getrandbits(8) for _ in range(512))),
-             ("yaml tag", "!!python/object/apply:os.system ['echo pwned']"),
-             ("deep", "a: " + "[" * 200 + "]" * 200)]
+    cases = [
+        ("empty", ""),
+        ("whitespace", "   \n\n"),
+        ("null", "null"),
+        ("number", "42"),
+        ("list", "- a\n- b\n"),
+        ("string", "hello"),
+        ("bad yaml", "devices: [unclosed"),
+        ("tabs", "devices:\n\t- count: 1"),
+        ("binary", bytes(range(256))),
+        ("binary junk", bytes(rng.getrandbits(8) for _ in range(512))),
+        ("yaml tag", "!!python/object/apply:os.system ['echo pwned']"),
+        ("deep", "a: " + "[" * 200 + "]" * 200),
+    ]
     for path in REQUIRED:
         sc = copy.deepcopy(base)
         _delete(sc, path)
@@ -192,8 +236,9 @@ def test_malformed_scenarios_in_a_real_process(tmp_path, k):
         path.write_bytes(content)
     else:
         path.write_text(content)
-    proc = subprocess.run([sys.executable, "-m", "mecsim.cli", "run", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mecsim.cli", "run", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2, (label, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, (label, proc.stderr)
@@ -202,9 +247,14 @@ def test_malformed_scenarios_in_a_real_process(tmp_path, k):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                  st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                  st.lists(st.integers(-5, 5), max_size=3))
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-5, 5), max_size=3),
+)
 
 
 @given(path_index=st.integers(0, 10_000), value=_leaf, drop=st.booleans())
@@ -252,20 +302,32 @@ def _limit_memory():  # runs in the child before exec
 
 
 def _cli(*args, timeout=60, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mecsim.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=_limit_memory, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mecsim.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_limit_memory,
+        cwd=cwd,
+    )
 
 
 def _cli_max_rss_kb(*args, timeout=20):
     """Run the CLI under a fresh wrapper process and return (exit code, stderr, peak RSS in kB of
     the CLI process alone: the wrapper's only child)."""
-    code = ("import resource, subprocess, sys, json\n"
-            "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-            "print(json.dumps([r.returncode, r.stderr, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))\n")
-    proc = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "mecsim.cli",
-                           *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_limit_memory)
+    code = (
+        "import resource, subprocess, sys, json\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(json.dumps([r.returncode, r.stderr, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "mecsim.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_limit_memory,
+    )
     return json.loads(proc.stdout)
 
 
@@ -344,8 +406,14 @@ print("refused")
 def test_scenario_from_dict_refuses_shared_structures_without_expanding_them():
     """In a child process bounded to 1 GiB and 60 s, so that a regression (a deep copy that
     expands the structure) fails loudly instead of eating the machine."""
-    proc = subprocess.run([sys.executable, "-c", _SHARED_CHECK], capture_output=True, text=True,
-                          timeout=60, preexec_fn=_limit_memory, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARED_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_memory,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert proc.returncode == 0 and "refused" in proc.stdout, proc.stderr[-2000:]
 
 
@@ -366,8 +434,11 @@ FIELD_CASES = [
     ("faults", {"servers": [{"server": "a", "mtbf_s": 0.01, "mttr_s": 0.01}]}, "faults.servers.0.mtbf_s"),
     ("service", {"jitter": {"distribution": "lognormal", "cv": 1e308}}, "service.jitter.cv"),
     ("service", {"jitter": {"distribution": "exponential", "cv": 1e308}}, "service.jitter.cv"),
-    ("radio", {"bandwidth_hz": 10e6, "path_loss": {"shadowing_std_db": 1e308}},
-     "radio.path_loss.shadowing_std_db"),
+    (
+        "radio",
+        {"bandwidth_hz": 10e6, "path_loss": {"shadowing_std_db": 1e308}},
+        "radio.path_loss.shadowing_std_db",
+    ),
     ("radio", {"bandwidth_hz": 1e308}, "radio.bandwidth_hz"),
     ("radio", {"downlink": {"rate_bps": 1e308}}, "radio.downlink.rate_bps"),
     ("duration_s", 1e300, "duration_s"),
@@ -425,8 +496,13 @@ def test_out_is_checked_before_the_run(tmp_path):
 
 def _trace_scenario(tmp_path, trace_name, **arr):
     sc = tiny_scenario(duration_s=20.0)
-    sc["devices"] = [{"count": 2, "arrivals": {"process": "trace", "path": trace_name, **arr},
-                      "workload": [{"model": "sd15"}]}]
+    sc["devices"] = [
+        {
+            "count": 2,
+            "arrivals": {"process": "trace", "path": trace_name, **arr},
+            "workload": [{"model": "sd15"}],
+        }
+    ]
     return _write(tmp_path, sc)
 
 
@@ -448,12 +524,24 @@ TRACE_CASES = [
     ("text.csv", "time\n1\nsoon\n", {}, "devices.0.arrivals.time_column"),
     ("empty.csv", "", {}, "devices.0.arrivals.path"),
     ("header.csv", "time\n", {}, "devices.0.arrivals.path"),
-    ("date.csv", "time\n2023-11-16 18:00:00\nyesterday\n", {"time_format": "datetime"},
-     "devices.0.arrivals.time_column"),
-    ("size.csv", "time,tok\n1,5\n2,-5\n", {"input_bits_column": "tok"},
-     "devices.0.arrivals.input_bits_column"),
-    ("size2.csv", "time,tok\n1,5\n2,nan\n", {"input_bits_column": "tok"},
-     "devices.0.arrivals.input_bits_column"),
+    (
+        "date.csv",
+        "time\n2023-11-16 18:00:00\nyesterday\n",
+        {"time_format": "datetime"},
+        "devices.0.arrivals.time_column",
+    ),
+    (
+        "size.csv",
+        "time,tok\n1,5\n2,-5\n",
+        {"input_bits_column": "tok"},
+        "devices.0.arrivals.input_bits_column",
+    ),
+    (
+        "size2.csv",
+        "time,tok\n1,5\n2,nan\n",
+        {"input_bits_column": "tok"},
+        "devices.0.arrivals.input_bits_column",
+    ),
     ("steps.csv", "time,st\n1,0\n", {"steps_column": "st"}, "devices.0.arrivals.steps_column"),
     ("dev.csv", "time,d\n1,0.5\n", {"device_column": "d"}, "devices.0.arrivals.device_column"),
     ("bad.csv.gz", b"not gzip at all", {}, "devices.0.arrivals.path"),

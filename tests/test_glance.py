@@ -46,13 +46,33 @@ def test_decisions_show_the_qubo_and_the_largest_epoch():
 
 
 def test_cli_run_vs(tmp_path):
-    cmd = [sys.executable, "-m", "mecsim.cli", "run", "smoke-v1", "--policy", "qubo-sa", "--vs", "greedy",
-           "--duration", "60", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mecsim.cli",
+        "run",
+        "smoke-v1",
+        "--policy",
+        "qubo-sa",
+        "--vs",
+        "greedy",
+        "--duration",
+        "60",
+        "--no-progress",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "decisions (qubo-sa)" in out.stdout and "qubo-sa minus greedy" in out.stdout
-    bad_cmd = [sys.executable, "-m", "mecsim.cli", "run", "smoke-v1", "--vs", "no-such-policy", "--no-progress"]
-    bad = subprocess.run(bad_cmd, capture_output=True,
-                         text=True, timeout=300)
+    bad_cmd = [
+        sys.executable,
+        "-m",
+        "mecsim.cli",
+        "run",
+        "smoke-v1",
+        "--vs",
+        "no-such-policy",
+        "--no-progress",
+    ]
+    bad = subprocess.run(bad_cmd, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "no-such-policy" in bad.stderr

@@ -73,20 +73,37 @@ def _old_columns(df: pd.DataFrame) -> list[str]:
 
 # -- 2. a deterministic batch server end to end --------------------------------------------------
 
+
 def bulk_scenario(lam: float, d: float, duration: float, max_batch: int) -> dict:
     """One device, ideal radio and links, one server whose batches take d whatever their size."""
     return {
-        "name": "bulk", "seed": 1, "duration_s": duration, "warmup_s": duration / 10,
+        "name": "bulk",
+        "seed": 1,
+        "duration_s": duration,
+        "warmup_s": duration / 10,
         "radio": {"ideal": True},
-        "devices": [{"count": 1, "arrivals": {"process": "poisson", "rate_per_s": lam},
-                     "workload": [{"model": "sd15", "steps": 1}]}],
-        "servers": [{"name": "s", "gpu": "bulk", "models": ["sd15"],
-                     "backhaul": {"latency_s": 0.0, "rate_bps": None}}],
+        "devices": [
+            {
+                "count": 1,
+                "arrivals": {"process": "poisson", "rate_per_s": lam},
+                "workload": [{"model": "sd15", "steps": 1}],
+            }
+        ],
+        "servers": [
+            {"name": "s", "gpu": "bulk", "models": ["sd15"], "backhaul": {"latency_s": 0.0, "rate_bps": None}}
+        ],
         "service": {"batching": {"enabled": True, "max_batch": max_batch}},
         "epoch": {"length_s": 0.0},
-        "profiles": {"gpus": {"bulk": {"power_w": 100.0, "seconds_per_step": {"sd15": d}}},
-                     "serving": {"bulk": {"memory_gib": 40.0, "workspace_gib": 0.0,
-                                          "batch_factor": {"sd15": {1: 1.0, 1000: 1.0}}}}},
+        "profiles": {
+            "gpus": {"bulk": {"power_w": 100.0, "seconds_per_step": {"sd15": d}}},
+            "serving": {
+                "bulk": {
+                    "memory_gib": 40.0,
+                    "workspace_gib": 0.0,
+                    "batch_factor": {"sd15": {1: 1.0, 1000: 1.0}},
+                }
+            },
+        },
     }
 
 
@@ -121,8 +138,15 @@ def test_engine_bulk_negative_control_without_batching_is_md1():
 
 # -- 3. cold starts against an independent LRU replay -------------------------------------------
 
-def lru_replay(batches: list[tuple[str, ...]], preload: list[str], size: dict[str, float],
-               base: dict[str, str | None], memory: float, lru: bool = True) -> list[bool]:
+
+def lru_replay(
+    batches: list[tuple[str, ...]],
+    preload: list[str],
+    size: dict[str, float],
+    base: dict[str, str | None],
+    memory: float,
+    lru: bool = True,
+) -> list[bool]:
     """Cold flags of a GPU's batches in start order under LRU, written independently of
     mecsim.sim.gpu: an OrderedDict in recency order; evicting a base evicts its adapters.
     ``lru=False``: in load order (FIFO), the negative control."""
@@ -161,13 +185,20 @@ def test_cold_starts_equal_an_lru_replay_of_the_tasks_table(policy):
         it = data.items[a.split("#")[0]]
         size[a], base[a] = it.memory_gib, it.base
     memory = data.usable_gib("rtx3060-ckpt")
-    batches = t.groupby("batch_id").agg(server=("server_index", "first"), gpu=("gpu", "first"),
-                                         start=("t_service_start", "first"), model=("model", "first"),
-                                         adapter=("adapter", "first"), cold=("cold_start", "first"))
+    batches = t.groupby("batch_id").agg(
+        server=("server_index", "first"),
+        gpu=("gpu", "first"),
+        start=("t_service_start", "first"),
+        model=("model", "first"),
+        adapter=("adapter", "first"),
+        cold=("cold_start", "first"),
+    )
     n_cold, fifo_differs = 0, False
     for (_j, _g), b in batches.sort_values(["start"], kind="stable").groupby(["server", "gpu"]):
-        need = [tuple(data.uses.get(str(m), (str(m),))) + ((str(a),) if isinstance(a, str) else ())
-                for m, a in zip(b["model"], b["adapter"], strict=True)]
+        need = [
+            tuple(data.uses.get(str(m), (str(m),))) + ((str(a),) if isinstance(a, str) else ())
+            for m, a in zip(b["model"], b["adapter"], strict=True)
+        ]
         preload = ["sd15", "sd15-ft1", "sd15-ft2"]  # hosted models in order, while they fit
         assert lru_replay(need, preload, size, base, memory) == b["cold"].tolist()
         fifo_differs |= lru_replay(need, preload, size, base, memory, lru=False) != b["cold"].tolist()
@@ -187,8 +218,10 @@ def test_lru_replay_by_hand():
 
 # -- 4. the QUBO's GPU terms, checked by enumeration ---------------------------------------------
 
-def _epoch_with_models(n_a: int, f2: float, w0: float, load: float,
-                       s: float) -> tuple[EpochState, list, list]:
+
+def _epoch_with_models(
+    n_a: int, f2: float, w0: float, load: float, s: float
+) -> tuple[EpochState, list, list]:
     """Two one-GPU servers that batch key 'A' up to 2: server 0 warm and busy until w0 (a task of
     key 'B'), server 1 idle but cold for 'A' (only one model fits). n_a tasks of key 'A' with equal
     steps arrive now (ideal radio, no backhaul)."""
@@ -200,17 +233,26 @@ def _epoch_with_models(n_a: int, f2: float, w0: float, load: float,
     pending = [m0.submit(-1, "B", 1.0, 0.0), []]  # server 0 busy until w0
     base = random_epoch_state(n_a, 2, seed=0)
     mods = [m0, m1]
-    state = EpochState(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                          "ideal_radio": True, "backhaul_s": np.zeros((n_a, 2)),
-                          "return_s": np.zeros((n_a, 2)), "feasible": np.ones((n_a, 2), bool),
-                          "server_up": np.ones(2, bool), "slots": np.ones(2, np.int64),
-                          "service_s": np.full((n_a, 2), s), "steps": np.ones(n_a),
-                          "backlog_s": np.array([m.fluid_backlog(0.0) for m in mods]),
-                          "key": ("A",) * n_a,
-                          "load_s": np.array([[m.load_cost("A") for m in mods]] * n_a),
-                          "warm": np.array([[m.warm("A") for m in mods]] * n_a),
-                          "batch_cap": np.full((n_a, 2), 2), "batch_factor2": np.full((n_a, 2), f2),
-                          "queued_same": np.zeros((n_a, 2), np.int64)})
+    state = EpochState(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "ideal_radio": True,
+            "backhaul_s": np.zeros((n_a, 2)),
+            "return_s": np.zeros((n_a, 2)),
+            "feasible": np.ones((n_a, 2), bool),
+            "server_up": np.ones(2, bool),
+            "slots": np.ones(2, np.int64),
+            "service_s": np.full((n_a, 2), s),
+            "steps": np.ones(n_a),
+            "backlog_s": np.array([m.fluid_backlog(0.0) for m in mods]),
+            "key": ("A",) * n_a,
+            "load_s": np.array([[m.load_cost("A") for m in mods]] * n_a),
+            "warm": np.array([[m.warm("A") for m in mods]] * n_a),
+            "batch_cap": np.full((n_a, 2), 2),
+            "batch_factor2": np.full((n_a, 2), f2),
+            "queued_same": np.zeros((n_a, 2), np.int64),
+        }
+    )
     return state, mods, pending
 
 
@@ -246,8 +288,9 @@ def _replayed_total(build, server: tuple[int, ...]) -> float:
     return total
 
 
-@pytest.mark.parametrize("f2,w0,load,s", [(1.593, 3.0, 24.0, 5.2), (1.841, 0.5, 3.0, 1.0),
-                                          (1.2, 7.0, 4.0, 2.0)])
+@pytest.mark.parametrize(
+    "f2,w0,load,s", [(1.593, 3.0, 24.0, 5.2), (1.841, 0.5, 3.0, 1.0), (1.2, 7.0, 4.0, 2.0)]
+)
 def test_qubo_gpu_terms_equal_the_replayed_total_where_the_statement_holds(f2, w0, load, s):
     n = 4
     state, _, _ = _epoch_with_models(n, f2, w0, load, s)
@@ -294,6 +337,7 @@ def test_penalty_stays_safe_with_batch_rewards():
 
 # -- 5. greedy-affinity -------------------------------------------------------------------------
 
+
 def test_greedy_affinity_is_greedy_without_the_model_fields():
     from mecsim.policies.heuristics import GreedyAffinityPolicy, GreedyPolicy
 
@@ -319,6 +363,7 @@ def test_greedy_affinity_prefers_the_warm_server_and_shares_a_load():
 
 # -- 6. scenario keys, streaming, failures --------------------------------------------------------
 
+
 def test_scenario_errors_name_the_field():
     base = load_scenario("residency-v1").resolved()
     bad = dict(base)
@@ -328,9 +373,14 @@ def test_scenario_errors_name_the_field():
         load_scenario(bad)
     assert "devices.0.workload.0.adapters.kind" in str(e.value)
     with pytest.raises(ScenarioError, match="no serving data") as e:
-        load_scenario("smoke-v1", **{"service.batching.enabled": True, "servers.1.gpu": "toy",
-                                     "profiles.gpus": {"toy": {"power_w": 1.0,
-                                                               "seconds_per_step": {"sd15": 0.1}}}})
+        load_scenario(
+            "smoke-v1",
+            **{
+                "service.batching.enabled": True,
+                "servers.1.gpu": "toy",
+                "profiles.gpus": {"toy": {"power_w": 1.0, "seconds_per_step": {"sd15": 0.1}}},
+            },
+        )
     assert "servers.1.gpu" in str(e.value)
     with pytest.raises(ScenarioError):
         load_scenario("smoke-v1", **{"service.residency.eviction": "mru"})
@@ -358,8 +408,13 @@ def test_streamed_run_carries_the_columns_and_loads(tmp_path):
 
 
 def test_failures_with_the_model_account_for_every_task():
-    r = mecsim.simulate("residency-v1", seed=3, duration_s=400.0, warmup_s=0.0, **{
-        "faults.servers": [{"server": "edge-1", "down_s": [50.0, 200.0], "up_s": [120.0, 260.0]}]})
+    r = mecsim.simulate(
+        "residency-v1",
+        seed=3,
+        duration_s=400.0,
+        warmup_s=0.0,
+        **{"faults.servers": [{"server": "edge-1", "down_s": [50.0, 200.0], "up_s": [120.0, 260.0]}]},
+    )
     S = r.summary
     assert S["tasks_completed"] + S["tasks_dropped"] + S["tasks_in_flight"] == S["tasks_generated"]
     assert S["fault_events"]["server_down"] == 2
@@ -369,6 +424,7 @@ def test_failures_with_the_model_account_for_every_task():
 
 
 # -- 7. the residency-v1 regime -----------------------------------------------------------------
+
 
 def test_residency_regime_property():
     """residency-v1 on seed 1 (a property of the regime, not a policy ranking): under greedy, which
@@ -381,8 +437,9 @@ def test_residency_regime_property():
     t = r.tasks[(r.tasks["status"] == "completed") & (r.tasks["t_arrival"] >= 120.0)]
     gap = t.loc[t["cold_start"], "latency"].mean() - t.loc[~t["cold_start"], "latency"].mean()
     assert gap >= 15.0
-    ample = mecsim.simulate("residency-v1", policy="greedy", seed=1,
-                            **{"profiles.serving.rtx3060-ckpt.memory_gib": 1000.0})
+    ample = mecsim.simulate(
+        "residency-v1", policy="greedy", seed=1, **{"profiles.serving.rtx3060-ckpt.memory_gib": 1000.0}
+    )
     assert ample.summary["cold_start_rate"] <= 0.5 * r.summary["cold_start_rate"]  # LoRA swaps (3 s) left
     assert ample.summary["latency_mean_s"] <= 0.5 * r.summary["latency_mean_s"]
 
@@ -407,15 +464,24 @@ def test_batch_accounting_utilisation_and_energy():
     busy time (no division by the batch size) goes above 100% on a saturated GPU."""
     from mecsim.results import utilisation
 
-    r = mecsim.simulate("residency-v1", policy="greedy", seed=1, duration_s=600.0, warmup_s=0.0,
-                        drain_s=2000.0, **{"devices.0.arrivals.rate_per_s": 0.04})
+    r = mecsim.simulate(
+        "residency-v1",
+        policy="greedy",
+        seed=1,
+        duration_s=600.0,
+        warmup_s=0.0,
+        drain_s=2000.0,
+        **{"devices.0.arrivals.rate_per_s": 0.04},
+    )
     t = r.tasks
     assert t["batch_size"].max() >= 3
     assert all(0.0 <= u <= 1.0 + 1e-9 for u in r.summary["utilisation"].values())
     done = t[t["status"] == "completed"]
     per_batch = done.groupby("batch_id").agg(s=("t_service_start", "first"), e=("t_service_end", "first"))
-    assert done["energy_server_j"].sum() == pytest.approx(170.0 * (per_batch["e"] - per_batch["s"]).sum(),
-                                                          rel=1e-9)
-    naive = utilisation(t.drop(columns=["batch_size"]), r.tasks["server"].cat.categories.tolist(),
-                        np.ones(4), 0.0, 600.0)
+    assert done["energy_server_j"].sum() == pytest.approx(
+        170.0 * (per_batch["e"] - per_batch["s"]).sum(), rel=1e-9
+    )
+    naive = utilisation(
+        t.drop(columns=["batch_size"]), r.tasks["server"].cat.categories.tolist(), np.ones(4), 0.0, 600.0
+    )
     assert max(naive.values()) > 1.0

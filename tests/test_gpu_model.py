@@ -28,11 +28,11 @@ from mecsim.sim.gpu import (
 
 
 def starts_ends(model: GPUServerModel) -> tuple[dict[int, float], dict[int, float]]:
-    return ({t: r.t_start for t, r in model.records.items()},
-            {t: r.t_end for t, r in model.records.items()})
+    return ({t: r.t_start for t, r in model.records.items()}, {t: r.t_end for t, r in model.records.items()})
 
 
 # -- 1. batching off, one model, ample memory: today's c-slot queue -----------------------------
+
 
 def plain_queue(arrivals: list[tuple[float, int, float, tuple]], c: int) -> dict[int, tuple[float, float]]:
     """Reference: a c-server queue, priority order, arrivals before service ends at equal times."""
@@ -83,8 +83,11 @@ def test_hand_computed_epoch_spt_two_slots():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 3), st.booleans(),
-       st.lists(st.tuples(st.integers(0, 20), st.integers(1, 6), st.integers(0, 2)), min_size=1, max_size=25))
+@given(
+    st.integers(1, 3),
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 20), st.integers(1, 6), st.integers(0, 2)), min_size=1, max_size=25),
+)
 def test_batching_off_equals_plain_queue(c, spt, raw):
     arr, ref_in = [], []
     for tid, (t, steps, epoch) in enumerate(raw):
@@ -155,9 +158,15 @@ def engine_backlogs(arrivals, c):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 3), st.booleans(),
-       st.lists(st.tuples(st.integers(0, 30), st.integers(1, 9), st.integers(0, 2),
-                          st.floats(0.5, 2.0)), min_size=1, max_size=30))
+@given(
+    st.integers(1, 3),
+    st.booleans(),
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(1, 9), st.integers(0, 2), st.floats(0.5, 2.0)),
+        min_size=1,
+        max_size=30,
+    ),
+)
 def test_batching_off_keeps_the_engines_backlog_bit_for_bit(c, spt, raw):
     """With jitter factors too: times and the backlog a policy sees are the same floats."""
     arr, ref_in = [], []
@@ -185,6 +194,7 @@ def test_negative_control_plain_queue_detects_a_changed_order():
 
 # -- 2. a deterministic batch server in closed form -------------------------------------------
 
+
 def bulk_when_idle_wait(lam: float, d: float) -> tuple[float, float]:
     """Mean wait and mean batch size of a single server with Poisson(lam) arrivals that, when it
     becomes free, serves *all* waiting tasks in one batch of fixed duration d, and when idle starts
@@ -209,8 +219,12 @@ def simulate_bulk(lam: float, d: float, n: int, cap: int, seed: int) -> tuple[fl
     rng = np.random.default_rng(seed)
     t = np.cumsum(rng.exponential(1 / lam, n))
     curve = StepCurve((1, 1000), (1.0, 1.0))  # a batch takes d whatever its size (deterministic)
-    cfg = ServerConfig(slots=1, models={"u": ServedModel("u", ("u",), d, curve)},
-                       items={"u": Item("u", 0.0, 0.0)}, max_batch=cap)
+    cfg = ServerConfig(
+        slots=1,
+        models={"u": ServedModel("u", ("u",), d, curve)},
+        items={"u": Item("u", 0.0, 0.0)},
+        max_batch=cap,
+    )
     m = GPUServerModel(cfg)
     replay(m, [Arrival(float(ti), i, "u", steps=1.0) for i, ti in enumerate(t)])
     wait = np.array([m.records[i].t_start - t[i] for i in range(n)])
@@ -243,8 +257,13 @@ def test_bulk_negative_control_batching_off_is_md1():
 def test_hand_computed_batches_with_factors_and_timeout():
     # step factors 1, 1.5 (b=2), 2.5 (b=4); max batch 4; 1 s per step, 2 steps; timeout 0.5 s.
     curve = StepCurve.from_table({1: 1.0, 2: 1.5, 4: 2.5})
-    cfg = ServerConfig(slots=1, models={"u": ServedModel("u", ("u",), 1.0, curve)},
-                       items={"u": Item("u", 0.0, 0.0)}, max_batch=4, batch_timeout_s=0.5)
+    cfg = ServerConfig(
+        slots=1,
+        models={"u": ServedModel("u", ("u",), 1.0, curve)},
+        items={"u": Item("u", 0.0, 0.0)},
+        max_batch=4,
+        batch_timeout_s=0.5,
+    )
     m = GPUServerModel(cfg)
     # t=0: task 0 alone -> waits to 0.5 (timeout) -> batch {0,1} (1 arrived at 0.2): 2 x 1.5 = 3 s,
     # ends 3.5. Tasks 2..6 arrive at 1.0..1.4 -> at 3.5 batch {2,3,4,5} (full: starts at once):
@@ -262,6 +281,7 @@ def test_hand_computed_batches_with_factors_and_timeout():
 
 
 # -- 3. cold starts: the model against a direct cache replay ----------------------------------
+
 
 def lru_misses(seq: list[str], size: dict[str, float], cap: float) -> int:
     cache: OrderedDict[str, float] = OrderedDict()
@@ -296,8 +316,9 @@ def lfu_misses(seq: list[str], size: dict[str, float], cap: float) -> int:
 def cache_server(sizes: dict[str, float], cap: float, eviction: str) -> GPUServerModel:
     items = {k: Item(k, v, 1.0) for k, v in sizes.items()}
     models = {k: ServedModel(k, (k,), 1.0) for k in sizes}
-    return GPUServerModel(ServerConfig(slots=1, models=models, items=items, memory_gib=cap,
-                                       eviction=eviction, preload=()))
+    return GPUServerModel(
+        ServerConfig(slots=1, models=models, items=items, memory_gib=cap, eviction=eviction, preload=())
+    )
 
 
 def cold_count(seq: list[str], sizes: dict[str, float], cap: float, eviction: str) -> int:
@@ -328,37 +349,62 @@ def test_negative_control_fifo_eviction_disagrees_with_lru():
 
 
 def test_adapter_loads_only_what_is_missing_and_keeps_its_base():
-    items = {"sd15": Item("sd15", 2.0, 24.0), "lora": Item("lora", 0.125, 3.0, base="sd15"),
-             "sdxl": Item("sdxl", 6.5, 32.0)}
-    models = {"sd15": ServedModel("sd15", ("sd15",), 0.1),
-              "sd15+lora": ServedModel("sd15+lora", ("sd15", "lora"), 0.1),
-              "sdxl": ServedModel("sdxl", ("sdxl",), 0.1)}
-    m = GPUServerModel(ServerConfig(slots=1, models=models, items=items, memory_gib=7.0,
-                                    preload=("sd15",)))
-    replay(m, [Arrival(0.0, 0, "sd15+lora", 10), Arrival(0.0, 1, "sdxl", 10),
-               Arrival(0.0, 2, "sd15", 10)])
+    items = {
+        "sd15": Item("sd15", 2.0, 24.0),
+        "lora": Item("lora", 0.125, 3.0, base="sd15"),
+        "sdxl": Item("sdxl", 6.5, 32.0),
+    }
+    models = {
+        "sd15": ServedModel("sd15", ("sd15",), 0.1),
+        "sd15+lora": ServedModel("sd15+lora", ("sd15", "lora"), 0.1),
+        "sdxl": ServedModel("sdxl", ("sdxl",), 0.1),
+    }
+    m = GPUServerModel(ServerConfig(slots=1, models=models, items=items, memory_gib=7.0, preload=("sd15",)))
+    replay(m, [Arrival(0.0, 0, "sd15+lora", 10), Arrival(0.0, 1, "sdxl", 10), Arrival(0.0, 2, "sd15", 10)])
     assert [(ld.items, ld.evicted, ld.t_end - ld.t) for ld in m.loads] == [
-        (("lora",), (), 3.0),                     # base resident: the adapter only, 3 s
-        (("sdxl",), ("sd15", "lora"), 32.0),      # sd15 out (LRU), and its adapter with it
-        (("sd15",), ("sdxl",), 24.0)]
+        (("lora",), (), 3.0),  # base resident: the adapter only, 3 s
+        (("sdxl",), ("sd15", "lora"), 32.0),  # sd15 out (LRU), and its adapter with it
+        (("sd15",), ("sdxl",), 24.0),
+    ]
     assert m.records[0].cold and m.records[0].load_wait == 3.0
     assert m.records[0].t_start == 3.0 and m.records[0].t_end == 4.0
 
 
 # -- 4. properties ------------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 4), st.sampled_from([0.0, 0.3]),
-       st.sampled_from(["lru", "lfu", "fifo"]), st.sampled_from([3.5, 4.5, 8.0]),
-       st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["a", "b", "c", "ab"]), st.integers(1, 4)),
-                min_size=1, max_size=30))
+@given(
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 0.3]),
+    st.sampled_from(["lru", "lfu", "fifo"]),
+    st.sampled_from([3.5, 4.5, 8.0]),
+    st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from(["a", "b", "c", "ab"]), st.integers(1, 4)),
+        min_size=1,
+        max_size=30,
+    ),
+)
 def test_residency_in_use_and_accounting(slots, cap_b, timeout, eviction, mem, raw):
     items = {"a": Item("a", 2.0, 1.0), "b": Item("b", 1.5, 0.7), "c": Item("c", 2.5, 1.3)}
     curve = StepCurve.from_table({1: 1.0, 2: 1.6, 4: 2.9})
-    models = {"a": ServedModel("a", ("a",), 0.2, curve), "b": ServedModel("b", ("b",), 0.3, curve),
-              "c": ServedModel("c", ("c",), 0.25, curve), "ab": ServedModel("ab", ("a", "b"), 0.2, curve)}
-    cfg = ServerConfig(slots=slots, models=models, items=items, memory_gib=mem, max_batch=cap_b,
-                       batch_timeout_s=timeout, eviction=eviction, preload=())
+    models = {
+        "a": ServedModel("a", ("a",), 0.2, curve),
+        "b": ServedModel("b", ("b",), 0.3, curve),
+        "c": ServedModel("c", ("c",), 0.25, curve),
+        "ab": ServedModel("ab", ("a", "b"), 0.2, curve),
+    }
+    cfg = ServerConfig(
+        slots=slots,
+        models=models,
+        items=items,
+        memory_gib=mem,
+        max_batch=cap_b,
+        batch_timeout_s=timeout,
+        eviction=eviction,
+        preload=(),
+    )
     model = GPUServerModel(cfg)
     resident = [set() for _ in range(slots)]
     running: list[tuple | None] = [None] * slots
@@ -390,18 +436,32 @@ def test_residency_in_use_and_accounting(slots, cap_b, timeout, eviction, mem, r
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 2), st.integers(1, 4), st.sampled_from([0.0, 0.4]),
-       st.lists(st.tuples(st.integers(0, 12), st.sampled_from(["a", "b"]), st.integers(1, 4)),
-                min_size=0, max_size=12),
-       st.integers(0, 12), st.sampled_from(["a", "b"]))
-def test_expected_wait_is_the_start_of_a_task_with_no_later_arrivals(slots, cap_b, timeout, raw, t_probe,
-                                                                    key):
+@given(
+    st.integers(1, 2),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 0.4]),
+    st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["a", "b"]), st.integers(1, 4)), min_size=0, max_size=12
+    ),
+    st.integers(0, 12),
+    st.sampled_from(["a", "b"]),
+)
+def test_expected_wait_is_the_start_of_a_task_with_no_later_arrivals(
+    slots, cap_b, timeout, raw, t_probe, key
+):
     """With deterministic service and nothing arriving after it, the estimate is exact."""
     items = {"a": Item("a", 2.0, 5.0), "b": Item("b", 2.0, 4.0)}
     curve = StepCurve.from_table({1: 1.0, 2: 1.6, 4: 2.9})
     models = {"a": ServedModel("a", ("a",), 0.5, curve), "b": ServedModel("b", ("b",), 0.3, curve)}
-    cfg = ServerConfig(slots=slots, models=models, items=items, memory_gib=3.0, max_batch=cap_b,
-                       batch_timeout_s=timeout, preload=("a",))
+    cfg = ServerConfig(
+        slots=slots,
+        models=models,
+        items=items,
+        memory_gib=3.0,
+        max_batch=cap_b,
+        batch_timeout_s=timeout,
+        preload=("a",),
+    )
     now = t_probe / 2
     before = [Arrival(t / 2, i, k, s) for i, (t, k, s) in enumerate(raw) if t / 2 < now]
     # state at `now`: replay the earlier arrivals, then stop the clock at now
@@ -437,23 +497,40 @@ def test_expected_wait_sees_loads_and_batches():
     items = {"a": Item("a", 2.0, 24.0), "b": Item("b", 2.0, 3.0)}
     curve = StepCurve.from_table({1: 1.0, 2: 1.5})
     models = {"a": ServedModel("a", ("a",), 0.1, curve), "b": ServedModel("b", ("b",), 0.1, curve)}
-    m = GPUServerModel(ServerConfig(slots=1, models=models, items=items, memory_gib=2.0,
-                                    max_batch=2, batch_timeout_s=1.0, preload=("a",)))
-    assert m.expected_wait("a", 0.0) == 1.0            # warm and idle: waits 1 s to fill a batch
-    assert m.expected_wait("b", 0.0) == 3.0            # must load b first (no wait after a load)
+    m = GPUServerModel(
+        ServerConfig(
+            slots=1,
+            models=models,
+            items=items,
+            memory_gib=2.0,
+            max_batch=2,
+            batch_timeout_s=1.0,
+            preload=("a",),
+        )
+    )
+    assert m.expected_wait("a", 0.0) == 1.0  # warm and idle: waits 1 s to fill a batch
+    assert m.expected_wait("b", 0.0) == 3.0  # must load b first (no wait after a load)
     assert m.load_cost("b") == 3.0 and m.load_cost("a") == 0.0
-    m.submit(0, "a", 10, 0.0)                          # waits up to 1 s to fill a batch of 2
-    assert m.expected_wait("a", 0.25) == 0.0           # joins that batch: starts at once
+    m.submit(0, "a", 10, 0.0)  # waits up to 1 s to fill a batch of 2
+    assert m.expected_wait("a", 0.25) == 0.0  # joins that batch: starts at once
     assert m.expected_wait("b", 0.25) == pytest.approx(0.75 + 1.0 + 3.0)  # timeout, a's 1 s, load
 
 
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="models.big: needs 9 GiB"):
-        ServerConfig(slots=1, models={"big": ServedModel("big", ("x",), 1.0)},
-                     items={"x": Item("x", 9.0, 1.0)}, memory_gib=8.0)
+        ServerConfig(
+            slots=1,
+            models={"big": ServedModel("big", ("x",), 1.0)},
+            items={"x": Item("x", 9.0, 1.0)},
+            memory_gib=8.0,
+        )
     with pytest.raises(ValueError, match="preload"):
-        ServerConfig(slots=1, models={"a": ServedModel("a", ("x",), 1.0)},
-                     items={"x": Item("x", 5.0, 1.0), "y": Item("y", 5.0, 1.0)}, memory_gib=8.0)
+        ServerConfig(
+            slots=1,
+            models={"a": ServedModel("a", ("x",), 1.0)},
+            items={"x": Item("x", 5.0, 1.0), "y": Item("y", 5.0, 1.0)},
+            memory_gib=8.0,
+        )
     with pytest.raises(ValueError, match="eviction"):
         ServerConfig.simple(1, {"u": 1.0}, eviction="random")
     with pytest.raises(ValueError, match="batch_factor"):
@@ -472,6 +549,7 @@ def test_failure_returns_held_tasks_and_voids_timers():
 
 
 # -- 5. the shipped data ------------------------------------------------------------------------
+
 
 def test_shipped_serving_data_is_consistent():
     from mecsim.scenario import base_profiles
@@ -511,8 +589,7 @@ def test_default_server_config_is_todays_server():
 def test_state_queries():
     items = {"a": Item("a", 2.0, 4.0), "b": Item("b", 2.0, 3.0)}
     models = {"a": ServedModel("a", ("a",), 1.0), "b": ServedModel("b", ("b",), 1.0)}
-    m = GPUServerModel(ServerConfig(slots=2, models=models, items=items, memory_gib=2.0,
-                                    preload=("a",)))
+    m = GPUServerModel(ServerConfig(slots=2, models=models, items=items, memory_gib=2.0, preload=("a",)))
     assert m.warm("a") and not m.warm("b")
     m.submit(0, "a", 5, 0.0)
     m.submit(1, "b", 5, 0.0)  # the idle GPU 1 loads b (evicting a there)
@@ -523,11 +600,13 @@ def test_state_queries():
 
 def test_expected_wait_does_not_see_future_jitter():
     """Queued tasks' jitter factors are not known at decision time: the estimate ignores them."""
+
     def state(factors):
         m = GPUServerModel(ServerConfig.simple(1, {"u": 1.0}))
         for i, f in enumerate(factors):
             m.submit(i, "u", 2, 0.0, factor=f)
         return m
+
     a, b = state([1.0, 1.0, 1.0]), state([1.0, 3.0, 0.2])
     # task 0 started at 0 with factor 1 in both; 1 and 2 queued with different factors
     assert a.expected_wait("u", 0.5) == b.expected_wait("u", 0.5) == pytest.approx(5.5)

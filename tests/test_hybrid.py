@@ -12,8 +12,19 @@ from click.testing import CliRunner
 import mecsim
 from mecsim.cli import main
 
-QUBO_COLUMNS = ["solver", "variables", "interactions", "solve_wall_s", "best_energy", "objective",
-                "feasible_before_repair", "repairs", "local_search_moves", "fallback", "solver_error"]
+QUBO_COLUMNS = [
+    "solver",
+    "variables",
+    "interactions",
+    "solve_wall_s",
+    "best_energy",
+    "objective",
+    "feasible_before_repair",
+    "repairs",
+    "local_search_moves",
+    "fallback",
+    "solver_error",
+]
 
 
 SEEDS = (1, 2)
@@ -29,8 +40,9 @@ def null_policy(**params):
     from mecsim.policies.qubo import QuboPolicy
     from tests.conftest import uniform_random_sampler
 
-    return QuboPolicy(solver=uniform_random_sampler(), solver_params={"num_reads": 8}, name="qubo-null",
-                      **params)
+    return QuboPolicy(
+        solver=uniform_random_sampler(), solver_params={"num_reads": 8}, name="qubo-null", **params
+    )
 
 
 def own_reads(epochs) -> float:
@@ -72,16 +84,21 @@ def assert_solver_reads_optimal(make, at_least: float = 0.9) -> None:
 
     Measured on paper-small-v1, 120 s, seed 1: SA 96.5%; uniform random reads 44.2%.
     """
-    res = mecsim.simulate("paper-small-v1", policy=make(local_search=False, candidates=1,
-                                                        reference=True), seed=1, duration_s=120)
+    res = mecsim.simulate(
+        "paper-small-v1",
+        policy=make(local_search=False, candidates=1, reference=True),
+        seed=1,
+        duration_s=120,
+    )
     ep = res.epochs[res.epochs.variables > 0]
     raw_optimal = ep.feasible_before_repair.astype(bool) & (ep.repairs == 0) & (ep.gap <= 1e-9)
     assert raw_optimal.mean() >= at_least, f"the raw reads are optimal in {raw_optimal.mean():.1%}"
 
 
 def test_epochs_table_records_the_qubo_solve():
-    res = mecsim.simulate("paper-small-v1", policy="qubo-sa", seed=1, duration_s=120,
-                          policy_params={"reference": True})
+    res = mecsim.simulate(
+        "paper-small-v1", policy="qubo-sa", seed=1, duration_s=120, policy_params={"reference": True}
+    )
     ep = res.epochs
     assert set(QUBO_COLUMNS + ["milp_objective", "gap"]) <= set(ep.columns)
     assert (ep.solver == "sa").all()
@@ -101,8 +118,7 @@ def test_cli_runs_qubo_policies():
 
 
 def test_decision_time_fixed_per_solver_delays_dispatch():
-    over = {"epoch.decision_time": {"mode": "fixed", "fixed_s": 0.01,
-                                    "by_solver": {"sa": {"base_s": 0.2}}}}
+    over = {"epoch.decision_time": {"mode": "fixed", "fixed_s": 0.01, "by_solver": {"sa": {"base_s": 0.2}}}}
     res = mecsim.simulate("smoke-v1", policy="qubo-sa", seed=2, **over)
     ep = res.epochs
     np.testing.assert_allclose(ep.t_decision - ep.t, 0.2)
@@ -131,9 +147,14 @@ def test_decision_time_model_of_problem_size_and_its_latency_cost():
 def test_solver_fault_falls_back_and_conserves_tasks():
     from tests.test_engine import _check_invariants
 
-    res = mecsim.simulate("paper-small-v1", policy="qubo-sa", seed=4, duration_s=200,
-                          policy_params={"solver": "tests.test_hybrid:FlakySampler"},
-                          faults={"servers": [{"server": "a100", "down_s": [50], "up_s": [90]}]})
+    res = mecsim.simulate(
+        "paper-small-v1",
+        policy="qubo-sa",
+        seed=4,
+        duration_s=200,
+        policy_params={"solver": "tests.test_hybrid:FlakySampler"},
+        faults={"servers": [{"server": "a100", "down_s": [50], "up_s": [90]}]},
+    )
     _check_invariants(res)
     ep = res.epochs
     assert ep.fallback.notna().any() and ep.fallback.isna().any()

@@ -48,8 +48,7 @@ def test_base_profiles_load():
     assert {"a100", "rtx3060"} <= set(gpus)
 
 
-@pytest.mark.parametrize("name,rows,cv_low,cv_high", [("conv", 19366, 0.9, 1.3),
-                                                      ("code", 8819, 12.0, 14.5)])
+@pytest.mark.parametrize("name,rows,cv_low,cv_high", [("conv", 19366, 0.9, 1.3), ("code", 8819, 12.0, 14.5)])
 def test_shipped_trace_opens_and_has_the_documented_burstiness(name, rows, cv_low, cv_high):
     """Row counts and inter-arrival CVs as stated in the trace's NOTICE.md and the scenarios
     (measured on the Azure files: conv 1.09, code 13.2 over the whole hour)."""
@@ -76,8 +75,13 @@ def test_ready_trace_scenarios_read_only_inside_the_package(name):
 
 def test_every_ready_scenario_validates_from_another_folder(tmp_path):
     """`mecsim validate` on every registered name, run from a folder that is not the checkout."""
-    proc = subprocess.run([sys.executable, "-m", "mecsim.cli", "validate", *sorted(READY)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mecsim.cli", "validate", *sorted(READY)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok (") == len(READY)

@@ -38,11 +38,13 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         c.outputs, c.execution_count = [], None
     monkeypatch.setenv("MECSIM_NOTEBOOK_OUT", str(tmp_path))  # the comparison writes here
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    client = nbclient.NotebookClient(nb, timeout=120, km=_kernel_manager(),
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, km=_kernel_manager(), resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute()  # a cell that hangs fails at the client's timeout; no wall-time assertion here
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if "image/png" in o.get("data", {})]
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
     assert len(images) >= 2, f"{name}: the figures were not displayed"

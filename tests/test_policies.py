@@ -43,8 +43,7 @@ class Infeasible:
 
 class OverBudget:
     def decide(self, state):
-        return Decision(np.full(state.n_tasks, state.bandwidth_budget_hz),
-                        np.argmax(state.feasible, axis=1))
+        return Decision(np.full(state.n_tasks, state.bandwidth_budget_hz), np.argmax(state.feasible, axis=1))
 
 
 class Unseeded:
@@ -53,8 +52,9 @@ class Unseeded:
         return Decision(state.equal_share(), server)
 
 
-@pytest.mark.parametrize("bad,check", [(Infeasible, "feasible"), (OverBudget, "bandwidth"),
-                                       (Unseeded, "reproducible")])
+@pytest.mark.parametrize(
+    "bad,check", [(Infeasible, "feasible"), (OverBudget, "bandwidth"), (Unseeded, "reproducible")]
+)
 def test_check_policy_catches_broken_policies(bad, check):
     with pytest.raises(PolicyError, match=check):
         check_policy(bad, scenario=None)
@@ -66,10 +66,12 @@ def test_engine_rejects_invalid_decisions_with_clear_error():
 
 
 def test_greedy_beats_random_on_paper_small():
-    g = [mecsim.simulate("paper-small-v1", policy="greedy", seed=s).summary["latency_mean_s"]
-         for s in range(3)]
-    r = [mecsim.simulate("paper-small-v1", policy="random", seed=s).summary["latency_mean_s"]
-         for s in range(3)]
+    g = [
+        mecsim.simulate("paper-small-v1", policy="greedy", seed=s).summary["latency_mean_s"] for s in range(3)
+    ]
+    r = [
+        mecsim.simulate("paper-small-v1", policy="random", seed=s).summary["latency_mean_s"] for s in range(3)
+    ]
     assert np.mean(g) < np.mean(r)
 
 
@@ -109,8 +111,9 @@ def test_exception_in_user_policy_keeps_partial_results(tmp_path):
     assert (part.tasks.t_arrival <= s["stopped_at_s"]).all()
     assert s["tasks_completed"] + s["tasks_dropped"] + s["tasks_in_flight"] == len(part.tasks)
     out = tmp_path / "partial"
-    r = CliRunner().invoke(main, ["run", "smoke-v1", "--policy", "tests.test_policies:FailsLater",
-                                  "--out", str(out)])
+    r = CliRunner().invoke(
+        main, ["run", "smoke-v1", "--policy", "tests.test_policies:FailsLater", "--out", str(out)]
+    )
     assert r.exit_code == 2
     assert "ZeroDivisionError" in r.output and "Traceback" not in r.output
     summary = json.loads((out / "summary.json").read_text())

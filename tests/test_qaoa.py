@@ -296,15 +296,19 @@ def tiny_runs() -> dict[str, dict[str, float]]:
                 ss = sampler.sample(bqm, one_hot=groups, mixer=mixer)
                 angles[key] = ss.info["angles"]
                 p_best.append(ss.info["p_best"])
-            return sampler.sample(bqm, one_hot=groups, mixer=mixer, mode="fixed",
-                                  initial_angles=angles[key], seed=r)
+            return sampler.sample(
+                bqm, one_hot=groups, mixer=mixer, mode="fixed", initial_angles=angles[key], seed=r
+            )
 
         out[mixer] = {"qaoa": _hit_rate(draw), "p_best": float(np.mean(p_best))}
     out["random-feasible"] = _hit_rate(
-        lambda bqm, groups, r: RandomFeasibleSampler().sample(bqm, one_hot=groups, shots=QUALITY_SHOTS,
-                                                              seed=r))
+        lambda bqm, groups, r: RandomFeasibleSampler().sample(
+            bqm, one_hot=groups, shots=QUALITY_SHOTS, seed=r
+        )
+    )
     out["random"] = _hit_rate(
-        lambda bqm, groups, r: dimod.RandomSampler().sample(bqm, num_reads=QUALITY_SHOTS, seed=r))
+        lambda bqm, groups, r: dimod.RandomSampler().sample(bqm, num_reads=QUALITY_SHOTS, seed=r)
+    )
     return out
 
 
@@ -358,7 +362,8 @@ def test_cvar_is_exact_and_cvar_training_beats_the_null():
     for seed in (4, 5, 6):
         bqm_s, groups_s = assignment_bqm(3, 3, seed=seed)
         ss = QAOASampler(p=3, shots=64, maxiter=90, start="interp", target=None, seed=1).sample(
-            bqm_s, one_hot=groups_s, objective="cvar", cvar_alpha=0.3)
+            bqm_s, one_hot=groups_s, objective="cvar", cvar_alpha=0.3
+        )
         assert ss.info["objective"] == "cvar" and ss.info["final_objective"] <= ss.info["final_expectation"]
         f, pr = _exact_curves(bqm_s, groups_s, ss.info["angles"])
         p_opts.append(pr[f.cost <= f.cost.min() + 1e-9].sum())
@@ -390,7 +395,8 @@ def test_warm_start_state_matches_the_circuit_and_biases_towards_the_solution():
         p_sol = pr[(bits == target).all(axis=1)].sum()
         assert p_sol == pytest.approx(0.8 ** (2 if mixer == "xy" else 6))
     ss = QAOASampler(p=1, shots=50, maxiter=5, target=None, seed=0).sample(
-        bqm, one_hot=groups, warm_start=sol, warm_start_weight=0.2)
+        bqm, one_hot=groups, warm_start=sol, warm_start_weight=0.2
+    )
     assert ss.info["warm_start"] is True
     bad = dict(sol)
     bad[groups[0][0]] = 1
@@ -513,8 +519,9 @@ def test_greedy_classical_start_is_cheapest_insertion_and_reaches_the_policy():
         warm = greedy_one_hot_solution(q.bqm, [g for g in q.one_hot if g])
         server = q.greedy_assignment()
         assert all(warm[v] == int(server[v[0]] == v[1]) for v in q.bqm.variables)
-    pol = make_qaoa_policy(p=2, shots=32, maxiter=8, classical_start="greedy", objective="cvar",
-                           cvar_alpha=0.2, target=None)
+    pol = make_qaoa_policy(
+        p=2, shots=32, maxiter=8, classical_start="greedy", objective="cvar", cvar_alpha=0.2, target=None
+    )
     pol.reset(np.random.default_rng(1))
     d = pol.decide(random_epoch_state(3, 3, seed=2))
     assert d.info["fallback"] is None and d.info["sampler_p"] == 2
@@ -531,7 +538,8 @@ def test_device_target_noise_time_model_and_any_sampler_primitive():
     bqm, groups = assignment_bqm(2, 3, seed=1)
     device = "fake:FakeNairobiV2"  # 7 qubits: small enough to simulate its noise quickly
     ss = QAOASampler(p=1, shots=200, maxiter=6, seed=1, target=device, job_latency_s=0.5).sample(
-        bqm, one_hot=groups)
+        bqm, one_hot=groups
+    )
     info = ss.info
     assert info["two_qubit_gates"] > 0 and info["circuit_depth"] > 0 and info["circuit_duration_s"] > 0
     model = QPUTimeModel.from_backend(get_backend(device), info["circuit_duration_s"], 0.5)
@@ -539,7 +547,8 @@ def test_device_target_noise_time_model_and_any_sampler_primitive():
     assert info["qpu_time_s"] == pytest.approx((info["evaluations"] + 1) * (0.5 + 200 * per_shot))
     # the device's own noise breaks the one-hot subspace; the noiseless fast path does not
     noisy = QAOASampler(p=1, shots=200, maxiter=3, seed=1, target=device, noise_model="backend").sample(
-        bqm, one_hot=groups)
+        bqm, one_hot=groups
+    )
     assert noisy.info["method"].startswith("aer-noisy-") and noisy.info["feasible_fraction"] < 1.0
     # any SamplerV2 draws the shots: qiskit's local StatevectorSampler matches the exact state
     angles = {"gamma": [0.4], "beta": [-0.5]}

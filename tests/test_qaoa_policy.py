@@ -82,7 +82,7 @@ def test_decomposed_groups_fold_earlier_placements_exactly():
         before = d.server[: 2 * g]
         absent = -np.ones(6 - 2 * g - 2, dtype=int)
         options = {ab: _partial_objective(q, np.r_[before, ab, absent]) for ab in product(range(3), repeat=2)}
-        chosen = _partial_objective(q, np.r_[before, d.server[2 * g: 2 * g + 2], absent])
+        chosen = _partial_objective(q, np.r_[before, d.server[2 * g : 2 * g + 2], absent])
         assert chosen <= min(options.values()) + 1e-9
 
 
@@ -108,8 +108,12 @@ def test_warm_start_passes_previous_angles():
 def test_qaoa_settings_from_a_scenario_and_bad_settings():
     from mecsim.errors import PolicyError
 
-    r = mecsim.simulate("smoke-v1", seed=1, duration_s=20,
-                        policy={"name": "qubo-qaoa", "params": {"p": 1, "shots": 128, "maxiter": 8}})
+    r = mecsim.simulate(
+        "smoke-v1",
+        seed=1,
+        duration_s=20,
+        policy={"name": "qubo-qaoa", "params": {"p": 1, "shots": 128, "maxiter": 8}},
+    )
     assert (r.epochs.sampler_p == 1).all() and (r.epochs.sampler_shots == 128).all()
     with pytest.raises(PolicyError, match="mode"):
         make_policy("qubo-qaoa", mode="sometimes")

@@ -40,15 +40,17 @@ def test_presets_are_registered():
         assert make_policy(name).name == name
 
 
-SMALL_EPOCHS = [random_epoch_state(5 if k % 2 else 6, 3, seed=100 + k, host_probability=0.7)
-                for k in range(20)]
+SMALL_EPOCHS = [
+    random_epoch_state(5 if k % 2 else 6, 3, seed=100 + k, host_probability=0.7) for k in range(20)
+]
 
 
 def null_qubo_policy(**params) -> QuboPolicy:
     """The negative control: the hybrid policy with a useless sampler (uniform random reads,
     as many as SA's default, seeded) in place of simulated annealing."""
-    return QuboPolicy(solver=uniform_random_sampler(), solver_params={"num_reads": 8}, name="qubo-null",
-                      **params)
+    return QuboPolicy(
+        solver=uniform_random_sampler(), solver_params={"num_reads": 8}, name="qubo-null", **params
+    )
 
 
 def assert_reads_reach_the_optimum(make_policy_, at_least: int = 14) -> None:
@@ -63,8 +65,10 @@ def assert_reads_reach_the_optimum(make_policy_, at_least: int = 14) -> None:
     for k, state in enumerate(SMALL_EPOCHS):
         d = decide(make_policy_(), state, seed=k)
         raw = d.info["feasible_before_repair"] and d.info["repairs"] == 0
-        hits.append(bool(raw) and d.info["objective"] == pytest.approx(
-            enumeration_optimum(state, d.bandwidth_hz), rel=1e-9))
+        hits.append(
+            bool(raw)
+            and d.info["objective"] == pytest.approx(enumeration_optimum(state, d.bandwidth_hz), rel=1e-9)
+        )
     assert sum(hits) >= at_least, f"the raw reads are optimal in {sum(hits)}/20 epochs: {hits}"
 
 

@@ -55,7 +55,8 @@ def _batch_sojourn(res):
     inside = (k >= 0) & (k < BATCHES)
     assert np.isfinite(w[inside]).all()  # every measured task was served
     return np.bincount(k[inside], weights=w[inside], minlength=BATCHES) / np.bincount(
-        k[inside], minlength=BATCHES)
+        k[inside], minlength=BATCHES
+    )
 
 
 def _cv_sojourn_ci(res, lam, mu, batches=40, level=0.95):
@@ -75,8 +76,13 @@ def _cv_sojourn_ci(res, lam, mu, batches=40, level=0.95):
     k = k[ok]
     cnt = np.bincount(k, minlength=batches)
     y = np.bincount(k, weights=w, minlength=batches) / cnt
-    x = np.column_stack([np.ones(batches), np.bincount(k, weights=s, minlength=batches) / cnt - 1 / mu,
-                         cnt / (edges[1] - edges[0]) - lam])
+    x = np.column_stack(
+        [
+            np.ones(batches),
+            np.bincount(k, weights=s, minlength=batches) / cnt - 1 / mu,
+            cnt / (edges[1] - edges[0]) - lam,
+        ]
+    )
     beta, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ beta
     dof = batches - x.shape[1]
@@ -146,8 +152,13 @@ def test_littles_law_on_traces(mm1_run):
 
 def test_md1_waiting_time_pollaczek_khinchine():
     """M/D/1, rho = 0.5, d = 1 s: W = d + rho d / (2 (1 - rho)) = 1.5 s."""
-    r = mecsim.simulate("mm1-v1", seed=0, duration_s=81_000, warmup_s=WARMUP,
-                        **{"service.jitter.distribution": "deterministic"})
+    r = mecsim.simulate(
+        "mm1-v1",
+        seed=0,
+        duration_s=81_000,
+        warmup_s=WARMUP,
+        **{"service.jitter.distribution": "deterministic"},
+    )
     lo, hi = _ci(_batch_sojourn(r))
     assert lo <= 1.5 <= hi, (lo, hi)
 
@@ -156,21 +167,40 @@ def test_mmc_erlang_c():
     """M/M/2 (one server, two slots) with lambda = 1.5, mu = 1: Erlang C."""
     lam, c = 1.5, 2
     w_theory = _erlang_c_sojourn(lam, MU, c)
-    r = mecsim.simulate("mm1-v1", seed=0, duration_s=61_000, warmup_s=WARMUP,
-                        **{"servers.0.slots": c, "devices.0.arrivals.rate_per_s": lam})
+    r = mecsim.simulate(
+        "mm1-v1",
+        seed=0,
+        duration_s=61_000,
+        warmup_s=WARMUP,
+        **{"servers.0.slots": c, "devices.0.arrivals.rate_per_s": lam},
+    )
     lo, hi = _ci(_batch_sojourn(r))
     assert lo <= w_theory <= hi, (lo, hi, w_theory)
 
 
 def _four_one_slot_servers():
-    return [{"name": f"gpu{j}", "gpu": "unit-gpu", "slots": 1, "models": ["unit"],
-             "backhaul": {"latency_s": 0, "rate_bps": None}} for j in range(4)]
+    return [
+        {
+            "name": f"gpu{j}",
+            "gpu": "unit-gpu",
+            "slots": 1,
+            "models": ["unit"],
+            "backhaul": {"latency_s": 0, "rate_bps": None},
+        }
+        for j in range(4)
+    ]
 
 
 def _mm4(policy, duration_s):
-    return mecsim.simulate("mm1-v1", policy=policy, seed=0, duration_s=duration_s,
-                           warmup_s=WARMUP, servers=_four_one_slot_servers(),
-                           **{"devices.0.arrivals.rate_per_s": 3.2, "epoch.max_tasks": 4})
+    return mecsim.simulate(
+        "mm1-v1",
+        policy=policy,
+        seed=0,
+        duration_s=duration_s,
+        warmup_s=WARMUP,
+        servers=_four_one_slot_servers(),
+        **{"devices.0.arrivals.rate_per_s": 3.2, "epoch.max_tasks": 4},
+    )
 
 
 @pytest.mark.slow

@@ -97,8 +97,12 @@ def _check_residency(ns):
     assert len(r.loads) == r.summary["loads"] > 0
 
 
-README_CHECKS = {"residency-v1": _check_residency, "res = mecsim.simulate(": _check_quickstart, "class ShortestQueue": _check_policy_example,
-                 "analysis.load_sweep": _check_analysis}
+README_CHECKS = {
+    "residency-v1": _check_residency,
+    "res = mecsim.simulate(": _check_quickstart,
+    "class ShortestQueue": _check_policy_example,
+    "analysis.load_sweep": _check_analysis,
+}
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
@@ -114,8 +118,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         if "runs/example" in block:  # the analysis example reads the example sweep's output
             from mecsim.sweep import run_sweep
 
-            run_sweep(ROOT / "scenarios" / "sweeps" / "example.yaml", "runs/example", workers=1,
-                      progress=False)
+            run_sweep(
+                ROOT / "scenarios" / "sweeps" / "example.yaml", "runs/example", workers=1, progress=False
+            )
         ns: dict = {}
         exec(compile(block, "README.md", "exec"), ns)
         checks[0](ns)
@@ -123,8 +128,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 def test_readme_policy_example_passes_check_policy():
     readme = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-                 if "class ShortestQueue" in b)
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "class ShortestQueue" in b
+    )
     ns: dict = {}
     exec(compile(block, "README.md", "exec"), ns)
     import mecsim

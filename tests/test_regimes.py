@@ -19,8 +19,9 @@ REGIMES = ("radio-limited-v1", "hetero-load-v1", "deadline-v1", "batch-v1")
 
 
 def _run(scenario: str, policy: str = "greedy", duration: float = 600.0, **params: object) -> mecsim.Result:
-    return mecsim.simulate(scenario, policy=policy, seed=1, duration_s=duration, warmup_s=60,
-                           policy_params=params or None)
+    return mecsim.simulate(
+        scenario, policy=policy, seed=1, duration_s=duration, warmup_s=60, policy_params=params or None
+    )
 
 
 def upload_share(res: mecsim.Result) -> float:
@@ -30,8 +31,9 @@ def upload_share(res: mecsim.Result) -> float:
     return float((done.t_upload_end - done.t_upload_start).mean() / done.latency.mean())
 
 
-def grows(scenario: str, policy: str, short: float = 1200.0, long: float = 2400.0,
-          **overrides: object) -> tuple[float, float]:
+def grows(
+    scenario: str, policy: str, short: float = 1200.0, long: float = 2400.0, **overrides: object
+) -> tuple[float, float]:
     """Mean latency of the short run, and that of the long run over it (same seed, same first tasks).
 
     A stable queue's mean settles, so the ratio stays near 1; an unstable queue's backlog grows

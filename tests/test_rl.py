@@ -28,7 +28,7 @@ SHORT = {"duration_s": 30}
 def _greedy_action(env: MecEnv, obs: np.ndarray) -> int:
     """The action greedy would take: the smallest regret (the third per-server block)."""
     m = env.config.n_servers
-    return int(np.argmin(np.where(env.action_masks(), obs[2 * m:3 * m], np.inf)))
+    return int(np.argmin(np.where(env.action_masks(), obs[2 * m : 3 * m], np.inf)))
 
 
 def test_env_passes_gymnasium_checker():
@@ -52,8 +52,10 @@ def test_env_is_registered_with_gymnasium():
     assert env.observation_space.contains(obs)
     env.close()
     # the module:id form imports mecsim.rl.env first, as a fresh process needs
-    code = ("import gymnasium\nenv = gymnasium.make('mecsim.rl.env:mecsim/MecEnv-v0', scenario='smoke-v1',"
-            " overrides={'duration_s': 10})\nenv.reset(seed=0)\nprint(type(env.unwrapped).__name__)\n")
+    code = (
+        "import gymnasium\nenv = gymnasium.make('mecsim.rl.env:mecsim/MecEnv-v0', scenario='smoke-v1',"
+        " overrides={'duration_s': 10})\nenv.reset(seed=0)\nprint(type(env.unwrapped).__name__)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "MecEnv", proc.stderr
 
@@ -84,8 +86,9 @@ def test_env_simulates_the_same_system_as_simulate():
     assert steps == int((ref["epoch"] >= 0).sum())  # one step per decided task
     for col in ("t_arrival", "input_bits", "steps", "device", "server_index", "t_complete"):
         np.testing.assert_array_equal(got[col].to_numpy(), ref[col].to_numpy(), err_msg=col)
-    assert info["latency_mean_s"] == pytest.approx(mecsim.simulate(
-        "paper-small-v1", policy="greedy", seed=4, duration_s=120).summary["latency_mean_s"])
+    assert info["latency_mean_s"] == pytest.approx(
+        mecsim.simulate("paper-small-v1", policy="greedy", seed=4, duration_s=120).summary["latency_mean_s"]
+    )
     env.close()
 
 
@@ -107,8 +110,15 @@ def test_env_seeding_and_restart():
 
 
 def test_env_masks_and_maps_infeasible_actions():
-    sc = tiny_scenario(devices=[{"count": 2, "arrivals": {"process": "poisson", "rate_per_s": 0.5},
-                                 "workload": [{"model": "sdxl", "steps": 20}]}])
+    sc = tiny_scenario(
+        devices=[
+            {
+                "count": 2,
+                "arrivals": {"process": "poisson", "rate_per_s": 0.5},
+                "workload": [{"model": "sdxl", "steps": 20}],
+            }
+        ]
+    )
     env = MecEnv(sc, overrides=SHORT, invalid_action_penalty=5.0)
     env.reset(seed=1)
     mask = env.action_masks()
@@ -164,8 +174,9 @@ def test_training_improves_on_an_untrained_policy(tmp_path):
     assert np.mean(after["rewards"]) > np.mean(before["rewards"])
     assert np.mean(after["latency_mean_s"]) < 0.7 * np.mean(before["latency_mean_s"])
     # the registered policy decides as the environment rolled it out (same encoding, deterministic)
-    res = mecsim.simulate("paper-small-v1", policy="rl", policy_params={"model": str(rep.path)},
-                          seed=seeds[0], **over)
+    res = mecsim.simulate(
+        "paper-small-v1", policy="rl", policy_params={"model": str(rep.path)}, seed=seeds[0], **over
+    )
     assert res.summary["latency_mean_s"] == pytest.approx(after["latency_mean_s"][0])
     assert res.summary["policy"] == "rl"
 
@@ -196,8 +207,15 @@ def test_learning_curve_and_training_until_flat(tmp_path):
     assert train.is_flat([-5.0] * 8 + [-1.0] * 16) is True
     assert train.is_flat(np.linspace(-10, -1, 20)) is False
     assert train.is_flat([-1.0, -1.0]) is None
-    rep = train_rl("smoke-v1", 2048, tmp_path / "f.zip", seed=0, overrides={"duration_s": 40},
-                   progress=False, until_flat=True)
+    rep = train_rl(
+        "smoke-v1",
+        2048,
+        tmp_path / "f.zip",
+        seed=0,
+        overrides={"duration_s": 40},
+        progress=False,
+        until_flat=True,
+    )
     assert 512 <= rep.steps <= 2048 + 512
     assert len(rep.episode_steps) == len(rep.episode_reward_per_step) == rep.episodes > 0
     assert rep.episode_steps == sorted(rep.episode_steps)
@@ -216,11 +234,11 @@ def test_rl_policy_errors(tmp_path):
         mecsim.simulate("smoke-v1", policy="rl", policy_params={"model": str(bad)})
     rep = train_rl("smoke-v1", 64, tmp_path / "s.zip", overrides={"duration_s": 20}, progress=False)
     with pytest.raises(PolicyError, match="trained for 2 servers"):
-        mecsim.simulate("paper-small-v1", policy="rl", policy_params={"model": str(rep.path)},
-                        duration_s=70)
+        mecsim.simulate("paper-small-v1", policy="rl", policy_params={"model": str(rep.path)}, duration_s=70)
     with pytest.raises(PolicyError, match="digest"):
-        mecsim.simulate("smoke-v1", policy="rl", duration_s=10,
-                        policy_params={"model": str(rep.path), "digest": "0" * 16})
+        mecsim.simulate(
+            "smoke-v1", policy="rl", duration_s=10, policy_params={"model": str(rep.path), "digest": "0" * 16}
+        )
     assert model_digest(rep.path) == rep.digest
 
 
@@ -231,10 +249,12 @@ def test_missing_extra_is_named(monkeypatch):
 
 
 def test_imports_stay_light():
-    code = ("import sys, mecsim, mecsim.rl, mecsim.rl.policy, mecsim.compare, mecsim.compare_cli\n"
-            "heavy = [m for m in ('torch', 'gymnasium', 'stable_baselines3', 'sb3_contrib') "
-            "if m in sys.modules]\nassert not heavy, heavy\n"
-            "from mecsim.registry import POLICIES\nassert 'rl' in POLICIES.names()\n")
+    code = (
+        "import sys, mecsim, mecsim.rl, mecsim.rl.policy, mecsim.compare, mecsim.compare_cli\n"
+        "heavy = [m for m in ('torch', 'gymnasium', 'stable_baselines3', 'sb3_contrib') "
+        "if m in sys.modules]\nassert not heavy, heavy\n"
+        "from mecsim.registry import POLICIES\nassert 'rl' in POLICIES.names()\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -247,21 +267,43 @@ def _cli(*args):
 
 def test_train_rl_cli(tmp_path):
     out = tmp_path / "m.zip"
-    r = _cli("train-rl", "smoke-v1", "--steps", "200", "--out", str(out), "--duration", "30",
-             "--eval-seeds", "1", "--no-progress")
+    r = _cli(
+        "train-rl",
+        "smoke-v1",
+        "--steps",
+        "200",
+        "--out",
+        str(out),
+        "--duration",
+        "30",
+        "--eval-seeds",
+        "1",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     assert out.is_file() and "wrote" in r.output and "greedy" in r.output
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["train-rl", "no-such-scenario", "--steps", "10", "--out", "x.zip"], "no-such-scenario"),
-    (["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--set", "servers.0.slots=0"], "slots"),
-    (["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--hp", "n_epochs=-1"], "n_epochs"),
-    (["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--hp", "no_such_knob=1"], "no_such_knob"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train-rl", "no-such-scenario", "--steps", "10", "--out", "x.zip"], "no-such-scenario"),
+        (["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--set", "servers.0.slots=0"], "slots"),
+        (["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--hp", "n_epochs=-1"], "n_epochs"),
+        (
+            ["train-rl", "smoke-v1", "--steps", "10", "--out", "x.zip", "--hp", "no_such_knob=1"],
+            "no_such_knob",
+        ),
+    ],
+)
 def test_train_rl_cli_errors(args, needle, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mecsim.compare_cli", *args], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mecsim.compare_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr

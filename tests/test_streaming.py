@@ -22,9 +22,13 @@ from tests.test_engine import _check_invariants
 WALL = ("decision_wall_s_total", "run_wall_s")
 OUTAGE = {"servers": [{"server": "a100", "down_s": [100.0, 300.0], "up_s": [150.0]}]}
 # frequent random failures on two servers of paper-small-v1, and a channel outage
-FLAKY = {"servers": [{"server": "a100", "mtbf_s": 80.0, "mttr_s": 20.0},
-                     {"server": "eat", "mtbf_s": 150.0, "mttr_s": 30.0}],
-         "channels": [{"device": 1, "start_s": 200.0, "end_s": 260.0}]}
+FLAKY = {
+    "servers": [
+        {"server": "a100", "mtbf_s": 80.0, "mttr_s": 20.0},
+        {"server": "eat", "mtbf_s": 150.0, "mttr_s": 30.0},
+    ],
+    "channels": [{"device": 1, "start_s": 200.0, "end_s": 260.0}],
+}
 
 
 def _read(d, name):
@@ -68,9 +72,17 @@ def test_streamed_equals_in_memory_paper_medium(tmp_path):
 
 @pytest.mark.parametrize("action,epoch", [("redispatch", 0.5), ("drop", 0.5), ("redispatch", 0.0)])
 def test_streamed_equals_in_memory_with_faults_and_deadline_drops(tmp_path, action, epoch):
-    mem, st = _both(tmp_path, "paper-small-v1", chunk_rows=50, policy="least-loaded", seed=2,
-                    duration_s=1500, faults=dict(FLAKY, on_server_failure=action),
-                    deadline_action="drop", **{"epoch.length_s": epoch})
+    mem, st = _both(
+        tmp_path,
+        "paper-small-v1",
+        chunk_rows=50,
+        policy="least-loaded",
+        seed=2,
+        duration_s=1500,
+        faults=dict(FLAKY, on_server_failure=action),
+        deadline_action="drop",
+        **{"epoch.length_s": epoch},
+    )
     t = st.tasks
     assert pq.ParquetFile(tmp_path / "st" / "tasks.parquet").num_row_groups > 10
     reasons = t.loc[t.status == "dropped", "drop_reason"].astype(str).value_counts()
@@ -157,8 +169,9 @@ def test_failed_streamed_run_leaves_readable_incomplete_files(tmp_path):
         mecsim.simulate("paper-small-v1", policy=_Failing(800), seed=1, **kw)
     mem_err.value.result.save(tmp_path / "mem")
     with pytest.raises(RunError) as st_err:
-        mecsim.simulate("paper-small-v1", policy=_Failing(800), seed=1, stream_to=tmp_path / "st",
-                        chunk_rows=100, **kw)
+        mecsim.simulate(
+            "paper-small-v1", policy=_Failing(800), seed=1, stream_to=tmp_path / "st", chunk_rows=100, **kw
+        )
     part = st_err.value.result
     assert isinstance(part, StreamedResult) and not part.complete
     summary = json.loads((tmp_path / "st" / "summary.json").read_text())
@@ -179,8 +192,9 @@ def test_cli_stream_and_ctrl_c(tmp_path):
     r = CliRunner().invoke(main, ["run", "smoke-v1", "--duration", "60", "--stream"])
     assert r.exit_code == 2 and "--stream needs --out" in r.output
     out = tmp_path / "ok"
-    r = CliRunner().invoke(main, ["run", "smoke-v1", "--seed", "3", "--duration", "60", "--stream",
-                                  "--out", str(out)])
+    r = CliRunner().invoke(
+        main, ["run", "smoke-v1", "--seed", "3", "--duration", "60", "--stream", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "latency (s)" in r.output
     assert json.loads((out / "summary.json").read_text())["complete"] is True

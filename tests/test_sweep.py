@@ -44,8 +44,9 @@ def client():
     """One 2-worker local cluster for the tests that do not test the embedded one."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -53,8 +54,13 @@ def client():
 
 
 def smoke_spec(**over):
-    spec = {"name": "t", "scenario": "smoke-v1", "overrides": {"duration_s": 30},
-            "policies": ["random", "greedy"], "seeds": [1, 2]}
+    spec = {
+        "name": "t",
+        "scenario": "smoke-v1",
+        "overrides": {"duration_s": 30},
+        "policies": ["random", "greedy"],
+        "seeds": [1, 2],
+    }
     spec.update(over)
     return spec
 
@@ -79,17 +85,20 @@ def run_table(out: Path, table: str, run_id: str) -> pd.DataFrame:
 # spec and planning
 
 
-@pytest.mark.parametrize("change, field, words", [
-    ({"seeds": {"count": 0}}, "seeds", "count must be a whole number >= 1"),
-    ({"seeds": [1, 1]}, "seeds", "duplicate seed"),
-    ({"seeds": None}, "seeds", ""),
-    ({"polices": ["greedy"]}, "polices", "unknown field"),
-    ({"grid": {"radio.bandwidth_hz": 5e6}}, "grid", "give a list of values"),
-    ({"grid": {"duration_s": [10, 20]}}, None, "also in overrides"),
-    ({"policies": [{"name": "greedy", "params": 3}]}, "policies.0.params", "valid dictionary"),
-    ({"policies": ["random", "no-such-policy"]}, "policies.1.name", "no-such-policy"),
-    ({"scenario": "no-such-scenario-v9"}, "scenario", "no-such-scenario-v9"),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"seeds": {"count": 0}}, "seeds", "count must be a whole number >= 1"),
+        ({"seeds": [1, 1]}, "seeds", "duplicate seed"),
+        ({"seeds": None}, "seeds", ""),
+        ({"polices": ["greedy"]}, "polices", "unknown field"),
+        ({"grid": {"radio.bandwidth_hz": 5e6}}, "grid", "give a list of values"),
+        ({"grid": {"duration_s": [10, 20]}}, None, "also in overrides"),
+        ({"policies": [{"name": "greedy", "params": 3}]}, "policies.0.params", "valid dictionary"),
+        ({"policies": ["random", "no-such-policy"]}, "policies.1.name", "no-such-policy"),
+        ({"scenario": "no-such-scenario-v9"}, "scenario", "no-such-scenario-v9"),
+    ],
+)
 def test_spec_errors_name_the_field(change, field, words):
     spec = {k: v for k, v in smoke_spec(**change).items() if v is not None}
     with pytest.raises(SweepError) as info:
@@ -106,13 +115,19 @@ def test_plan_grid_cases_policies_seeds(tmp_path):
     shutil.copy(ROOT / "scenarios" / "smoke.yaml", tmp_path / "base.yaml")
     sweep_file = tmp_path / "sweeps" / "s.yaml"
     sweep_file.parent.mkdir()
-    sweep_file.write_text(yaml.safe_dump({
-        "name": "plan", "scenario": "../base.yaml", "overrides": {"duration_s": 20},
-        "grid": {"radio.bandwidth_hz": [5.0e6, 20.0e6], "epoch__length_s": [0.25, 1.0]},
-        "cases": [{}, {"servers.1.slots": 2}],
-        "policies": ["random", {"name": "greedy", "params": {"bandwidth": "sum"}}],
-        "seeds": {"count": 3, "start": 5},
-    }))
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "plan",
+                "scenario": "../base.yaml",
+                "overrides": {"duration_s": 20},
+                "grid": {"radio.bandwidth_hz": [5.0e6, 20.0e6], "epoch__length_s": [0.25, 1.0]},
+                "cases": [{}, {"servers.1.slots": 2}],
+                "policies": ["random", {"name": "greedy", "params": {"bandwidth": "sum"}}],
+                "seeds": {"count": 3, "start": 5},
+            }
+        )
+    )
     runs = plan_runs(sweep_file)
     assert len(runs) == 4 * 2 * 2 * 3
     assert len({r.run_id for r in runs}) == len(runs)
@@ -190,13 +205,22 @@ def test_each_table_is_one_parquet_dataset(tmp_path):
     is_qubo = epochs["run_id"].astype(str).isin(qubo_ids)
     assert epochs.loc[is_qubo, "solver"].notna().all() and epochs.loc[~is_qubo, "solver"].isna().all()
     # The side files live beside the tables.
-    assert {p.name for p in out.iterdir()} == {"tasks", "epochs", "servers", "faults", "runs",
-                                              "catalogue.parquet", "catalogue.csv", "sweep.yaml"}
+    assert {p.name for p in out.iterdir()} == {
+        "tasks",
+        "epochs",
+        "servers",
+        "faults",
+        "runs",
+        "catalogue.parquet",
+        "catalogue.csv",
+        "sweep.yaml",
+    }
 
 
 def test_failures_are_recorded_and_the_rest_finish(client, tmp_path):
-    spec = smoke_spec(grid={"radio.bandwidth_hz": [-5, 10e6]},
-                      policies=["round-robin", "tests.test_sweep:ExplodingPolicy"])
+    spec = smoke_spec(
+        grid={"radio.bandwidth_hz": [-5, 10e6]}, policies=["round-robin", "tests.test_sweep:ExplodingPolicy"]
+    )
     cat = run_sweep(spec, tmp_path / "out", scheduler=client, progress=False).set_index("run_id")
     runs = plan_runs(spec)
     for run in runs:
@@ -258,18 +282,36 @@ def test_resume_recomputes_nothing_and_matches_an_uninterrupted_sweep(client, tm
 
 def test_killed_sweep_resumes(client, tmp_path):
     """SIGKILL a real `sweep` process part-way; the re-run keeps what finished and does the rest."""
-    spec = {"name": "killed", "scenario": "paper-small-v1",
-            "overrides": {"duration_s": 1500, "warmup_s": 60},
-            "policies": ["least-loaded", "greedy"], "seeds": {"count": 4}}
+    spec = {
+        "name": "killed",
+        "scenario": "paper-small-v1",
+        "overrides": {"duration_s": 1500, "warmup_s": 60},
+        "policies": ["least-loaded", "greedy"],
+        "seeds": {"count": 4},
+    }
     sweep_file = tmp_path / "k.yaml"
     sweep_file.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mecsim.sweep_cli", "sweep", str(sweep_file), "--workers", "1",
-         "--out", str(out), "--no-progress"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)  # its own process group: the kill reaches its workers too
+        [
+            sys.executable,
+            "-m",
+            "mecsim.sweep_cli",
+            "sweep",
+            str(sweep_file),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # its own process group: the kill reaches its workers too
     try:
         deadline = time.monotonic() + 60
         while len(_mtimes(out) if (out / "runs").is_dir() else {}) < 2:
@@ -303,12 +345,14 @@ def test_killed_sweep_resumes(client, tmp_path):
 
 def test_cli_sweep_and_report(client, tmp_path):
     sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(yaml.safe_dump(smoke_spec(name="cli", seeds=[1, 2, 3],
-                                                    grid={"radio.bandwidth_hz": [-5, 10e6]})))
+    sweep_file.write_text(
+        yaml.safe_dump(smoke_spec(name="cli", seeds=[1, 2, 3], grid={"radio.bandwidth_hz": [-5, 10e6]}))
+    )
     address = client.scheduler.address
     runner = CliRunner()
-    res = runner.invoke(sweep, [str(sweep_file), "--scheduler", address, "--out",
-                                str(tmp_path / "out"), "--no-progress"])
+    res = runner.invoke(
+        sweep, [str(sweep_file), "--scheduler", address, "--out", str(tmp_path / "out"), "--no-progress"]
+    )
     assert res.exit_code == 1, res.output  # some runs failed on purpose
     assert "12 runs: 6 done, 6 failed, 0 pending" in res.stdout
     assert "radio.bandwidth_hz: Input should be greater than 0 (got -5)" in res.stderr
@@ -317,8 +361,17 @@ def test_cli_sweep_and_report(client, tmp_path):
     assert res.exit_code == 0, res.output
     assert "| policy |" in res.stdout and "greedy" in res.stdout
     rep = tmp_path / "out" / "report"
-    for name in ("latency.csv", "latency.md", "breakdown.csv", "runs.md", "latency_cdf.png",
-                 "latency_cdf.pdf", "seed_spread.png", "breakdown.pdf", "queue.png"):
+    for name in (
+        "latency.csv",
+        "latency.md",
+        "breakdown.csv",
+        "runs.md",
+        "latency_cdf.png",
+        "latency_cdf.pdf",
+        "seed_spread.png",
+        "breakdown.pdf",
+        "queue.png",
+    ):
         assert (rep / name).is_file(), name
     lat = pd.read_csv(rep / "latency.csv")
     assert set(lat["policy"]) == {"random", "greedy"} and (lat["n_seeds"] == 3).all()

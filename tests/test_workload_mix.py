@@ -62,8 +62,12 @@ def test_same_seed_same_draws_other_seed_differs():
 def test_keys_and_items():
     mix = ModelMix(("sd15", "sd15-img2img"), adapters={"sd15": AdapterCatalogue("sd15-lora", 2)})
     keys = mix.keys({"sd15": ["sd15"], "sd15-img2img": ["sd15"]})
-    assert keys == {"sd15": ("sd15",), "sd15+sd15-lora#0": ("sd15", "sd15-lora#0"),
-                    "sd15+sd15-lora#1": ("sd15", "sd15-lora#1"), "sd15-img2img": ("sd15",)}
+    assert keys == {
+        "sd15": ("sd15",),
+        "sd15+sd15-lora#0": ("sd15", "sd15-lora#0"),
+        "sd15+sd15-lora#1": ("sd15", "sd15-lora#1"),
+        "sd15-img2img": ("sd15",),
+    }
     assert mix.key(0, NO_ADAPTER) == "sd15" and mix.key(0, 1) == "sd15+sd15-lora#1"
 
 

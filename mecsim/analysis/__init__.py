@@ -32,8 +32,23 @@ from mecsim.analysis.stats import (
 )
 
 __all__ = [
-    "AnalysisError", "RunSet", "load", "load_sweep", "load_run", "latency_stats", "per_seed_stats",
-    "latency_breakdown", "mean_breakdown", "queue_timeseries", "littles_law", "to_markdown",
-    "write_report", "STAGES", "t_interval", "paired_differences", "policy_table", "stability",
+    "AnalysisError",
+    "RunSet",
+    "load",
+    "load_sweep",
+    "load_run",
+    "latency_stats",
+    "per_seed_stats",
+    "latency_breakdown",
+    "mean_breakdown",
+    "queue_timeseries",
+    "littles_law",
+    "to_markdown",
+    "write_report",
+    "STAGES",
+    "t_interval",
+    "paired_differences",
+    "policy_table",
+    "stability",
     "censored_cdf",
 ]

@@ -40,12 +40,26 @@ KEY_NAMES = {
 }
 
 _STATS = {
-    "mean_s": "mean latency (s)", "p50_s": "median latency (s)", "p95_s": "p95 latency (s)",
-    "p99_s": "p99 latency (s)", "miss_rate": "deadline-miss rate",
+    "mean_s": "mean latency (s)",
+    "p50_s": "median latency (s)",
+    "p95_s": "p95 latency (s)",
+    "p99_s": "p99 latency (s)",
+    "miss_rate": "deadline-miss rate",
 }
 
-_UNITS = (("_per_s", "1/s"), ("_hz", "Hz"), ("_bps", "bit/s"), ("_bits", "bit"), ("_dbm", "dBm"),
-          ("_db", "dB"), ("_mps", "m/s"), ("_m", "m"), ("_s", "s"), ("_j", "J"), ("_w", "W"))
+_UNITS = (
+    ("_per_s", "1/s"),
+    ("_hz", "Hz"),
+    ("_bps", "bit/s"),
+    ("_bits", "bit"),
+    ("_dbm", "dBm"),
+    ("_db", "dB"),
+    ("_mps", "m/s"),
+    ("_m", "m"),
+    ("_s", "s"),
+    ("_j", "J"),
+    ("_w", "W"),
+)
 
 
 def axis_label(key: str) -> str:

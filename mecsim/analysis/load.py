@@ -60,8 +60,9 @@ class RunSet:
         override_columns: the override keys that became catalogue columns.
     """
 
-    def __init__(self, path: Path, catalogue: pd.DataFrame, folders: Mapping[str, Path],
-                 hive_base: Path | None) -> None:
+    def __init__(
+        self, path: Path, catalogue: pd.DataFrame, folders: Mapping[str, Path], hive_base: Path | None
+    ) -> None:
         self.path = path
         self._catalogue, self.override_columns = _expand_overrides(catalogue)
         self._folders = dict(folders)
@@ -127,8 +128,13 @@ class RunSet:
             schema = schema.append(pa.field("run_id", pa.string()))
             # run ids are hex: declare the partition key a string, so "0123..." stays text.
             part = ds.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
-            dset = ds.dataset(files, schema=schema, format="parquet", partitioning=part,
-                              partition_base_dir=str(self._hive_base / table))
+            dset = ds.dataset(
+                files,
+                schema=schema,
+                format="parquet",
+                partitioning=part,
+                partition_base_dir=str(self._hive_base / table),
+            )
         else:
             dset = ds.dataset(files, schema=schema, format="parquet")
         self._datasets[table] = dset
@@ -256,9 +262,14 @@ class RunSet:
 
 def _compare(col: pd.Series, op: str, val: Any) -> pd.Series:
     ops = {
-        "==": lambda: col == val, "=": lambda: col == val, "!=": lambda: col != val,
-        "<": lambda: col < val, "<=": lambda: col <= val, ">": lambda: col > val,
-        ">=": lambda: col >= val, "in": lambda: col.isin(list(val)),
+        "==": lambda: col == val,
+        "=": lambda: col == val,
+        "!=": lambda: col != val,
+        "<": lambda: col < val,
+        "<=": lambda: col <= val,
+        ">": lambda: col > val,
+        ">=": lambda: col >= val,
+        "in": lambda: col.isin(list(val)),
         "not in": lambda: ~col.isin(list(val)),
     }
     if op not in ops:
@@ -305,17 +316,30 @@ def load_run(path: str | os.PathLike[str]) -> RunSet:
     from mecsim.study.runs import CATALOGUE_COLUMNS, _catalogue_frame
 
     root = Path(path)
-    missing = [f for f in ("summary.json", "tasks.parquet", "epochs.parquet", "servers.parquet")
-               if not (root / f).is_file()]
+    missing = [
+        f
+        for f in ("summary.json", "tasks.parquet", "epochs.parquet", "servers.parquet")
+        if not (root / f).is_file()
+    ]
     if missing:
         raise AnalysisError(f"{root} is not a run folder: no {', '.join(missing)}")
     s = json.loads((root / "summary.json").read_text())
     rid = root.resolve().name
     row = dict.fromkeys(CATALOGUE_COLUMNS)
-    row.update(run_id=rid, scenario=s.get("scenario"), digest=s.get("scenario_digest"), overrides="{}",
-               policy=s.get("policy"), policy_params=None, seed=int(s.get("seed") or 0), status="done",
-               wall_s=s.get("run_wall_s"), attempts=1, duration_s=s.get("duration_s"),
-               warmup_s=s.get("warmup_s"))
+    row.update(
+        run_id=rid,
+        scenario=s.get("scenario"),
+        digest=s.get("scenario_digest"),
+        overrides="{}",
+        policy=s.get("policy"),
+        policy_params=None,
+        seed=int(s.get("seed") or 0),
+        status="done",
+        wall_s=s.get("run_wall_s"),
+        attempts=1,
+        duration_s=s.get("duration_s"),
+        warmup_s=s.get("warmup_s"),
+    )
     return RunSet(root, _catalogue_frame([row]), {rid: root}, hive_base=None)
 
 
@@ -325,4 +349,3 @@ def load(path: str | os.PathLike[str]) -> RunSet:
     if (p / "summary.json").is_file() and (p / "tasks.parquet").is_file():
         return load_run(p)
     return load_sweep(p)
-

@@ -47,8 +47,19 @@ from mecsim.analysis.stats import (
 )
 from mecsim.errors import MissingExtraError
 
-__all__ = ["figure", "latency_cdf", "seed_spread", "breakdown_bars", "queue_plot", "paired_figure",
-           "vary_figure", "save_figure", "close", "group_label", "log_axis"]
+__all__ = [
+    "figure",
+    "latency_cdf",
+    "seed_spread",
+    "breakdown_bars",
+    "queue_plot",
+    "paired_figure",
+    "vary_figure",
+    "save_figure",
+    "close",
+    "group_label",
+    "log_axis",
+]
 
 _MARKERS = "os^DvPXh"
 _STYLES = ("-", "--", ":", "-.")
@@ -83,8 +94,9 @@ def log_axis(ax: Any, which: str = "x") -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], formats: Sequence[str] = ("png", "pdf"),
-                dpi: int = 150) -> list[Path]:
+def save_figure(
+    fig: Any, path: str | os.PathLike[str], formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
+) -> list[Path]:
     """Save ``fig`` as ``path.<format>`` for each format (``path`` without a suffix, or its
     suffix is replaced); the folder is created. Returns the files written."""
     stem = Path(path)
@@ -145,9 +157,15 @@ def _finish(fig: Any, save: str | os.PathLike[str] | None) -> Any:
     return fig
 
 
-def latency_cdf(tasks: pd.DataFrame, by: str | Iterable[str] | None = ("policy",),
-                warmup_s: float | None = None, log_x: bool = False, censored: bool = True,
-                title: str | None = None, save: str | os.PathLike[str] | None = None) -> Any:
+def latency_cdf(
+    tasks: pd.DataFrame,
+    by: str | Iterable[str] | None = ("policy",),
+    warmup_s: float | None = None,
+    log_x: bool = False,
+    censored: bool = True,
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """The latency CDF per group.
 
     With ``censored`` (the default) the curve is :func:`~mecsim.analysis.stats.censored_cdf`:
@@ -167,11 +185,23 @@ def latency_cdf(tasks: pd.DataFrame, by: str | Iterable[str] | None = ("policy",
         for k, (label, g) in enumerate(_groups(cdf, keys)):
             x, y = g["x"].to_numpy(float), g["F"].to_numpy(float)
             n, cens = int(g["n_seeds"].iloc[0]), float(g["censored"].iloc[0])
-            (line,) = ax.step(x, y, where="post", linestyle=_STYLES[k % len(_STYLES)],
-                              label=f"{label} ({cens:.0%} dropped or unfinished)")
+            (line,) = ax.step(
+                x,
+                y,
+                where="post",
+                linestyle=_STYLES[k % len(_STYLES)],
+                label=f"{label} ({cens:.0%} dropped or unfinished)",
+            )
             if n > 1:
-                ax.fill_between(x, np.clip(g["F_lo"], 0, 1), np.clip(g["F_hi"], 0, 1), step="post",
-                                alpha=0.2, color=line.get_color(), linewidth=0)
+                ax.fill_between(
+                    x,
+                    np.clip(g["F_lo"], 0, 1),
+                    np.clip(g["F_hi"], 0, 1),
+                    step="post",
+                    alpha=0.2,
+                    color=line.get_color(),
+                    linewidth=0,
+                )
         ax.set_ylabel("fraction of tasks done within x")
     else:
         used = _task_masks(tasks, warmup_s)["used"]
@@ -193,9 +223,14 @@ def latency_cdf(tasks: pd.DataFrame, by: str | Iterable[str] | None = ("policy",
     return _finish(fig, save)
 
 
-def seed_spread(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy",),
-                stat: str = "mean_s", title: str | None = None, log: bool | None = None,
-                save: str | os.PathLike[str] | None = None) -> Any:
+def seed_spread(
+    data: pd.DataFrame,
+    by: str | Iterable[str] | None = ("policy",),
+    stat: str = "mean_s",
+    title: str | None = None,
+    log: bool | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """One statistic per seed, as a box per group with the seeds drawn over it.
 
     Args:
@@ -207,8 +242,11 @@ def seed_spread(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy",)
         save: path stem to write PNG and PDF.
     """
     keys = _keys(by)
-    per = per_seed_stats(data, keys) if "latency" in data.columns and "status" in data.columns else (
-        _per_seed_from_summaries(data, keys))
+    per = (
+        per_seed_stats(data, keys)
+        if "latency" in data.columns and "status" in data.columns
+        else (_per_seed_from_summaries(data, keys))
+    )
     if stat not in per.columns:
         raise ValueError(f"stat must be one of mean_s, p50_s, p95_s, p99_s, miss_rate; got {stat!r}")
     groups = _groups(per, keys)
@@ -232,8 +270,12 @@ def seed_spread(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy",)
     return _finish(fig, save)
 
 
-def breakdown_bars(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy",),
-                   title: str | None = None, save: str | os.PathLike[str] | None = None) -> Any:
+def breakdown_bars(
+    data: pd.DataFrame,
+    by: str | Iterable[str] | None = ("policy",),
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """Where the latency goes: left, the mean latency per group as stacked bars of its stages
     (wait, upload, backhaul, queue, inference, return) in seconds; right, each stage's mean on a
     log scale, so that stages of milliseconds (upload, backhaul, return) are visible next to
@@ -246,8 +288,11 @@ def breakdown_bars(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy
         save: path stem to write PNG and PDF.
     """
     keys = _keys(by)
-    means = data if set(STAGES) <= set(data.columns) and "t_arrival" not in data.columns else (
-        mean_breakdown(data, keys))
+    means = (
+        data
+        if set(STAGES) <= set(data.columns) and "t_arrival" not in data.columns
+        else (mean_breakdown(data, keys))
+    )
     labels = [lbl for lbl, _ in _groups(means, keys)] if keys else ["all"]
     fig = figure(10.0, max(2.8, 0.5 * len(labels) + 1.8), ncols=2)
     ax, ax2 = fig.axes
@@ -274,14 +319,22 @@ def breakdown_bars(data: pd.DataFrame, by: str | Iterable[str] | None = ("policy
     ax2.set_xlabel("mean time per stage (ms, log scale)")
     ax2.grid(alpha=0.3, axis="x")
     fig.suptitle(title or "where the latency goes", fontsize="medium")
-    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", ncols=len(STAGES),
-               loc="outside lower center")
+    fig.legend(
+        *ax.get_legend_handles_labels(), fontsize="small", ncols=len(STAGES), loc="outside lower center"
+    )
     return _finish(fig, save)
 
 
-def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_s", ci: float = 0.95,
-                  order: Sequence[str] | None = None, unstable: Iterable[str] = (),
-                  title: str | None = None, save: str | os.PathLike[str] | None = None) -> Any:
+def paired_figure(
+    summ: pd.DataFrame,
+    reference: str,
+    stat: str = "latency_mean_s",
+    ci: float = 0.95,
+    order: Sequence[str] | None = None,
+    unstable: Iterable[str] = (),
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """The main comparison figure: each policy minus ``reference``, seed by seed.
 
     One dot per seed (the same seed means the same tasks and channels for every policy) and
@@ -307,8 +360,16 @@ def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_
         ax.plot(d, i + off, "o", markersize=4, alpha=0.7, color="black", label="one seed" if first else None)
         mean, lo, hi, _ = t_interval(d, ci)
         if np.isfinite(lo):
-            ax.errorbar([mean], [i], xerr=[[mean - lo], [hi - mean]], fmt="D", color="C3", capsize=4,
-                        markersize=6, label=f"mean, {ci:.0%} CI" if first else None)
+            ax.errorbar(
+                [mean],
+                [i],
+                xerr=[[mean - lo], [hi - mean]],
+                fmt="D",
+                color="C3",
+                capsize=4,
+                markersize=6,
+                label=f"mean, {ci:.0%} CI" if first else None,
+            )
         else:
             ax.plot([mean], [i], "D", color="C3", markersize=6, label="mean" if first else None)
         first = False
@@ -323,14 +384,25 @@ def paired_figure(summ: pd.DataFrame, reference: str, stat: str = "latency_mean_
         ax.legend(fontsize="small", loc="best")
     left_out = [p for p in every if p in unstable]
     if left_out:
-        fig.text(0.01, 0.005, f"not drawn, unstable (latency grows with run length): {', '.join(left_out)}",
-                 fontsize="small", ha="left", va="bottom")
+        fig.text(
+            0.01,
+            0.005,
+            f"not drawn, unstable (latency grows with run length): {', '.join(left_out)}",
+            fontsize="small",
+            ha="left",
+            va="bottom",
+        )
         fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     return _finish(fig, save)
 
 
-def vary_figure(stats: pd.DataFrame, key: str, value: str = "mean_s", title: str | None = None,
-                save: str | os.PathLike[str] | None = None) -> Any:
+def vary_figure(
+    stats: pd.DataFrame,
+    key: str,
+    value: str = "mean_s",
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """A statistic against a varied field, one line per policy; the interval as error bars
     where there is one (two seeds or more), plain lines otherwise, so the legend shows what is
     drawn. The axes carry the field's name and unit (:func:`mecsim.analysis.labels.axis_label`).
@@ -356,8 +428,12 @@ def vary_figure(stats: pd.DataFrame, key: str, value: str = "mean_s", title: str
         y = g[value].to_numpy(float)
         lo = g.get(f"{value}_lo", pd.Series(np.nan, index=g.index)).to_numpy(float)
         hi = g.get(f"{value}_hi", pd.Series(np.nan, index=g.index)).to_numpy(float)
-        style = {"marker": _MARKERS[k % len(_MARKERS)], "linestyle": _STYLES[k % len(_STYLES)],
-                 "markersize": 5, "label": str(pol)}
+        style = {
+            "marker": _MARKERS[k % len(_MARKERS)],
+            "linestyle": _STYLES[k % len(_STYLES)],
+            "markersize": 5,
+            "label": str(pol),
+        }
         if np.isfinite(lo).any():
             err = np.vstack([np.where(np.isfinite(lo), y - lo, 0.0), np.where(np.isfinite(hi), hi - y, 0.0)])
             ax.errorbar(x, y, yerr=np.clip(err, 0.0, None), capsize=3, **style)
@@ -376,8 +452,13 @@ def vary_figure(stats: pd.DataFrame, key: str, value: str = "mean_s", title: str
     return _finish(fig, save)
 
 
-def queue_plot(ts: pd.DataFrame, value: str = "queue_len", hue: str = "server",
-               title: str | None = None, save: str | os.PathLike[str] | None = None) -> Any:
+def queue_plot(
+    ts: pd.DataFrame,
+    value: str = "queue_len",
+    hue: str = "server",
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Any:
     """A level over time, one line per value of ``hue``.
 
     Args:

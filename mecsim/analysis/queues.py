@@ -50,8 +50,9 @@ def _levels(g: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
 _LEVELS = ["queue_len", "busy_slots", "in_transit", "in_system"]
 
 
-def queue_timeseries(servers: pd.DataFrame, dt: float, slots: Any = None, t0: float = 0.0,
-                     t1: float | None = None) -> pd.DataFrame:
+def queue_timeseries(
+    servers: pd.DataFrame, dt: float, slots: Any = None, t0: float = 0.0, t1: float | None = None
+) -> pd.DataFrame:
     """Time-weighted queue length, busy slots, in-transit and in-system counts per server on a
     regular grid.
 
@@ -130,11 +131,15 @@ def littles_law(tasks: pd.DataFrame, servers: pd.DataFrame, t0: float, t1: float
         raise AnalysisError(f"the window [{t0}, {t1}) is empty")
     for name, df in (("tasks", tasks), ("servers", servers)):
         if "run_id" in df.columns and df["run_id"].nunique() > 1:
-            raise AnalysisError(f"littles_law takes one run; the {name} table has "
-                                f"{df['run_id'].nunique()} (filter on run_id)")
+            raise AnalysisError(
+                f"littles_law takes one run; the {name} table has {df['run_id'].nunique()} (filter on run_id)"
+            )
     _need(tasks, ["t_server_arrival", "t_service_end"], "littles_law")
-    df = servers if "in_system" in servers.columns else servers.assign(
-        in_system=servers["queue_len"] + servers["busy_slots"])
+    df = (
+        servers
+        if "in_system" in servers.columns
+        else servers.assign(in_system=servers["queue_len"] + servers["busy_slots"])
+    )
     area = 0.0
     for _, g in df.groupby("server", observed=True):
         t, v = _levels(g, ["in_system"])
@@ -149,9 +154,14 @@ def littles_law(tasks: pd.DataFrame, servers: pd.DataFrame, t0: float, t1: float
     w = float((dep[done] - arr[done]).mean()) if done.any() else math.nan
     L = area / span
     lw = lam * w
-    return {"L": L, "lambda": lam, "W": w, "lambda_W": lw,
-            "rel_diff": (L - lw) / lw if lw else math.nan,
-            "n_arrivals": int(inwin.sum()), "n_unfinished": int(inwin.sum() - done.sum()),
-            "t0": float(t0), "t1": float(t1)}
-
-
+    return {
+        "L": L,
+        "lambda": lam,
+        "W": w,
+        "lambda_W": lw,
+        "rel_diff": (L - lw) / lw if lw else math.nan,
+        "n_arrivals": int(inwin.sum()),
+        "n_unfinished": int(inwin.sum() - done.sum()),
+        "t0": float(t0),
+        "t1": float(t1),
+    }

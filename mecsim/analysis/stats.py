@@ -31,8 +31,17 @@ import pandas as pd
 from mecsim.errors import MecsimError
 
 __all__ = [
-    "AnalysisError", "STAGES", "t_interval", "latency_stats", "per_seed_stats", "latency_breakdown",
-    "mean_breakdown", "paired_differences", "policy_table", "stability", "censored_cdf",
+    "AnalysisError",
+    "STAGES",
+    "t_interval",
+    "latency_stats",
+    "per_seed_stats",
+    "latency_breakdown",
+    "mean_breakdown",
+    "paired_differences",
+    "policy_table",
+    "stability",
+    "censored_cdf",
     "MIN_SEEDS",
 ]
 
@@ -106,8 +115,9 @@ def _task_masks(tasks: pd.DataFrame, warmup_s: float | None) -> dict[str, np.nda
     }
 
 
-def per_seed_stats(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",),
-                   warmup_s: float | None = None) -> pd.DataFrame:
+def per_seed_stats(
+    tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), warmup_s: float | None = None
+) -> pd.DataFrame:
     """Latency statistics per group and seed, from a tasks table.
 
     Args:
@@ -132,27 +142,33 @@ def per_seed_stats(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",),
     df["latency"] = np.where(m["used"], tasks["latency"].to_numpy(float), np.nan)
     df["run"] = tasks["run_id"].astype(str).to_numpy() if "run_id" in tasks.columns else ""
     g = df.groupby(keys_s, observed=True, dropna=False, sort=True)
-    out = pd.DataFrame({
-        "n_tasks": g.size(),
-        "n_latency": g["used"].sum(),
-        "excluded_dropped": g["dropped"].sum(),
-        "excluded_in_flight": g["in_flight"].sum(),
-        "excluded_warmup": g["warmup"].sum(),
-        "n_deadline": g["deadline"].sum(),
-        "n_missed": g["missed"].sum(),
-        "n_runs": g["run"].nunique(),
-        # pandas' quantile is linear interpolation, like numpy's default used by the summary
-        "mean_s": g["latency"].mean(),
-        "p50_s": g["latency"].quantile(0.5),
-        "p95_s": g["latency"].quantile(0.95),
-        "p99_s": g["latency"].quantile(0.99),
-    })
-    out["miss_rate"] = np.where(out["n_deadline"] > 0, out["n_missed"] / out["n_deadline"].where(
-        out["n_deadline"] > 0, 1), np.nan)
+    out = pd.DataFrame(
+        {
+            "n_tasks": g.size(),
+            "n_latency": g["used"].sum(),
+            "excluded_dropped": g["dropped"].sum(),
+            "excluded_in_flight": g["in_flight"].sum(),
+            "excluded_warmup": g["warmup"].sum(),
+            "n_deadline": g["deadline"].sum(),
+            "n_missed": g["missed"].sum(),
+            "n_runs": g["run"].nunique(),
+            # pandas' quantile is linear interpolation, like numpy's default used by the summary
+            "mean_s": g["latency"].mean(),
+            "p50_s": g["latency"].quantile(0.5),
+            "p95_s": g["latency"].quantile(0.95),
+            "p99_s": g["latency"].quantile(0.99),
+        }
+    )
+    out["miss_rate"] = np.where(
+        out["n_deadline"] > 0, out["n_missed"] / out["n_deadline"].where(out["n_deadline"] > 0, 1), np.nan
+    )
     out = out.reset_index()
     if (out["n_runs"] > 1).any():
-        warnings.warn("some (group, seed) rows pool several runs; add the columns that vary between "
-                      "them (e.g. an override) to `by` to keep them apart", stacklevel=3)
+        warnings.warn(
+            "some (group, seed) rows pool several runs; add the columns that vary between "
+            "them (e.g. an override) to `by` to keep them apart",
+            stacklevel=3,
+        )
     return out
 
 
@@ -167,13 +183,20 @@ def _per_seed_from_summaries(summ: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     out["n_deadline"] = summ["deadline_tasks"].astype("int64")
     out["n_missed"] = summ["deadline_missed"].astype("int64")
     out["n_runs"] = 1
-    for src, dst in (("latency_mean_s", "mean_s"), ("latency_p50_s", "p50_s"),
-                     ("latency_p95_s", "p95_s"), ("latency_p99_s", "p99_s"),
-                     ("deadline_miss_rate", "miss_rate")):
+    for src, dst in (
+        ("latency_mean_s", "mean_s"),
+        ("latency_p50_s", "p50_s"),
+        ("latency_p95_s", "p95_s"),
+        ("latency_p99_s", "p99_s"),
+        ("deadline_miss_rate", "miss_rate"),
+    ):
         out[dst] = pd.to_numeric(summ[src], errors="coerce").astype(float)
     if out.duplicated([*by, "seed"]).any():
-        warnings.warn("several runs share a (group, seed): each counts as a replicate; add the "
-                      "columns that vary between them to `by` to keep them apart", stacklevel=3)
+        warnings.warn(
+            "several runs share a (group, seed): each counts as a replicate; add the "
+            "columns that vary between them to `by` to keep them apart",
+            stacklevel=3,
+        )
     return out.sort_values([*by, "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -202,8 +225,9 @@ def t_interval(x: Any, ci: float = 0.95) -> tuple[float, float, float, float]:
     return mean, mean - half, mean + half, sd
 
 
-def latency_stats(data: pd.DataFrame, by: str | Iterable[str] = ("policy",), ci: float = 0.95,
-                  warmup_s: float | None = None) -> pd.DataFrame:
+def latency_stats(
+    data: pd.DataFrame, by: str | Iterable[str] = ("policy",), ci: float = 0.95, warmup_s: float | None = None
+) -> pd.DataFrame:
     """Latency per group, with t-based confidence intervals across seeds.
 
     Each seed is one replicate: the statistics are computed per seed first (mean, p50, p95, p99
@@ -230,17 +254,28 @@ def latency_stats(data: pd.DataFrame, by: str | Iterable[str] = ("policy",), ci:
         raise AnalysisError(f"ci must be in (0, 1), got {ci}")
     keys = _as_list(by)
     if "seed" in keys:
-        raise AnalysisError("seed is the replicate the intervals are taken over, not a grouping "
-                            "column; use per_seed_stats for one row per seed")
+        raise AnalysisError(
+            "seed is the replicate the intervals are taken over, not a grouping "
+            "column; use per_seed_stats for one row per seed"
+        )
     if "latency" in data.columns and "status" in data.columns:
         per = per_seed_stats(data, keys, warmup_s)
     elif "latency_mean_s" in data.columns:
         per = _per_seed_from_summaries(data, keys)
     else:
-        raise AnalysisError("latency_stats takes a tasks table (with latency, status) or a summaries "
-                            "table (with latency_mean_s)")
-    counts = ["n_tasks", "n_latency", "excluded_dropped", "excluded_in_flight", "excluded_warmup",
-              "n_deadline", "n_missed"]
+        raise AnalysisError(
+            "latency_stats takes a tasks table (with latency, status) or a summaries "
+            "table (with latency_mean_s)"
+        )
+    counts = [
+        "n_tasks",
+        "n_latency",
+        "excluded_dropped",
+        "excluded_in_flight",
+        "excluded_warmup",
+        "n_deadline",
+        "n_missed",
+    ]
     rows = []
     groups = per.groupby(keys, observed=True, dropna=False, sort=True) if keys else [((), per)]
     for key, g in groups:
@@ -284,8 +319,9 @@ def latency_breakdown(tasks: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def mean_breakdown(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",),
-                   warmup_s: float | None = None) -> pd.DataFrame:
+def mean_breakdown(
+    tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), warmup_s: float | None = None
+) -> pd.DataFrame:
     """Mean time per stage by group, over the completed tasks that arrived after the warm-up
     (the tasks :func:`latency_stats` uses), pooled over seeds.
 
@@ -308,14 +344,17 @@ def mean_breakdown(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",),
     return res.reset_index()
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # comparisons of policies
 
 
-def paired_differences(summ: pd.DataFrame, reference: str, stats: Sequence[str] = ("latency_mean_s",
-                       "latency_p95_s"), ci: float = 0.95, tie_s: float = 1e-3) -> pd.DataFrame:
+def paired_differences(
+    summ: pd.DataFrame,
+    reference: str,
+    stats: Sequence[str] = ("latency_mean_s", "latency_p95_s"),
+    ci: float = 0.95,
+    tie_s: float = 1e-3,
+) -> pd.DataFrame:
     """Each policy minus the reference, seed by seed (common random numbers), with t intervals.
 
     Args:
@@ -338,14 +377,22 @@ def paired_differences(summ: pd.DataFrame, reference: str, stats: Sequence[str] 
         seeds = sorted(set(g.index) & set(ref.index))
         row: dict[str, Any] = {"policy": pol, "reference": reference, "n_seeds": len(seeds)}
         for s in stats:
-            d = (pd.to_numeric(g.loc[seeds, s], errors="coerce")
-                 - pd.to_numeric(ref.loc[seeds, s], errors="coerce")).to_numpy(float)
+            d = (
+                pd.to_numeric(g.loc[seeds, s], errors="coerce")
+                - pd.to_numeric(ref.loc[seeds, s], errors="coerce")
+            ).to_numpy(float)
             d = d[np.isfinite(d)]
             key = s.removeprefix("latency_")
             mean, lo, hi, _ = t_interval(d, ci)
-            row.update({f"{key}_diff": mean, f"{key}_diff_lo": lo, f"{key}_diff_hi": hi,
-                        f"ref_better_{key}": int((d > tie_s).sum()),
-                        f"ties_{key}": int((np.abs(d) <= tie_s).sum())})
+            row.update(
+                {
+                    f"{key}_diff": mean,
+                    f"{key}_diff_lo": lo,
+                    f"{key}_diff_hi": hi,
+                    f"ref_better_{key}": int((d > tie_s).sum()),
+                    f"ties_{key}": int((np.abs(d) <= tie_s).sum()),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -361,13 +408,30 @@ def policy_table(summ: pd.DataFrame, order: Sequence[str], ci: float = 0.95) -> 
     n = s["tasks_generated"].where(s["tasks_generated"] > 0)
     s["energy_tx_j_per_task"] = s["energy_tx_j_total"] / n
     s["energy_server_j_per_task"] = s["energy_server_j_total"] / n
-    extra = s.groupby("policy", observed=True)[["decision_ms_per_epoch", "energy_tx_j_per_task",
-                                                "energy_server_j_per_task", "throughput_per_s"]].mean()
-    cols = ["policy", "n_seeds", "mean_s", "mean_s_lo", "mean_s_hi", "p95_s", "p95_s_lo", "p95_s_hi",
-            "p99_s", "p99_s_lo", "p99_s_hi", "miss_rate", "miss_rate_lo", "miss_rate_hi", "seed_std_s"]
+    extra = s.groupby("policy", observed=True)[
+        ["decision_ms_per_epoch", "energy_tx_j_per_task", "energy_server_j_per_task", "throughput_per_s"]
+    ].mean()
+    cols = [
+        "policy",
+        "n_seeds",
+        "mean_s",
+        "mean_s_lo",
+        "mean_s_hi",
+        "p95_s",
+        "p95_s_lo",
+        "p95_s_hi",
+        "p99_s",
+        "p99_s_lo",
+        "p99_s_hi",
+        "miss_rate",
+        "miss_rate_lo",
+        "miss_rate_hi",
+        "seed_std_s",
+    ]
     out = lat[cols].merge(extra.reset_index(), on="policy", how="left")
-    out = out.merge(lat[["policy", "n_tasks", "n_latency", "excluded_dropped", "excluded_in_flight"]],
-                    on="policy")
+    out = out.merge(
+        lat[["policy", "n_tasks", "n_latency", "excluded_dropped", "excluded_in_flight"]], on="policy"
+    )
     rank = {p: k for k, p in enumerate(order)}
     out = out.sort_values("policy", key=lambda c: c.map(lambda p: rank.get(p, len(rank))))
     return out.reset_index(drop=True)
@@ -381,8 +445,13 @@ GROWTH_LIMIT = 0.2
 GROWTH_MIN_TASKS = 0.5
 
 
-def stability(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), ci: float = 0.95,
-              limit: float = GROWTH_LIMIT, min_tasks: float = GROWTH_MIN_TASKS) -> pd.DataFrame:
+def stability(
+    tasks: pd.DataFrame,
+    by: str | Iterable[str] = ("policy",),
+    ci: float = 0.95,
+    limit: float = GROWTH_LIMIT,
+    min_tasks: float = GROWTH_MIN_TASKS,
+) -> pd.DataFrame:
     """Does a policy's backlog (and so its latency) keep growing with run length? An unstable
     queue has no steady-state mean latency: its mean grows with the run's length.
 
@@ -450,16 +519,29 @@ def stability(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), ci: fl
             unstable = bool(lo > limit and grew)
         else:
             unstable = bool(n >= 1 and mean > 2 * limit and grew)
-        rows.append({**dict(zip(keys, key, strict=True)), "growth": mean, "growth_lo": lo, "growth_hi": hi,
-                     "backlog_1": float(np.mean(b1s)) if n else math.nan,
-                     "backlog_2": float(np.mean(b2s)) if n else math.nan, "n_seeds": n,
-                     "unfinished_frac": float(g["unfinished"].sum() / max(g["measured"].sum(), 1)),
-                     "unstable": unstable})
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "growth": mean,
+                "growth_lo": lo,
+                "growth_hi": hi,
+                "backlog_1": float(np.mean(b1s)) if n else math.nan,
+                "backlog_2": float(np.mean(b2s)) if n else math.nan,
+                "n_seeds": n,
+                "unfinished_frac": float(g["unfinished"].sum() / max(g["measured"].sum(), 1)),
+                "unstable": unstable,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def censored_cdf(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), grid: Any = None,
-                 ci: float = 0.95, points: int = 200) -> pd.DataFrame:
+def censored_cdf(
+    tasks: pd.DataFrame,
+    by: str | Iterable[str] = ("policy",),
+    grid: Any = None,
+    ci: float = 0.95,
+    points: int = 200,
+) -> pd.DataFrame:
     """The latency CDF per group with dropped and unfinished tasks counted as censored.
 
     ``F(x)`` is the fraction of ALL tasks that arrived after the warm-up that completed within
@@ -511,8 +593,14 @@ def censored_cdf(tasks: pd.DataFrame, by: str | Iterable[str] = ("policy",), gri
             continue
         c = np.array(curves)
         stats_ = [t_interval(c[:, j], ci) for j in range(len(grid))]
-        part = pd.DataFrame({"x": grid, "F": [s[0] for s in stats_], "F_lo": [s[1] for s in stats_],
-                             "F_hi": [s[2] for s in stats_]})
+        part = pd.DataFrame(
+            {
+                "x": grid,
+                "F": [s[0] for s in stats_],
+                "F_lo": [s[1] for s in stats_],
+                "F_hi": [s[2] for s in stats_],
+            }
+        )
         part["n_seeds"] = len(curves)
         part["censored"] = float(np.mean(cens))
         for k, v in zip(reversed(keys), reversed(key), strict=True):

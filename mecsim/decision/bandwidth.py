@@ -159,9 +159,7 @@ class InfeasibleBandwidthError(MecsimError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def upload_times(
-    input_bits: ArrayLike, snr_per_hz: ArrayLike, bandwidth_hz: ArrayLike
-) -> np.ndarray:
+def upload_times(input_bits: ArrayLike, snr_per_hz: ArrayLike, bandwidth_hz: ArrayLike) -> np.ndarray:
     """Upload times ``D / (b log2(1 + a / b))`` (s), element-wise with broadcasting.
 
     Args:
@@ -289,9 +287,7 @@ def _nonnegative(value: ArrayLike, name: str) -> np.ndarray:
             index = ""
         else:
             index = f" at index {where[0] if arr.ndim == 1 else where}"
-        raise InfeasibleBandwidthError(
-            f"must be finite and >= 0; got {float(arr[where])}{index}", field=name
-        )
+        raise InfeasibleBandwidthError(f"must be finite and >= 0; got {float(arr[where])}{index}", field=name)
     return arr
 
 
@@ -396,9 +392,7 @@ def _solve_h(target: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return u, dh
 
 
-def _solve_psi(
-    target: np.ndarray, u: np.ndarray, u_max: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _solve_psi(target: np.ndarray, u: np.ndarray, u_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``psi(u) = target`` (< 0) by Newton's method; returns ``u, -psi'(u)``.
 
     ``psi`` is concave and decreasing and ``u_max`` lies right of the root, so the iterates,
@@ -796,8 +790,15 @@ def _group_sizes(cap: int) -> list[int]:
 
 
 def _completion(
-    d: np.ndarray, a: np.ndarray, budget: float, floor: float, order: np.ndarray, cap: int,
-    epoch: float, held_release: np.ndarray, held_hz: np.ndarray,
+    d: np.ndarray,
+    a: np.ndarray,
+    budget: float,
+    floor: float,
+    order: np.ndarray,
+    cap: int,
+    epoch: float,
+    held_release: np.ndarray,
+    held_hz: np.ndarray,
 ) -> np.ndarray:
     n = d.size
     best_total, best = math.inf, np.zeros(n)
@@ -820,8 +821,9 @@ def _completion(
         lanes_at = np.concatenate([[epoch], held_release])
         lanes_hz = np.concatenate([[budget], held_hz])
         empty = np.zeros(0, dtype=np.int64)
-        total = float(np.sum(lane_completion_times(d, a, empty, np.zeros(0), order, epoch,
-                                                   lanes_at, lanes_hz)))
+        total = float(
+            np.sum(lane_completion_times(d, a, empty, np.zeros(0), order, epoch, lanes_at, lanes_hz))
+        )
         if total < best_total:
             return np.zeros(n)
     return best
@@ -1021,8 +1023,8 @@ def completion_lower_bound(
         factor = float(np.max(ca / (bits(x) + ca)))
         if not (res.success or factor < 1.0 + 1e-6) or not 0.0 < factor < 1.0 + 1e-6:
             raise InfeasibleBandwidthError(
-                f"SLSQP did not converge for order {order} ({res.message}; repair factor "
-                f"{factor:.3g})", field="input_bits"
+                f"SLSQP did not converge for order {order} ({res.message}; repair factor {factor:.3g})",
+                field="input_bits",
             )
         x *= max(factor, 1.0)
         total = float(weights @ x[:n]) * scale

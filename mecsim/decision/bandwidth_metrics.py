@@ -43,7 +43,8 @@ __all__ = ["bandwidth_metrics", "bandwidth_queueing", "bandwidth_seconds_per_bit
 
 def _uploaded(tasks: pd.DataFrame) -> pd.DataFrame:
     ok = np.isfinite(tasks["t_upload_start"].to_numpy(float)) & np.isfinite(
-        tasks["t_upload_end"].to_numpy(float))
+        tasks["t_upload_end"].to_numpy(float)
+    )
     return tasks[ok]
 
 
@@ -53,8 +54,9 @@ def bandwidth_seconds_per_bit(tasks: pd.DataFrame) -> float:
     bits = float(up["input_bits"].sum())
     if bits <= 0:
         return float("nan")
-    held = up["bandwidth_hz"].to_numpy(float) * (up["t_upload_end"].to_numpy(float)
-                                                 - up["t_upload_start"].to_numpy(float))
+    held = up["bandwidth_hz"].to_numpy(float) * (
+        up["t_upload_end"].to_numpy(float) - up["t_upload_start"].to_numpy(float)
+    )
     return float(held.sum()) / bits
 
 
@@ -92,24 +94,37 @@ def bandwidth_usage(
     t0 = float(np.min(arr)) if t_start is None else float(t_start)
     t1 = float(np.max(end[up], initial=t0)) if t_end is None else float(t_end)
     if t1 <= t0:
-        return {"busy_bw_s": 0.0, "idle_bw_s": 0.0, "utilisation": float("nan"),
-                "idle_fraction": float("nan"), "waiting_s": 0.0, "window_s": 0.0}
+        return {
+            "busy_bw_s": 0.0,
+            "idle_bw_s": 0.0,
+            "utilisation": float("nan"),
+            "idle_fraction": float("nan"),
+            "waiting_s": 0.0,
+            "window_s": 0.0,
+        }
     cuts = np.unique(np.clip(np.concatenate([[t0, t1], arr, start[up], end[up]]), t0, t1))
     length = np.diff(cuts)
     # On each segment [cuts[k], cuts[k+1]): bandwidth held, and tasks waiting (+1 at arrival,
     # -1 at upload start; never decremented for tasks that did not start).
-    held = _levels(np.concatenate([start[up], end[up]]), np.concatenate([bw[up], -bw[up]]),
-                   cuts[:-1])
-    waiting = _levels(np.concatenate([arr, start[up]]),
-                      np.concatenate([np.ones(arr.size), -np.ones(int(up.sum()))]), cuts[:-1])
+    held = _levels(np.concatenate([start[up], end[up]]), np.concatenate([bw[up], -bw[up]]), cuts[:-1])
+    waiting = _levels(
+        np.concatenate([arr, start[up]]),
+        np.concatenate([np.ones(arr.size), -np.ones(int(up.sum()))]),
+        cuts[:-1],
+    )
     busy = float(np.sum(held * length))
     wait = waiting > 0
     free = np.maximum(budget_hz - held, 0.0)
     idle = float(np.sum(free[wait] * length[wait]))
     total = budget_hz * (t1 - t0)
-    return {"busy_bw_s": busy, "idle_bw_s": idle, "utilisation": busy / total,
-            "idle_fraction": idle / total, "waiting_s": float(np.sum(length[wait])),
-            "window_s": t1 - t0}
+    return {
+        "busy_bw_s": busy,
+        "idle_bw_s": idle,
+        "utilisation": busy / total,
+        "idle_fraction": idle / total,
+        "waiting_s": float(np.sum(length[wait])),
+        "window_s": t1 - t0,
+    }
 
 
 def bandwidth_metrics(
@@ -161,7 +176,8 @@ def bandwidth_metrics(
         "mean_queue_s": float(queue.mean()),
         "p99_queue_s": float(queue.quantile(0.99)),
         "small_share_fraction": float(np.mean(up["bandwidth_hz"].to_numpy(float) < budget_hz / 4))
-        if n_up else float("nan"),
+        if n_up
+        else float("nan"),
     }
     if epochs is not None and "n_deferred" in epochs and n_up:
         row["deferred_per_task"] = float(epochs["n_deferred"].sum()) / n_up

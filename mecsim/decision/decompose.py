@@ -45,8 +45,14 @@ from mecsim.errors import SolverError
 __all__ = ["SUMMED_INFO_KEYS", "OneHotDecomposeComposite"]
 
 #: Child ``info`` entries added up over the subproblems.
-SUMMED_INFO_KEYS = ("evaluations", "circuit_depth", "two_qubit_gates", "circuit_duration_s", "qpu_time_s",
-                    "wall_s")
+SUMMED_INFO_KEYS = (
+    "evaluations",
+    "circuit_depth",
+    "two_qubit_gates",
+    "circuit_duration_s",
+    "qpu_time_s",
+    "wall_s",
+)
 
 
 class OneHotDecomposeComposite(dimod.ComposedSampler):

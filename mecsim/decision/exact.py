@@ -70,8 +70,15 @@ def _solve_lp(cost: np.ndarray) -> np.ndarray:
     p, k = cost.shape
     a_eq = sparse.csr_array((np.ones(nv), (rows, np.arange(nv))), shape=(p, nv))
     a_ub = sparse.csr_array((np.ones(nv), (cols, np.arange(nv))), shape=(k, nv))
-    res = linprog(cost[rows, cols], A_ub=a_ub, b_ub=np.ones(k), A_eq=a_eq, b_eq=np.ones(p),
-                  bounds=(0.0, 1.0), method="highs")
+    res = linprog(
+        cost[rows, cols],
+        A_ub=a_ub,
+        b_ub=np.ones(k),
+        A_eq=a_eq,
+        b_eq=np.ones(p),
+        bounds=(0.0, 1.0),
+        method="highs",
+    )
     if res.status != 0:
         raise SolverError(f"HiGHS found no selection: {res.message}")
     chosen = np.flatnonzero(res.x > 0.5)

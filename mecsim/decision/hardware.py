@@ -59,8 +59,9 @@ def get_backend(spec: Any) -> Any:
         raise MissingExtraError("qiskit-ibm-runtime", "qaoa") from exc
     cls = getattr(fake_provider, name, None)
     if cls is None or not isinstance(cls, type):
-        raise ValueError(f"qiskit-ibm-runtime has no fake device {name!r} (e.g. FakeSherbrooke, "
-                         "FakeBrisbane)")
+        raise ValueError(
+            f"qiskit-ibm-runtime has no fake device {name!r} (e.g. FakeSherbrooke, FakeBrisbane)"
+        )
     return cls()
 
 
@@ -103,8 +104,9 @@ class QPUTimeModel:
     job_latency_s: float = DEFAULT_JOB_LATENCY_S
 
     @classmethod
-    def from_backend(cls, backend: Any, circuit_s: float, job_latency_s: float = DEFAULT_JOB_LATENCY_S
-                     ) -> QPUTimeModel:
+    def from_backend(
+        cls, backend: Any, circuit_s: float, job_latency_s: float = DEFAULT_JOB_LATENCY_S
+    ) -> QPUTimeModel:
         """Readout and reset from the backend's timing; ``circuit_s`` from :func:`device_metrics`."""
         return cls(float(circuit_s), _readout_s(backend), _rep_delay(backend), float(job_latency_s))
 

@@ -117,8 +117,12 @@ def group_penalty_bqm(
         new_lin, (row, col, new_val), new_offset, dimod.BINARY, variable_order=labels
     )
     ratio = new_a / a
-    return out, {"penalty": a, "group_penalties": new_a, "safe_group_penalties": safe_a,
-                 "penalty_ratio_median": float(np.median(ratio))}
+    return out, {
+        "penalty": a,
+        "group_penalties": new_a,
+        "safe_group_penalties": safe_a,
+        "penalty_ratio_median": float(np.median(ratio)),
+    }
 
 
 class GroupPenaltyComposite(dimod.ComposedSampler):
@@ -220,6 +224,9 @@ class GroupPenaltyComposite(dimod.ComposedSampler):
         occ = np.concatenate([ss.record.num_occurrences for ss in runs])
         out_info = {**dict(runs[-1].info), **info}
         return dimod.SampleSet.from_samples(
-            (samples, labels), bqm.vartype, energy=bqm.energies((samples, labels)),
-            num_occurrences=occ, info=out_info,
+            (samples, labels),
+            bqm.vartype,
+            energy=bqm.energies((samples, labels)),
+            num_occurrences=occ,
+            info=out_info,
         )

@@ -433,8 +433,14 @@ def local_search(
 # GPU-server terms: model residency (load cost) and batching (pairs of the same key)
 
 
-def add_gpu_terms(state: EpochState, variable: np.ndarray, linear: np.ndarray, congestion: np.ndarray,
-                  slots: np.ndarray, batch_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def add_gpu_terms(
+    state: EpochState,
+    variable: np.ndarray,
+    linear: np.ndarray,
+    congestion: np.ndarray,
+    slots: np.ndarray,
+    batch_weight: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Add the GPU-server model's costs (:mod:`mecsim.sim.gpu`) to the selection QUBO's arrays.
 
     * Load cost (linear): task ``i`` on ``j`` also waits ``state.load_s[i, j]``, the time to load

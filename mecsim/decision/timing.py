@@ -101,16 +101,26 @@ class TimingEntry:
             if not (isinstance(p, list | tuple) and len(p) == 2):
                 raise ValueError(f"{where}.points.{k} must be a [size, seconds] pair, got {p!r}")
             pair = {"size": p[0], "seconds": p[1]}
-            points.append((_number(pair, "size", f"{where}.points.{k}"),
-                           _number(pair, "seconds", f"{where}.points.{k}")))
+            points.append(
+                (
+                    _number(pair, "size", f"{where}.points.{k}"),
+                    _number(pair, "seconds", f"{where}.points.{k}"),
+                )
+            )
         if any(b[0] <= a[0] for a, b in zip(points, points[1:], strict=False)):
             raise ValueError(f"{where}.points must have strictly increasing sizes")
         if form == "piecewise":
             if not points:
                 raise ValueError(f"{where}: form piecewise needs points")
             return cls(size, form, points=tuple(points))
-        return cls(size, form, _number(raw, "a_s", where), _number(raw, "b_s", where),
-                   _number(raw, "c", where), tuple(points))
+        return cls(
+            size,
+            form,
+            _number(raw, "a_s", where),
+            _number(raw, "b_s", where),
+            _number(raw, "c", where),
+            tuple(points),
+        )
 
     def time(self, size: float) -> float:
         """Seconds for a decision of this size (>= 0)."""
@@ -158,7 +168,9 @@ class TimingModel:
         wanted = f"solver {solver!r} (policy {policy!r})" if solver else f"policy {policy!r}"
         raise ScenarioError(
             f"{self.source} has no decision-time model for {wanted}; it has "
-            f"{', '.join(sorted(self.entries))} (add one, or a 'default', or use mode fixed)", FIELD)
+            f"{', '.join(sorted(self.entries))} (add one, or a 'default', or use mode fixed)",
+            FIELD,
+        )
 
     def delay(self, info: dict[str, Any], n_tasks: int, policy: str) -> float:
         """Simulated seconds a decision takes (see the module docstring for the key and size)."""
@@ -169,7 +181,9 @@ class TimingModel:
         if variables is None:
             raise ScenarioError(
                 f"{self.source}: the model for {self.key_for(info, policy)!r} is by QUBO variables, "
-                f"but policy {policy!r} reports none (use size: tasks for it)", FIELD)
+                f"but policy {policy!r} reports none (use size: tasks for it)",
+                FIELD,
+            )
         return entry.time(float(variables))
 
 

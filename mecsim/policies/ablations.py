@@ -96,8 +96,9 @@ class GreedyLocalSearchPolicy(QuboPolicy):
         finally:
             self._state = self._bw = None
 
-    def _solve(self, q: SelectionQUBO, seed: int,
-               info: dict[str, Any]) -> tuple[list[np.ndarray], str | None]:
+    def _solve(
+        self, q: SelectionQUBO, seed: int, info: dict[str, Any]
+    ) -> tuple[list[np.ndarray], str | None]:
         state, bw = self._state, self._bw
         assert state is not None and bw is not None  # set by decide
         t0 = time.perf_counter()
@@ -114,12 +115,20 @@ class GreedyLocalSearchPolicy(QuboPolicy):
         return starts, None
 
 
-def _ablation(name: str, solver: str, *, local_search: bool, candidates: int | None = None,
-              solver_params: dict[str, Any] | None = None):
+def _ablation(
+    name: str,
+    solver: str,
+    *,
+    local_search: bool,
+    candidates: int | None = None,
+    solver_params: dict[str, Any] | None = None,
+):
     def factory(**params: Any) -> QuboPolicy:
         if solver not in SOLVERS.names():
-            raise PolicyError(f"policy {name!r} needs the solver {solver!r}, which is not registered "
-                              f"(registered: {', '.join(SOLVERS.names())})")
+            raise PolicyError(
+                f"policy {name!r} needs the solver {solver!r}, which is not registered "
+                f"(registered: {', '.join(SOLVERS.names())})"
+            )
         params.setdefault("name", name)
         params.setdefault("local_search", local_search)
         if candidates is not None:
@@ -140,16 +149,28 @@ def _sa_reads() -> int:
 
 #: name -> (one-line description, factory)
 ABLATIONS = {
-    "greedy-ls": ("ablation: cheapest insertion + the hybrid's local search, no sampler",
-                  GreedyLocalSearchPolicy),
-    "qubo-sa-nols": ("ablation: hybrid with SA, its best read only, no local search",
-                     _ablation("qubo-sa-nols", "sa", local_search=False, candidates=1)),
-    "qubo-random": ("ablation: hybrid with the null sampler random-feasible (SA's reads), same repair + LS",
-                    _ablation("qubo-random", NULL_SOLVER, local_search=True,
-                              solver_params={"num_reads": _sa_reads()})),
-    "qubo-random-nols": ("ablation: the null sampler's best read only, no local search",
-                         _ablation("qubo-random-nols", NULL_SOLVER, local_search=False, candidates=1,
-                                   solver_params={"num_reads": _sa_reads()})),
+    "greedy-ls": (
+        "ablation: cheapest insertion + the hybrid's local search, no sampler",
+        GreedyLocalSearchPolicy,
+    ),
+    "qubo-sa-nols": (
+        "ablation: hybrid with SA, its best read only, no local search",
+        _ablation("qubo-sa-nols", "sa", local_search=False, candidates=1),
+    ),
+    "qubo-random": (
+        "ablation: hybrid with the null sampler random-feasible (SA's reads), same repair + LS",
+        _ablation("qubo-random", NULL_SOLVER, local_search=True, solver_params={"num_reads": _sa_reads()}),
+    ),
+    "qubo-random-nols": (
+        "ablation: the null sampler's best read only, no local search",
+        _ablation(
+            "qubo-random-nols",
+            NULL_SOLVER,
+            local_search=False,
+            candidates=1,
+            solver_params={"num_reads": _sa_reads()},
+        ),
+    ),
 }
 
 for _name, (_doc, _factory) in ABLATIONS.items():

@@ -22,9 +22,16 @@ def _fail(check: str, msg: str) -> PolicyError:
     return PolicyError(f"check_policy [{check}]: {msg}")
 
 
-def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
-                 sizes: tuple[int, ...] = (0, 1, 5, 12), servers: tuple[int, ...] = (3, 4),
-                 simulate_s: float = 20.0, **params: Any) -> dict[str, Any]:
+def check_policy(
+    policy: Any,
+    scenario: Any = "smoke-v1",
+    *,
+    seed: int = 0,
+    sizes: tuple[int, ...] = (0, 1, 5, 12),
+    servers: tuple[int, ...] = (3, 4),
+    simulate_s: float = 20.0,
+    **params: Any,
+) -> dict[str, Any]:
     """Check a policy against the decision interface, then run it in a short simulation.
 
     Checks: for epochs of several sizes (including an empty one), each decision passes
@@ -60,8 +67,9 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
             for _ in range(2):
                 pol = make_policy(policy, **params)
                 if hasattr(pol, "bind"):
-                    pol.bind({"server_names": state.server_names, "models": set(state.model),
-                              "scenario": None})
+                    pol.bind(
+                        {"server_names": state.server_names, "models": set(state.model), "scenario": None}
+                    )
                 if hasattr(pol, "reset"):
                     pol.reset(np.random.default_rng(seed))
                 try:
@@ -69,8 +77,7 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
                 except PolicyError:
                     raise
                 except Exception as exc:
-                    raise _fail("decide", f"raised {type(exc).__name__}: {exc} "
-                                f"(n={n}, m={m})") from exc
+                    raise _fail("decide", f"raised {type(exc).__name__}: {exc} (n={n}, m={m})") from exc
                 decisions.append(dec)
             dec = decisions[0]
             try:
@@ -79,22 +86,26 @@ def check_policy(policy: Any, scenario: Any = "smoke-v1", *, seed: int = 0,
                 raise _fail(getattr(exc, "check", "decision"), f"{exc} (n={n}, m={m})") from None
             go = dec.server >= 0
             other = decisions[1]
-            if not (np.array_equal(dec.server, other.server)
-                    and np.allclose(dec.bandwidth_hz, other.bandwidth_hz, rtol=1e-12, atol=0)):
-                raise _fail("reproducible", "two fresh copies given the same random stream "
-                            "decided differently (use the rng given to reset(), not global state)")
+            if not (
+                np.array_equal(dec.server, other.server)
+                and np.allclose(dec.bandwidth_hz, other.bandwidth_hz, rtol=1e-12, atol=0)
+            ):
+                raise _fail(
+                    "reproducible",
+                    "two fresh copies given the same random stream "
+                    "decided differently (use the rng given to reset(), not global state)",
+                )
             report["checks"].append({"n": n, "m": m, "dispatched": int(go.sum())})
     if scenario is not None:
         from mecsim.api import simulate
 
-        res = simulate(scenario, policy=make_policy(policy, **params), seed=seed,
-                       duration_s=simulate_s, warmup_s=0)
+        res = simulate(
+            scenario, policy=make_policy(policy, **params), seed=seed, duration_s=simulate_s, warmup_s=0
+        )
         s = res.summary
         total = s["tasks_completed"] + s["tasks_dropped"] + s["tasks_in_flight"]
         if total != s["tasks_generated"]:
-            raise _fail("conservation", f"{s['tasks_generated']} tasks generated, {total} "
-                        "accounted for")
-        report["simulation"] = {k: s[k] for k in ("tasks_generated", "tasks_completed",
-                                                  "latency_mean_s")}
+            raise _fail("conservation", f"{s['tasks_generated']} tasks generated, {total} accounted for")
+        report["simulation"] = {k: s[k] for k in ("tasks_generated", "tasks_completed", "latency_mean_s")}
     report["ok"] = True
     return report

@@ -42,13 +42,27 @@ from mecsim.registry import POLICIES
 from mecsim.state import DEFER, Decision, EpochState
 
 #: Task-indexed fields of :class:`EpochState` (rows), and task x server matrices.
-_TASK_FIELDS = ("task_id", "device", "input_bits", "output_bits", "steps", "t_arrival", "deadline",
-                "tx_power_w", "gain", "feasible", "service_s", "backhaul_s", "return_s")
+_TASK_FIELDS = (
+    "task_id",
+    "device",
+    "input_bits",
+    "output_bits",
+    "steps",
+    "t_arrival",
+    "deadline",
+    "tx_power_w",
+    "gain",
+    "feasible",
+    "service_s",
+    "backhaul_s",
+    "return_s",
+)
 _GPU_FIELDS = ("load_s", "warm", "batch_cap", "batch_factor2", "queued_same")
 
 
-def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
-             held: HeldBandwidth | None = None) -> np.ndarray:
+def allocate(
+    state: EpochState, rule: str, epoch_s: float = 0.0, held: HeldBandwidth | None = None
+) -> np.ndarray:
     """Bandwidth shares for the epoch's tasks by a rule of
     :data:`mecsim.decision.bandwidth.BANDWIDTH_RULES` (0 = the task waits: srpt, completion);
     ``epoch_s`` and ``held`` (the shares handed out earlier) inform the ``completion`` rule."""
@@ -57,8 +71,15 @@ def allocate(state: EpochState, rule: str, epoch_s: float = 0.0,
     if rule == "equal" or state.ideal_radio:
         return state.equal_share()
     lanes = held.lanes(state.now, state.bandwidth_budget_hz) if held is not None else ((), ())
-    return allocate_rule(rule, state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
-                         state.min_bandwidth_hz, epoch_s, *lanes)
+    return allocate_rule(
+        rule,
+        state.input_bits,
+        state.snr_per_hz,
+        state.bandwidth_budget_hz,
+        state.min_bandwidth_hz,
+        epoch_s,
+        *lanes,
+    )
 
 
 def _rows(state: EpochState, idx: np.ndarray) -> EpochState:
@@ -80,8 +101,9 @@ class HeuristicPolicy(BasePolicy):
         except InfeasibleBandwidthError:
             from mecsim.errors import PolicyError
 
-            raise PolicyError(f"bandwidth: unknown rule {bandwidth!r}; use one of {BANDWIDTH_RULES} "
-                              "(or srpt-<k>)") from None
+            raise PolicyError(
+                f"bandwidth: unknown rule {bandwidth!r}; use one of {BANDWIDTH_RULES} (or srpt-<k>)"
+            ) from None
         self.bandwidth = bandwidth
         self.epoch_s = 0.0
         self.budget_hz: float | None = None
@@ -284,8 +306,7 @@ class CentralQueuePolicy(HeuristicPolicy):
         free = state.free_slots.astype(np.int64)
         if n and free.any():
             # no wait at a server with a free slot: rank by backhaul + service + return
-            cost = np.where(state.feasible, state.backhaul_s + state.service_s + state.return_s,
-                            np.inf)
+            cost = np.where(state.feasible, state.backhaul_s + state.service_s + state.return_s, np.inf)
             for i in range(n):  # oldest first
                 key = np.where(free > 0, cost[i], np.inf)
                 j = int(np.argmin(key))
@@ -303,20 +324,39 @@ class CentralQueuePolicy(HeuristicPolicy):
             else:
                 from mecsim.decision.bandwidth import allocate_bandwidth
 
-                bw[go] = allocate_bandwidth(state.input_bits[go], state.snr_per_hz[go],
-                                            state.bandwidth_budget_hz, state.min_bandwidth_hz,
-                                            objective=self.bandwidth)
+                bw[go] = allocate_bandwidth(
+                    state.input_bits[go],
+                    state.snr_per_hz[go],
+                    state.bandwidth_budget_hz,
+                    state.min_bandwidth_hz,
+                    objective=self.bandwidth,
+                )
         return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
 
 
 def _register() -> None:
-    for cls in (RandomPolicy, RoundRobinPolicy, NearestPolicy, LeastLoadedPolicy, GreedyPolicy,
-                CentralQueuePolicy, GreedyAffinityPolicy):
+    for cls in (
+        RandomPolicy,
+        RoundRobinPolicy,
+        NearestPolicy,
+        LeastLoadedPolicy,
+        GreedyPolicy,
+        CentralQueuePolicy,
+        GreedyAffinityPolicy,
+    ):
         POLICIES.register(cls.name)(cls)
 
 
 _register()
 
-__all__: list[Any] = ["RandomPolicy", "RoundRobinPolicy", "NearestPolicy", "LeastLoadedPolicy",
-                      "GreedyPolicy", "CentralQueuePolicy", "GreedyAffinityPolicy", "allocate",
-                      "BANDWIDTH_RULES"]
+__all__: list[Any] = [
+    "RandomPolicy",
+    "RoundRobinPolicy",
+    "NearestPolicy",
+    "LeastLoadedPolicy",
+    "GreedyPolicy",
+    "CentralQueuePolicy",
+    "GreedyAffinityPolicy",
+    "allocate",
+    "BANDWIDTH_RULES",
+]

@@ -32,14 +32,40 @@ from mecsim.policies.qubo import QuboPolicy
 from mecsim.registry import POLICIES
 
 #: Sampler settings a scenario may give as policy parameters (QAOASampler constructor names).
-QAOA_SETTINGS = ("p", "shots", "mixer", "optimizer", "maxiter", "expectation", "sampling", "start",
-                 "dt", "rhobeg", "xy_topology", "target", "noise_model", "mps_max_bond", "objective",
-                 "cvar_alpha", "classical_start", "warm_start_weight")
+QAOA_SETTINGS = (
+    "p",
+    "shots",
+    "mixer",
+    "optimizer",
+    "maxiter",
+    "expectation",
+    "sampling",
+    "start",
+    "dt",
+    "rhobeg",
+    "xy_topology",
+    "target",
+    "noise_model",
+    "mps_max_bond",
+    "objective",
+    "cvar_alpha",
+    "classical_start",
+    "warm_start_weight",
+)
 
 
-def make_qaoa_policy(*, mode: str = "optimize", p: int = 2, shots: int = 512, maxiter: int = 40,
-                     max_qubits: int = 20, method: str = "auto", local_search: bool = False,
-                     name: str | None = None, **params: Any) -> QuboPolicy:
+def make_qaoa_policy(
+    *,
+    mode: str = "optimize",
+    p: int = 2,
+    shots: int = 512,
+    maxiter: int = 40,
+    max_qubits: int = 20,
+    method: str = "auto",
+    local_search: bool = False,
+    name: str | None = None,
+    **params: Any,
+) -> QuboPolicy:
     """A :class:`~mecsim.policies.qubo.QuboPolicy` whose sampler is QAOA.
 
     Args:
@@ -65,8 +91,16 @@ def make_qaoa_policy(*, mode: str = "optimize", p: int = 2, shots: int = 512, ma
     if not (isinstance(max_qubits, int) and max_qubits >= 1):
         raise PolicyError(f"max_qubits must be an integer >= 1, got {max_qubits!r}")
     try:
-        sampler = SOLVERS.make("qaoa", mode=mode, p=p, shots=shots, maxiter=maxiter,
-                               max_qubits=max_qubits, aer_method=method, **sampler_kw)
+        sampler = SOLVERS.make(
+            "qaoa",
+            mode=mode,
+            p=p,
+            shots=shots,
+            maxiter=maxiter,
+            max_qubits=max_qubits,
+            aer_method=method,
+            **sampler_kw,
+        )
     except (ValueError, TypeError) as exc:
         raise PolicyError(f"bad QAOA setting: {exc}") from exc
     default = "qubo-qaoa" if mode == "optimize" else "qubo-qaoa-fixed"
@@ -85,6 +119,8 @@ def _fixed(**params: Any) -> QuboPolicy:
 
 
 POLICIES.register("qubo-qaoa", "hybrid: convex bandwidth + QUBO server selection by QAOA (extra 'qaoa')")(
-    _optimized)
+    _optimized
+)
 POLICIES.register("qubo-qaoa-fixed", "hybrid with fixed-angle QAOA, no optimisation loop (extra 'qaoa')")(
-    _fixed)
+    _fixed
+)

@@ -179,8 +179,11 @@ class QuboPolicy(BasePolicy):
         self.fallback = fallback
         self.time_budget_s = time_budget_s
         self.max_variables = max_variables
-        if decompose is not None and decompose != "auto" and not (
-                int(decompose) == decompose and decompose >= 1):
+        if (
+            decompose is not None
+            and decompose != "auto"
+            and not (int(decompose) == decompose and decompose >= 1)
+        ):
             raise PolicyError(f"decompose must be 'auto', None or an integer >= 1, got {decompose!r}")
         self.decompose = decompose
         self.warm_start = bool(warm_start)
@@ -325,13 +328,35 @@ class QuboPolicy(BasePolicy):
         return int(self.decompose)
 
     #: scalar entries of ``sampleset.info`` copied to the epochs table as ``sampler_<key>``
-    SAMPLER_INFO_KEYS = ("p", "mixer", "mode", "method", "expectation_path", "evaluations",
-                         "final_expectation", "p_best", "feasible_fraction", "circuit_depth",
-                         "two_qubit_gates", "shots", "status", "optimal", "mip_gap", "circuit_duration_s",
-                         "qpu_time_s", "objective", "rounds")
+    SAMPLER_INFO_KEYS = (
+        "p",
+        "mixer",
+        "mode",
+        "method",
+        "expectation_path",
+        "evaluations",
+        "final_expectation",
+        "p_best",
+        "feasible_fraction",
+        "circuit_depth",
+        "two_qubit_gates",
+        "shots",
+        "status",
+        "optimal",
+        "mip_gap",
+        "circuit_duration_s",
+        "qpu_time_s",
+        "objective",
+        "rounds",
+    )
     #: of those, summed over the subproblems of a decomposed epoch (run one after the other)
-    SAMPLER_SUMMED_KEYS = ("evaluations", "circuit_depth", "two_qubit_gates", "circuit_duration_s",
-                           "qpu_time_s")
+    SAMPLER_SUMMED_KEYS = (
+        "evaluations",
+        "circuit_depth",
+        "two_qubit_gates",
+        "circuit_duration_s",
+        "qpu_time_s",
+    )
 
     def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
         sinfo = getattr(sampleset, "info", {}) or {}
@@ -362,8 +387,10 @@ class QuboPolicy(BasePolicy):
         sizes = np.array([len(g) for g in q.one_hot])
         if (sizes > limit).any():
             i = int(np.argmax(sizes > limit))
-            return [], (f"SolverError: task {i} alone has {int(sizes[i])} variables, more than the "
-                        f"sampler's limit of {limit}")
+            return [], (
+                f"SolverError: task {i} alone has {int(sizes[i])} variables, more than the "
+                f"sampler's limit of {limit}"
+            )
         groups: list[list[int]] = [[]]
         used = 0
         for i in np.flatnonzero(q.placeable):
@@ -416,8 +443,9 @@ class QuboPolicy(BasePolicy):
                 q._insert_greedily(server, np.array(broken, dtype=np.int64))
         info["solve_wall_s"] = total_wall
         if self.time_budget_s is not None and total_wall > self.time_budget_s:
-            return [], (f"TimeoutError: the solve took {total_wall:.4g} s, over "
-                        f"time_budget_s={self.time_budget_s:g}")
+            return [], (
+                f"TimeoutError: the solve took {total_wall:.4g} s, over time_budget_s={self.time_budget_s:g}"
+            )
         x = {v: int(server[v[0]] == v[1]) for v in q.bqm.variables}
         info["best_energy"] = float(q.bqm.energy(x))
         info["feasible_before_repair"] = feasible

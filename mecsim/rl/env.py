@@ -112,20 +112,31 @@ class MecEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, scenario: str | Scenario | dict[str, Any] = "paper-small-v1", *,
-                 overrides: Mapping[str, Any] | None = None, bandwidth: str = "equal",
-                 time_scale_s: float = 1.0, reward_scale_s: float = 10.0,
-                 invalid_action_penalty: float = 1.0, draw_run_seeds: bool = False) -> None:
+    def __init__(
+        self,
+        scenario: str | Scenario | dict[str, Any] = "paper-small-v1",
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        bandwidth: str = "equal",
+        time_scale_s: float = 1.0,
+        reward_scale_s: float = 10.0,
+        invalid_action_penalty: float = 1.0,
+        draw_run_seeds: bool = False,
+    ) -> None:
         super().__init__()
         self.scenario = load_scenario(scenario, **dict(overrides or {}))
         sc = self.scenario
-        self.config = EncoderConfig(n_servers=len(sc.servers), time_scale_s=time_scale_s,
-                                    bandwidth=bandwidth, reward_scale_s=reward_scale_s,
-                                    server_names=tuple(s.name for s in sc.servers), scenario=sc.name)
+        self.config = EncoderConfig(
+            n_servers=len(sc.servers),
+            time_scale_s=time_scale_s,
+            bandwidth=bandwidth,
+            reward_scale_s=reward_scale_s,
+            server_names=tuple(s.name for s in sc.servers),
+            scenario=sc.name,
+        )
         self.invalid_action_penalty = float(invalid_action_penalty)
         self.draw_run_seeds = bool(draw_run_seeds)
-        self.observation_space = spaces.Box(low=-CAP, high=CAP, shape=(self.config.dim,),
-                                            dtype=np.float32)
+        self.observation_space = spaces.Box(low=-CAP, high=CAP, shape=(self.config.dim,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.config.n_servers)
         self.run_seed: int | None = None
         self.last_result: Result | None = None
@@ -186,8 +197,14 @@ class MecEnv(gym.Env):
         server[i] = j
         self._latencies.append(lat)
         self._reward = -lat / self.config.reward_scale_s - (self.invalid_action_penalty if invalid else 0.0)
-        self._info = {"task_id": int(state.task_id[i]), "epoch": int(state.epoch), "t": float(state.now),
-                      "server": j, "expected_latency_s": lat, "invalid_action": invalid}
+        self._info = {
+            "task_id": int(state.task_id[i]),
+            "epoch": int(state.epoch),
+            "t": float(state.now),
+            "server": j,
+            "expected_latency_s": lat,
+            "invalid_action": invalid,
+        }
         self._i = i + 1
 
     def _stop(self) -> None:
@@ -197,8 +214,9 @@ class MecEnv(gym.Env):
         self._done = True
 
     # -- gymnasium API ---------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a run: with ``seed``, run seed ``seed``; without, the next seed from the
         environment's generator. Returns the first task's observation.
 
@@ -218,8 +236,10 @@ class MecEnv(gym.Env):
             self.last_result = msg[1]
             run_seed = int(self.np_random.integers(2**31 - 1))
         else:
-            raise MecsimError(f"{self.scenario.name}: {_MAX_EMPTY_EPISODES} runs in a row had no task "
-                              "to decide; is the arrival rate zero?")
+            raise MecsimError(
+                f"{self.scenario.name}: {_MAX_EMPTY_EPISODES} runs in a row had no task "
+                "to decide; is the arrival rate zero?"
+            )
         self.run_seed = run_seed
         self._done = False
         _, obs, mask = msg
@@ -243,8 +263,12 @@ class MecEnv(gym.Env):
         self._done = True
         self.last_result = res
         s = res.summary
-        info.update(latency_mean_s=s["latency_mean_s"], deadline_miss_rate=s["deadline_miss_rate"],
-                    tasks_completed=s["tasks_completed"], run_seed=self.run_seed)
+        info.update(
+            latency_mean_s=s["latency_mean_s"],
+            deadline_miss_rate=s["deadline_miss_rate"],
+            tasks_completed=s["tasks_completed"],
+            run_seed=self.run_seed,
+        )
         self._mask = np.ones(self.config.n_servers, dtype=bool)
         return np.zeros(self.config.dim, dtype=np.float32), float(reward), True, False, info
 

@@ -51,8 +51,7 @@ from mecsim.policies.heuristics import BANDWIDTH_RULES, allocate
 from mecsim.registry import POLICIES
 from mecsim.state import DEFER, Decision, EpochState
 
-__all__ = ["CAP", "EncoderConfig", "EpochEncoder", "RLPolicy", "load_model", "model_digest",
-           "import_sb3"]
+__all__ = ["CAP", "EncoderConfig", "EpochEncoder", "RLPolicy", "load_model", "model_digest", "import_sb3"]
 
 #: Bound of every observation entry (``log1p`` of 22 000 time scales; nothing real gets there).
 CAP = 10.0
@@ -90,8 +89,10 @@ class EncoderConfig:
         if self.n_servers < 1:
             raise PolicyError(f"n_servers must be >= 1, got {self.n_servers}")
         if not self.time_scale_s > 0 or not self.reward_scale_s > 0:
-            raise PolicyError(f"time_scale_s and reward_scale_s must be > 0, got "
-                              f"{self.time_scale_s} and {self.reward_scale_s}")
+            raise PolicyError(
+                f"time_scale_s and reward_scale_s must be > 0, got "
+                f"{self.time_scale_s} and {self.reward_scale_s}"
+            )
         if self.bandwidth not in BANDWIDTH_RULES:
             raise PolicyError(f"bandwidth: unknown rule {self.bandwidth!r}; use one of {BANDWIDTH_RULES}")
         object.__setattr__(self, "server_names", tuple(self.server_names))
@@ -142,8 +143,9 @@ class EpochEncoder:
 
     def __init__(self, config: EncoderConfig, state: EpochState, bandwidth_hz: np.ndarray) -> None:
         if state.n_servers != config.n_servers:
-            raise PolicyError(f"the model was made for {config.n_servers} servers; this scenario has "
-                              f"{state.n_servers}")
+            raise PolicyError(
+                f"the model was made for {config.n_servers} servers; this scenario has {state.n_servers}"
+            )
         self.cfg = config
         self.state = state
         self.n = state.n_tasks
@@ -175,21 +177,25 @@ class EpochEncoder:
         _, done = self.completion(i)
         best = float(done[mask].min()) if mask.any() else math.inf
         slack = float(st.deadline[i]) - st.now - best if math.isfinite(best) else -math.inf
-        per_server = np.concatenate([
-            mask.astype(float),
-            _log_time(done, ts),
-            _log_time(done - best, ts) if math.isfinite(best) else np.full(len(done), CAP),
-            _log_time(self.avail, ts),
-            _log_time(st.service_s[i], ts),
-            np.clip(np.log1p(self.per_slot), 0.0, CAP),
-        ])
-        task = np.array([
-            _log_time(np.array([self.upload[i]]), ts)[0],
-            _signed_log_time(slack, ts),
-            _log_time(np.array([st.now - float(st.t_arrival[i])]), ts)[0],
-            (self.n - i) / self.n,
-            min(math.log1p(self.n), CAP),
-        ])
+        per_server = np.concatenate(
+            [
+                mask.astype(float),
+                _log_time(done, ts),
+                _log_time(done - best, ts) if math.isfinite(best) else np.full(len(done), CAP),
+                _log_time(self.avail, ts),
+                _log_time(st.service_s[i], ts),
+                np.clip(np.log1p(self.per_slot), 0.0, CAP),
+            ]
+        )
+        task = np.array(
+            [
+                _log_time(np.array([self.upload[i]]), ts)[0],
+                _signed_log_time(slack, ts),
+                _log_time(np.array([st.now - float(st.t_arrival[i])]), ts)[0],
+                (self.n - i) / self.n,
+                min(math.log1p(self.n), CAP),
+            ]
+        )
         obs = np.concatenate([per_server, task]).astype(np.float32)
         return np.clip(obs, -CAP, CAP), mask
 
@@ -263,8 +269,9 @@ def load_model(path: str | os.PathLike[str]) -> tuple[Any, EncoderConfig]:
         raise PolicyError(f"rl: cannot load model {p}: {type(exc).__name__}: {exc}") from None
     meta = getattr(model, META_KEY, None)
     if not isinstance(meta, dict):
-        raise PolicyError(f"rl: {p} is not a mecsim RL model (no encoder settings inside); train one "
-                          "with `mecsim train-rl`")
+        raise PolicyError(
+            f"rl: {p} is not a mecsim RL model (no encoder settings inside); train one with `mecsim train-rl`"
+        )
     return model, EncoderConfig.from_dict(meta)
 
 
@@ -290,13 +297,16 @@ class RLPolicy(BasePolicy):
 
     name = "rl"
 
-    def __init__(self, model: str | os.PathLike[str], digest: str | None = None,
-                 deterministic: bool = True) -> None:
+    def __init__(
+        self, model: str | os.PathLike[str], digest: str | None = None, deterministic: bool = True
+    ) -> None:
         super().__init__()
         self.path = str(model)
         if digest is not None and Path(self.path).is_file() and model_digest(self.path) != digest:
-            raise PolicyError(f"rl: {self.path} is not the model with digest {digest} (it was "
-                              "replaced after the runs were planned)")
+            raise PolicyError(
+                f"rl: {self.path} is not the model with digest {digest} (it was "
+                "replaced after the runs were planned)"
+            )
         self.model, self.config = load_model(self.path)
         self.deterministic = bool(deterministic)
 
@@ -304,13 +314,17 @@ class RLPolicy(BasePolicy):
         """Check that the scenario has the servers the model was trained on."""
         names = tuple(info.get("server_names", ()))
         if names and len(names) != self.config.n_servers:
-            raise PolicyError(f"rl: the model {self.path} was trained for {self.config.n_servers} "
-                              f"servers ({self.config.scenario or 'unknown scenario'}); this scenario "
-                              f"has {len(names)}")
+            raise PolicyError(
+                f"rl: the model {self.path} was trained for {self.config.n_servers} "
+                f"servers ({self.config.scenario or 'unknown scenario'}); this scenario "
+                f"has {len(names)}"
+            )
         if names and self.config.server_names and names != self.config.server_names:
-            warnings.warn(f"rl: the model was trained on servers {list(self.config.server_names)}; "
-                          f"this scenario has {list(names)} (same count, used in that order)",
-                          stacklevel=2)
+            warnings.warn(
+                f"rl: the model was trained on servers {list(self.config.server_names)}; "
+                f"this scenario has {list(names)} (same count, used in that order)",
+                stacklevel=2,
+            )
 
     def reset(self, rng: np.random.Generator) -> None:
         """Start a run (a sampling policy draws from the torch generator seeded from ``rng``)."""
@@ -337,5 +351,6 @@ class RLPolicy(BasePolicy):
         return Decision(bw, server, {"bandwidth_rule": self.config.bandwidth})
 
 
-POLICIES.register("rl", "reinforcement-learning baseline: a trained MaskablePPO model "
-                        "(params: model=path.zip)")(RLPolicy)
+POLICIES.register(
+    "rl", "reinforcement-learning baseline: a trained MaskablePPO model (params: model=path.zip)"
+)(RLPolicy)

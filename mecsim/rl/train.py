@@ -33,12 +33,20 @@ import numpy as np
 from mecsim.errors import MecsimError
 from mecsim.rl.policy import META_KEY, import_sb3, model_digest
 
-__all__ = ["DEFAULT_HYPERPARAMETERS", "RLError", "TrainReport", "train_rl", "make_model",
-           "evaluate_rewards", "is_flat"]
+__all__ = [
+    "DEFAULT_HYPERPARAMETERS",
+    "RLError",
+    "TrainReport",
+    "train_rl",
+    "make_model",
+    "evaluate_rewards",
+    "is_flat",
+]
 
 
 class RLError(MecsimError, ValueError):
     """Bad training settings (a hyperparameter out of range or unknown to MaskablePPO)."""
+
 
 #: MaskablePPO settings used unless overridden (small network, short rollouts: the baseline is
 #: meant to be trained in minutes on one core).
@@ -87,8 +95,9 @@ class TrainReport:
     flat: bool | None = None
 
 
-def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.05,
-            min_episodes: int = 16) -> bool | None:
+def is_flat(
+    values: Iterable[float], frac: float = 0.25, tol: float = 0.05, min_episodes: int = 16
+) -> bool | None:
     """Has a learning curve flattened? The mean of the last ``frac`` of the episodes against the
     mean of the ``frac`` before them: flat when they differ by less than ``tol`` (relative). At
     least ``min_episodes`` episodes are needed (so that each mean is over 4 or more runs, which
@@ -110,7 +119,7 @@ def is_flat(values: Iterable[float], frac: float = 0.25, tol: float = 0.05,
     if len(v) < min_episodes:
         return None
     k = max(2, int(round(frac * len(v))))
-    last, prev = v[-k:].mean(), v[-2 * k:-k].mean()
+    last, prev = v[-k:].mean(), v[-2 * k : -k].mean()
     return bool(abs(last - prev) <= tol * max(abs(prev), 1e-12))
 
 
@@ -178,8 +187,7 @@ def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
 
         def _on_training_start(self) -> None:
             if self.bar is None:  # one bar over several learn() calls
-                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled,
-                                dynamic_ncols=True)
+                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
@@ -188,8 +196,9 @@ def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
                     self.rewards.append(float(ep["r"]))
                     self.steps_at.append(int(self.num_timesteps))
                     self.per_step.append(float(ep["r"]) / max(int(ep["l"]), 1))
-                    self.bar.set_postfix(episodes=len(self.rewards),
-                                         ret=f"{np.mean(self.rewards[-5:]):.1f}", refresh=False)
+                    self.bar.set_postfix(
+                        episodes=len(self.rewards), ret=f"{np.mean(self.rewards[-5:]):.1f}", refresh=False
+                    )
             self.bar.update(self.training_env.num_envs)
             return True
 
@@ -200,10 +209,19 @@ def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
     return _Bar()
 
 
-def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int = 0, *,
-             overrides: Mapping[str, Any] | None = None, bandwidth: str = "equal",
-             hyperparameters: Mapping[str, Any] | None = None, progress: bool = True,
-             env_kwargs: Mapping[str, Any] | None = None, until_flat: bool = False) -> TrainReport:
+def train_rl(
+    scenario: Any,
+    steps: int,
+    out: str | os.PathLike[str],
+    seed: int = 0,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    bandwidth: str = "equal",
+    hyperparameters: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    env_kwargs: Mapping[str, Any] | None = None,
+    until_flat: bool = False,
+) -> TrainReport:
     """Train MaskablePPO on a scenario for ``steps`` task decisions and save it to ``out``.
 
     Args:
@@ -234,15 +252,17 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
 
     # Training runs draw their seeds (31-bit) from the environment's generator seeded with
     # `seed`: they are not the small seeds 0, 1, 2, ... a comparison evaluates on.
-    env = MecEnv(scenario, overrides=overrides, bandwidth=bandwidth, draw_run_seeds=True,
-                 **dict(env_kwargs or {}))
+    env = MecEnv(
+        scenario, overrides=overrides, bandwidth=bandwidth, draw_run_seeds=True, **dict(env_kwargs or {})
+    )
     hp = dict(hyperparameters or {})
     # Small budgets: rollouts no longer than the budget, so that some update happens.
     n_steps = int(hp.get("n_steps", DEFAULT_HYPERPARAMETERS["n_steps"]))
     if steps < n_steps:
         hp["n_steps"] = max(steps, 16)
-        hp["batch_size"] = min(int(hp.get("batch_size", DEFAULT_HYPERPARAMETERS["batch_size"])),
-                               hp["n_steps"])
+        hp["batch_size"] = min(
+            int(hp.get("batch_size", DEFAULT_HYPERPARAMETERS["batch_size"])), hp["n_steps"]
+        )
     model = make_model(env, seed=seed, **hp)
     cb = _progress_callback(steps, f"train-rl {env.scenario.name}", progress)
     t0 = time.perf_counter()
@@ -251,8 +271,11 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
             chunk = max(steps // 10, int(hp.get("n_steps", DEFAULT_HYPERPARAMETERS["n_steps"])))
             k = 0
             while model.num_timesteps < steps:
-                model.learn(total_timesteps=min(chunk, steps - model.num_timesteps), callback=cb,
-                            reset_num_timesteps=False)
+                model.learn(
+                    total_timesteps=min(chunk, steps - model.num_timesteps),
+                    callback=cb,
+                    reset_num_timesteps=False,
+                )
                 k += 1
                 if k >= 3 and is_flat(cb.per_step):
                     break
@@ -267,16 +290,29 @@ def train_rl(scenario: Any, steps: int, out: str | os.PathLike[str], seed: int =
         path = path.with_name(path.name + ".zip")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(path))
-    return TrainReport(path=path, digest=model_digest(path), steps=int(model.num_timesteps),
-                       episodes=len(cb.rewards), wall_s=wall, episode_rewards=list(cb.rewards),
-                       config=env.config.to_dict(),
-                       hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp}, episode_steps=list(cb.steps_at),
-                       episode_reward_per_step=list(cb.per_step), flat=is_flat(cb.per_step))
+    return TrainReport(
+        path=path,
+        digest=model_digest(path),
+        steps=int(model.num_timesteps),
+        episodes=len(cb.rewards),
+        wall_s=wall,
+        episode_rewards=list(cb.rewards),
+        config=env.config.to_dict(),
+        hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp},
+        episode_steps=list(cb.steps_at),
+        episode_reward_per_step=list(cb.per_step),
+        flat=is_flat(cb.per_step),
+    )
 
 
-def evaluate_rewards(model: Any, scenario: Any, seeds: Iterable[int], *,
-                     overrides: Mapping[str, Any] | None = None,
-                     deterministic: bool = True) -> dict[str, Any]:
+def evaluate_rewards(
+    model: Any,
+    scenario: Any,
+    seeds: Iterable[int],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    deterministic: bool = True,
+) -> dict[str, Any]:
     """Roll a model out on the environment for the given run seeds (one episode each).
 
     Args:
@@ -298,17 +334,25 @@ def evaluate_rewards(model: Any, scenario: Any, seeds: Iterable[int], *,
         model, cfg = load_model(model)
     else:
         cfg = EncoderConfig.from_dict(getattr(model, META_KEY))
-    env = MecEnv(scenario, overrides=overrides, bandwidth=cfg.bandwidth,
-                 time_scale_s=cfg.time_scale_s, reward_scale_s=cfg.reward_scale_s)
-    out: dict[str, list[float]] = {"rewards": [], "mean_reward_per_step": [], "latency_mean_s": [],
-                                   "steps": []}
+    env = MecEnv(
+        scenario,
+        overrides=overrides,
+        bandwidth=cfg.bandwidth,
+        time_scale_s=cfg.time_scale_s,
+        reward_scale_s=cfg.reward_scale_s,
+    )
+    out: dict[str, list[float]] = {
+        "rewards": [],
+        "mean_reward_per_step": [],
+        "latency_mean_s": [],
+        "steps": [],
+    }
     try:
         for s in seeds:
             obs, _ = env.reset(seed=int(s))
             total, n, info = 0.0, 0, {}
             while True:
-                action, _ = model.predict(obs, action_masks=env.action_masks(),
-                                          deterministic=deterministic)
+                action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=deterministic)
                 obs, r, term, trunc, info = env.step(action)
                 total += r
                 n += 1

@@ -65,8 +65,15 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         chunk_rows: with ``stream_to``, rows per flush of the tasks and servers tables.
     """
 
-    def __init__(self, scenario: Scenario, policy: Any, seed: int, progress: bool = False,
-                 stream_to: str | Path | None = None, chunk_rows: int = 50_000) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: Any,
+        seed: int,
+        progress: bool = False,
+        stream_to: str | Path | None = None,
+        chunk_rows: int = 50_000,
+    ) -> None:
         self.sc = sc = scenario
         self.policy = policy
         self._policy_name = getattr(policy, "name", type(policy).__name__)
@@ -79,8 +86,9 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         self.adapter_names = self.source.adapter_names
         # the GPU-server model (mecsim.sim.gpu) drives the servers when batching or residency is
         # on or requests carry adapters; otherwise today's servers (and tables) exactly
-        self.gpu_mode = bool(sc.service.batching.enabled or sc.service.residency.enabled
-                             or self.adapter_names)
+        self.gpu_mode = bool(
+            sc.service.batching.enabled or sc.service.residency.enabled or self.adapter_names
+        )
         self.server_names = tuple(s.name for s in sc.servers)
         self.env = simpy.Environment()
         self.t_end = sc.duration_s + sc.drain_s
@@ -115,8 +123,7 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
                 d_idx += n
         self.tx_power_w = np.array(power)
         self.device_distance_m = np.array(dist)
-        self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj,
-                               self.streams)
+        self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj, self.streams)
         self.channel.horizon = sc.duration_s + sc.drain_s
         for f in sc.faults.channels:
             self.channel.add_outage(f.device, f.start_s, f.end_s)
@@ -193,9 +200,14 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
             if b is None or len(b) == 0:
                 continue
             a, z = self.tasks.append_many(
-                device=b.device, model=b.model, input_bits=b.input_bits,
-                output_bits=b.output_bits, steps=b.steps, deadline=b.t_arrival + b.deadline_rel,
-                service_factor=b.jitter, t_arrival=b.t_arrival,
+                device=b.device,
+                model=b.model,
+                input_bits=b.input_bits,
+                output_bits=b.output_bits,
+                steps=b.steps,
+                deadline=b.t_arrival + b.deadline_rel,
+                service_factor=b.jitter,
+                t_arrival=b.t_arrival,
                 **({"adapter": b.adapter} if self.gpu_mode else {}),
             )
             self._bind_views()
@@ -251,8 +263,9 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         c["energy_server_j"][i] += srv.power_w * (now - c["t_service_start"][i])
         out = c["output_bits"][i]
         j = srv.j
-        c["t_complete"][i] = (now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate
-                              + self.dl_lat)
+        c["t_complete"][i] = (
+            now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate + self.dl_lat
+        )
         c["state"][i] = SERVED
 
     def _scheduler(self) -> Any:
@@ -345,8 +358,9 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         if self.progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=int(self.t_end), unit="s sim", desc=self.sc.name,
-                             leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=int(self.t_end), unit="s sim", desc=self.sc.name, leave=False, dynamic_ncols=True
+            )
         self._launch()
         t0 = time.perf_counter()
         try:

@@ -66,16 +66,31 @@ class EpochMixin:
         names = self.model_names
         servers = self.servers
         return EpochState(
-            now=now, epoch=self.epoch_index, task_id=idx, device=dev,
-            model=tuple([names[k] for k in mod.tolist()]), input_bits=bits, output_bits=out,
-            steps=steps, t_arrival=c["t_arrival"][loc], deadline=c["deadline"][loc],
-            tx_power_w=self.tx_power_w[dev], gain=gain, noise_psd_w_per_hz=self.channel.n0,
-            bandwidth_budget_hz=budget, min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
-            ideal_radio=self.sc.radio.ideal, server_names=self.server_names, slots=self.slots,
+            now=now,
+            epoch=self.epoch_index,
+            task_id=idx,
+            device=dev,
+            model=tuple([names[k] for k in mod.tolist()]),
+            input_bits=bits,
+            output_bits=out,
+            steps=steps,
+            t_arrival=c["t_arrival"][loc],
+            deadline=c["deadline"][loc],
+            tx_power_w=self.tx_power_w[dev],
+            gain=gain,
+            noise_psd_w_per_hz=self.channel.n0,
+            bandwidth_budget_hz=budget,
+            min_bandwidth_hz=self.sc.radio.min_bandwidth_hz,
+            ideal_radio=self.sc.radio.ideal,
+            server_names=self.server_names,
+            slots=self.slots,
             server_up=self.server_up,
             backlog_s=np.array([s.backlog(now) for s in servers]),
             queued=np.array([s.busy + len(s.queue) + s.transit for s in servers], dtype=np.int64),
-            feasible=feasible, service_s=service, backhaul_s=backhaul, return_s=ret,
+            feasible=feasible,
+            service_s=service,
+            backhaul_s=backhaul,
+            return_s=ret,
             server_energy_w=self.server_power,
             **(gpu_state_fields(self, loc) if self.gpu_mode else {}),
         )
@@ -95,9 +110,12 @@ class EpochMixin:
         if dt.mode == "fixed":
             return dt.by_solver[solver].base_s if solver in dt.by_solver else dt.fixed_s
         cost = dt.by_solver.get(solver, dt.cost)
-        return (cost.base_s + cost.per_task_s * n
-                + cost.per_variable_s * float(info.get("variables", 0) or 0)
-                + cost.per_interaction_s * float(info.get("interactions", 0) or 0))
+        return (
+            cost.base_s
+            + cost.per_task_s * n
+            + cost.per_variable_s * float(info.get("variables", 0) or 0)
+            + cost.per_interaction_s * float(info.get("interactions", 0) or 0)
+        )
 
     def _epoch(self, now: float) -> Any:
         """One scheduling epoch (a generator: the decision may take simulated time)."""
@@ -151,23 +169,31 @@ class EpochMixin:
             n_go = len(go)
             if n_go:
                 self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
-        if self.waiting[:len(ids)] == ids:  # the usual case: the oldest tasks were decided
-            self.waiting = deferred + self.waiting[len(ids):]
+        if self.waiting[: len(ids)] == ids:  # the usual case: the oldest tasks were decided
+            self.waiting = deferred + self.waiting[len(ids) :]
         else:  # some waiting tasks were skipped (channel outage)
             decided = set(idx.tolist())
             self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
         row = {
-            "epoch": self.epoch_index, "t": now, "t_decision": t_dec, "n_waiting": n_waiting,
-            "n_decided": len(ids), "n_dispatched": n_go, "n_dropped": len(drop_ids),
-            "n_deferred": len(deferred), "bandwidth_budget_hz": budget,
-            "decision_wall_s": wall, "decision_delay_s": delay,
+            "epoch": self.epoch_index,
+            "t": now,
+            "t_decision": t_dec,
+            "n_waiting": n_waiting,
+            "n_decided": len(ids),
+            "n_dispatched": n_go,
+            "n_dropped": len(drop_ids),
+            "n_deferred": len(deferred),
+            "bandwidth_budget_hz": budget,
+            "decision_wall_s": wall,
+            "decision_delay_s": delay,
         }
         row.update(dec.info)
         self.epoch_rows.append(row)
         self.epoch_index += 1
 
-    def _dispatch(self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray,
-                  t: float) -> None:
+    def _dispatch(
+        self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray, t: float
+    ) -> None:
         c = self.tasks.cols
         gids = tids  # global ids (for the events); tids: buffer rows
         if self._base:
@@ -199,8 +225,7 @@ class EpochMixin:
         t_end = self.t_end
         now_arrivals = []
         srv_l = srv.tolist()
-        for tid, j, ta, ex in zip(gids.tolist(), srv_l, arrive.tolist(), expected.tolist(),
-                                  strict=True):
+        for tid, j, ta, ex in zip(gids.tolist(), srv_l, arrive.tolist(), expected.tolist(), strict=True):
             s = servers[j]
             s.transit += 1
             s.transit_work += ex
@@ -211,7 +236,7 @@ class EpochMixin:
                 continue
             ev = env.timeout(ta - t)
             ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
-        for j in (srv_l if len(srv_l) == 1 else sorted(set(srv_l))):
+        for j in srv_l if len(srv_l) == 1 else sorted(set(srv_l)):
             self.monitor(servers[j])
         for s, tid in now_arrivals:
             s.arrive(tid)

@@ -15,10 +15,13 @@ class FaultsMixin:
     """The fault processes and their effects; part of :class:`~mecsim.sim.core.Simulation`."""
 
     def log_fault(self, event: str, server: int = -1, device: int = -1, task: int = -1) -> None:
-        self.fault_log.append_many(t=np.array([self.env.now]),
-                                   event=np.array([FAULT_EVENTS.index(event)]),
-                                   server=np.array([server]), device=np.array([device]),
-                                   task_id=np.array([task]))
+        self.fault_log.append_many(
+            t=np.array([self.env.now]),
+            event=np.array([FAULT_EVENTS.index(event)]),
+            server=np.array([server]),
+            device=np.array([device]),
+            task_id=np.array([task]),
+        )
 
     def server_failed_task(self, tid: int, j: int) -> None:
         """A task held by (or arriving at) a failed server: redispatch or drop it."""
@@ -29,8 +32,16 @@ class FaultsMixin:
             self.log_fault("task_dropped", server=j, task=tid)
             return
         i = tid - self._base
-        for k in ("t_decision", "t_upload_start", "t_upload_end", "t_server_arrival",
-                  "t_service_start", "t_service_end", "t_complete", "bandwidth_hz"):
+        for k in (
+            "t_decision",
+            "t_upload_start",
+            "t_upload_end",
+            "t_server_arrival",
+            "t_service_start",
+            "t_service_end",
+            "t_complete",
+            "bandwidth_hz",
+        ):
             c[k][i] = np.nan
         c["server"][i] = -1
         c["epoch"][i] = -1

@@ -80,8 +80,9 @@ class StepCurve:
 
     def __post_init__(self) -> None:
         if not self.sizes or self.sizes[0] != 1 or self.factors[0] != 1.0:
-            raise ValueError(f"batch_factor: must start at batch 1 with factor 1.0 (got {self.sizes}, "
-                             f"{self.factors})")
+            raise ValueError(
+                f"batch_factor: must start at batch 1 with factor 1.0 (got {self.sizes}, {self.factors})"
+            )
         if len(self.sizes) != len(self.factors):
             raise ValueError("batch_factor: sizes and factors differ in length")
         if any(b <= a for a, b in zip(self.sizes, self.sizes[1:], strict=False)):
@@ -186,8 +187,9 @@ class ServerConfig:
                 raise ValueError(f"models.{m.key}: unknown item(s) {missing}")
             need = sum(self.items[i].memory_gib for i in m.items)
             if need > self.memory_gib:
-                raise ValueError(f"models.{m.key}: needs {need:g} GiB, more than memory_gib "
-                                 f"{self.memory_gib:g}")
+                raise ValueError(
+                    f"models.{m.key}: needs {need:g} GiB, more than memory_gib {self.memory_gib:g}"
+                )
             if not m.seconds_per_step > 0:
                 raise ValueError(f"models.{m.key}: seconds_per_step must be positive")
         pre = self.preload_items
@@ -196,8 +198,10 @@ class ServerConfig:
             raise ValueError(f"preload: unknown item(s) {unknown}")
         total = sum(self.items[i].memory_gib for i in pre)
         if total > self.memory_gib:
-            raise ValueError(f"preload: {total:g} GiB does not fit memory_gib {self.memory_gib:g}"
-                             + (" (no preload given: all items)" if self.preload is None else ""))
+            raise ValueError(
+                f"preload: {total:g} GiB does not fit memory_gib {self.memory_gib:g}"
+                + (" (no preload given: all items)" if self.preload is None else "")
+            )
 
     @property
     def preload_items(self) -> tuple[str, ...]:
@@ -347,8 +351,7 @@ class GPUServerModel:
         self._expected_only = False  # True in expected_wait's copy: no jitter (not known ahead)
         self._cap = {k: config.batch_cap(k) for k in config.models}
         # nothing to load ever (today's server): every GPU always holds every item
-        self._always_warm = (set(config.preload_items) == set(config.items)
-                             and config.memory_gib == math.inf)
+        self._always_warm = set(config.preload_items) == set(config.items) and config.memory_gib == math.inf
         self._reset_residency(0.0)
 
     # -- public API ---------------------------------------------------------------------------
@@ -377,16 +380,23 @@ class GPUServerModel:
         """Some GPU holds every item the key needs (loaded, or loading)."""
         return any(not self._missing(s, key) for s in self.slots)
 
-    def submit(self, tid: int, key: str, steps: float, now: float, factor: float = 1.0,
-               priority: tuple[Any, Any] = (0.0, 0.0), deadline: float = math.inf) -> list[Event]:
+    def submit(
+        self,
+        tid: int,
+        key: str,
+        steps: float,
+        now: float,
+        factor: float = 1.0,
+        priority: tuple[Any, Any] = (0.0, 0.0),
+        deadline: float = math.inf,
+    ) -> list[Event]:
         """A task reaches the server at ``now``; returns the events to act on."""
         if key not in self.cfg.models:
             raise KeyError(f"server does not host {key!r}")
         if tid in self.tasks or tid in self.records:
             raise ValueError(f"task {tid} submitted twice")
         m = self.cfg.models[key]
-        task = _Task(tid, key, float(steps), float(factor), float(deadline), now,
-                     steps * m.seconds_per_step)
+        task = _Task(tid, key, float(steps), float(factor), float(deadline), now, steps * m.seconds_per_step)
         self.tasks[tid] = task
         out: list[Event] = []
         # today's engine: "a free slot and nothing queued: start at once" (same float operations)
@@ -474,8 +484,13 @@ class GPUServerModel:
                 rem += end - now
         return rem
 
-    def expected_wait(self, key: str, now: float, steps: float | None = None,
-                      priority: tuple[Any, Any] = (math.inf, math.inf)) -> float:
+    def expected_wait(
+        self,
+        key: str,
+        now: float,
+        steps: float | None = None,
+        priority: tuple[Any, Any] = (math.inf, math.inf),
+    ) -> float:
         """Expected time before a task of ``key`` arriving now would start (s).
 
         Replays a copy of the server with expected service times (jitter of queued tasks not
@@ -537,9 +552,21 @@ class GPUServerModel:
         """A copy of the live state only (no history), for :meth:`expected_wait`."""
         c = object.__new__(GPUServerModel)
         c.cfg = self.cfg
-        c.slots = [_Slot(x.state, x.key, x.token, x.timer, x.expected_end, x.batch, x.batch_id,
-                         {i: list(r) for i, r in x.resident.items()}, x.used_gib, x.load_start)
-                   for x in self.slots]
+        c.slots = [
+            _Slot(
+                x.state,
+                x.key,
+                x.token,
+                x.timer,
+                x.expected_end,
+                x.batch,
+                x.batch_id,
+                {i: list(r) for i, r in x.resident.items()},
+                x.used_gib,
+                x.load_start,
+            )
+            for x in self.slots
+        ]
         c.queues = {k: list(q) for k, q in self.queues.items()}
         c.tasks = dict(self.tasks)  # shared task objects: the clone never changes them
         c._expected_only = True
@@ -689,8 +716,7 @@ class GPUServerModel:
             return
         self._launch(j, key, batch, now, out, cold)
 
-    def _launch(self, j: int, key: str, batch: list[_Task], now: float, out: list[Event],
-                cold: bool) -> None:
+    def _launch(self, j: int, key: str, batch: list[_Task], now: float, out: list[Event], cold: bool) -> None:
         s = self.slots[j]
         m = self.cfg.models[key]
         b = len(batch)
@@ -759,16 +785,19 @@ def load_serving_data(overlay: Any = None) -> ServingData:
     raw_m = dict(_load_yaml_file(root / "aigc.yaml") or {})
     if overlay is not None:
         raw_g.update({k: v.model_dump() for k, v in overlay.serving.items()})
-        raw_m["weights"] = {**(raw_m.get("weights") or {}),
-                            **{k: v.model_dump() for k, v in overlay.weights.items()}}
+        raw_m["weights"] = {
+            **(raw_m.get("weights") or {}),
+            **{k: v.model_dump() for k, v in overlay.weights.items()},
+        }
         raw_m["uses"] = {**(raw_m.get("uses") or {}), **{k: list(v) for k, v in overlay.uses.items()}}
     items: dict[str, Item] = {}
     for name, v in (raw_m.get("weights") or {}).items():
         try:
             items[name] = Item(name, float(v["memory_gib"]), float(v["load_s"]), v.get("base"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"models/aigc.yaml weights.{name}: needs memory_gib and load_s "
-                             f"({exc})") from None
+            raise ValueError(
+                f"models/aigc.yaml weights.{name}: needs memory_gib and load_s ({exc})"
+            ) from None
     uses = {k: tuple(v) for k, v in (raw_m.get("uses") or {}).items()}
     for k, v in uses.items():
         for i in v:
@@ -786,11 +815,21 @@ def load_serving_data(overlay: Any = None) -> ServingData:
     return ServingData(raw_g, items, uses)
 
 
-def server_config(data: ServingData, gpu: str, slots: int, seconds_per_step: Mapping[str, float],
-                  *, batching: bool = False, max_batch: int | None = None, batch_timeout_s: float = 0.0,
-                  residency: bool = False, eviction: Eviction = "lru",
-                  preload: Sequence[str] | None = None, drop_expired: bool = False,
-                  extra_keys: Mapping[str, tuple[str, ...]] | None = None) -> ServerConfig:
+def server_config(
+    data: ServingData,
+    gpu: str,
+    slots: int,
+    seconds_per_step: Mapping[str, float],
+    *,
+    batching: bool = False,
+    max_batch: int | None = None,
+    batch_timeout_s: float = 0.0,
+    residency: bool = False,
+    eviction: Eviction = "lru",
+    preload: Sequence[str] | None = None,
+    drop_expired: bool = False,
+    extra_keys: Mapping[str, tuple[str, ...]] | None = None,
+) -> ServerConfig:
     """A server's config from the shipped data and the scenario's choices.
 
     With ``batching=False`` and ``residency=False`` (the defaults) it is today's server: batch 1,
@@ -835,15 +874,32 @@ def server_config(data: ServingData, gpu: str, slots: int, seconds_per_step: Map
                     pre.append(i)
                     used += items[i].memory_gib
             preload = pre
-        cfg = ServerConfig(slots=slots, models=models, items=items, memory_gib=mem,
-                           eviction=eviction, drop_expired=drop_expired, preload=tuple(preload))
+        cfg = ServerConfig(
+            slots=slots,
+            models=models,
+            items=items,
+            memory_gib=mem,
+            eviction=eviction,
+            drop_expired=drop_expired,
+            preload=tuple(preload),
+        )
     if batching:
-        models = {k: ServedModel(k, m.items, m.seconds_per_step, data.curve(gpu, k.split("+", 1)[0]))
-                  for k, m in cfg.models.items()}
+        models = {
+            k: ServedModel(k, m.items, m.seconds_per_step, data.curve(gpu, k.split("+", 1)[0]))
+            for k, m in cfg.models.items()
+        }
         cap = max_batch if max_batch is not None else max(m.curve.max_batch for m in models.values())
-        cfg = ServerConfig(slots=slots, models=models, items=cfg.items, memory_gib=cfg.memory_gib,
-                           max_batch=cap, batch_timeout_s=batch_timeout_s, eviction=cfg.eviction,
-                           preload=cfg.preload, drop_expired=drop_expired)
+        cfg = ServerConfig(
+            slots=slots,
+            models=models,
+            items=cfg.items,
+            memory_gib=cfg.memory_gib,
+            max_batch=cap,
+            batch_timeout_s=batch_timeout_s,
+            eviction=cfg.eviction,
+            preload=cfg.preload,
+            drop_expired=drop_expired,
+        )
     return cfg
 
 
@@ -862,8 +918,12 @@ class Arrival:
     deadline: float = math.inf
 
 
-def replay(model: GPUServerModel, arrivals: Sequence[Arrival] | Iterable[Arrival],
-           on_event: Any = None, on_arrival: Any = None) -> list[Event]:
+def replay(
+    model: GPUServerModel,
+    arrivals: Sequence[Arrival] | Iterable[Arrival],
+    on_event: Any = None,
+    on_arrival: Any = None,
+) -> list[Event]:
     """Drive ``model`` over ``arrivals`` with a heap of timers; returns every notice in order.
 
     Arrivals are processed before timers due at the same time (as the engine's arrival events,

@@ -14,8 +14,21 @@ if TYPE_CHECKING:
 class GPUServer:
     """One AIGC server: ``slots`` GPU slots and a queue (epoch-SPT or FIFO)."""
 
-    __slots__ = ("sim", "j", "slots", "busy", "queue", "in_service", "transit", "transit_work",
-                 "queued_work", "fifo", "power_w", "up", "gen")
+    __slots__ = (
+        "sim",
+        "j",
+        "slots",
+        "busy",
+        "queue",
+        "in_service",
+        "transit",
+        "transit_work",
+        "queued_work",
+        "fifo",
+        "power_w",
+        "up",
+        "gen",
+    )
 
     def __init__(self, sim: Simulation, j: int, slots: int, power_w: float, fifo: bool) -> None:
         self.sim = sim
@@ -90,7 +103,6 @@ class GPUServer:
         if sim.waiting and self.busy < self.slots:
             sim._wake_at(now)  # work conservation: a waiting task may take the free slot
 
-
     def fail(self) -> list[int]:
         """Take the server down; return the tasks it held (in service first, then queued)."""
         sim = self.sim
@@ -136,8 +148,7 @@ class ModelServer:
     :class:`Dropped` drops an expired task. Loads are in ``model.loads`` (the loads table).
     """
 
-    def __init__(self, sim: Simulation, j: int, slots: int, power_w: float, fifo: bool,
-                 model: Any) -> None:
+    def __init__(self, sim: Simulation, j: int, slots: int, power_w: float, fifo: bool, model: Any) -> None:
         self.sim = sim
         self.j = j
         self.slots = slots
@@ -187,8 +198,17 @@ class ModelServer:
             now = sim.env.now
             c = sim.tasks.cols
             pr = (now, 0.0) if self.fifo else (float(sim.T_epoch[i]), exp)
-            self._apply(self.model.submit(tid, task_key(sim, i), float(c["steps"][i]), now,
-                                          float(c["service_factor"][i]), pr, float(sim.T_deadline[i])))
+            self._apply(
+                self.model.submit(
+                    tid,
+                    task_key(sim, i),
+                    float(c["steps"][i]),
+                    now,
+                    float(c["service_factor"][i]),
+                    pr,
+                    float(sim.T_deadline[i]),
+                )
+            )
         sim.monitor(self)
 
     def _fire(self, timer: Any) -> None:
@@ -290,14 +310,25 @@ def gpu_state_fields(sim: Simulation, rows: Any) -> dict[str, Any]:
                     continue
                 w = mdl.warm(k)
                 b = cfg.batch_cap(k)
-                v = (0.0 if w else mdl.load_cost(k), w, b, cfg.models[k].curve.factor(2) if b >= 2 else 2.0,
-                     len(mdl.queues[k]))
+                v = (
+                    0.0 if w else mdl.load_cost(k),
+                    w,
+                    b,
+                    cfg.models[k].curve.factor(2) if b >= 2 else 2.0,
+                    len(mdl.queues[k]),
+                )
                 seen[k] = v
             load[i, j], warm[i, j], cap[i, j], f2[i, j], same[i, j] = v
     for a in (load, warm, cap, f2, same):
         a.setflags(write=False)
-    return {"key": keys, "load_s": load, "warm": warm, "batch_cap": cap, "batch_factor2": f2,
-            "queued_same": same}
+    return {
+        "key": keys,
+        "load_s": load,
+        "warm": warm,
+        "batch_cap": cap,
+        "batch_factor2": f2,
+        "queued_same": same,
+    }
 
 
 def build_servers(sim: Simulation, gpus: dict[str, Any], fifo: bool) -> list[Any]:
@@ -307,8 +338,10 @@ def build_servers(sim: Simulation, gpus: dict[str, Any], fifo: bool) -> list[Any
     :func:`~mecsim.sim.gpu.server_config` from the serving data and the scenario."""
     sc = sim.sc
     if not sim.gpu_mode:
-        return [GPUServer(sim, j, int(sim.slots[j]), float(sim.server_power[j]), fifo)
-                for j in range(len(sc.servers))]
+        return [
+            GPUServer(sim, j, int(sim.slots[j]), float(sim.server_power[j]), fifo)
+            for j in range(len(sc.servers))
+        ]
     from mecsim.sim.gpu import GPUServerModel, load_serving_data, server_config
 
     sim._batch_seq = 0  # batch ids of the tasks table: in start order over the run
@@ -327,14 +360,25 @@ def build_servers(sim: Simulation, gpus: dict[str, Any], fifo: bool) -> list[Any
         sps = {m: float(gpus[s.gpu].seconds_per_step[m]) for m in s.models}
         keys = {k: v for k, v in extra.items() if k.split("+", 1)[0] in sps}
         try:
-            cfg = server_config(data, s.gpu, s.slots, sps, batching=bat.enabled, max_batch=bat.max_batch,
-                                batch_timeout_s=bat.timeout_s, residency=res.enabled,
-                                eviction=res.eviction, preload=s.preload,
-                                drop_expired=sim.drop_expired, extra_keys=keys)
+            cfg = server_config(
+                data,
+                s.gpu,
+                s.slots,
+                sps,
+                batching=bat.enabled,
+                max_batch=bat.max_batch,
+                batch_timeout_s=bat.timeout_s,
+                residency=res.enabled,
+                eviction=res.eviction,
+                preload=s.preload,
+                drop_expired=sim.drop_expired,
+                extra_keys=keys,
+            )
         except (ValueError, KeyError) as exc:
             from mecsim.errors import ScenarioError
 
             raise ScenarioError(str(exc).strip("'\""), f"servers.{j}") from None
-        out.append(ModelServer(sim, j, int(sim.slots[j]), float(sim.server_power[j]), fifo,
-                               GPUServerModel(cfg)))
+        out.append(
+            ModelServer(sim, j, int(sim.slots[j]), float(sim.server_power[j]), fifo, GPUServerModel(cfg))
+        )
     return out

@@ -69,8 +69,14 @@ class StreamMixin:
         # final rows' times are all <= now, so the NaN-masking of tasks_frame changes nothing
         # and status/latency come out as they would at the end
         rows = {k: v[:p] for k, v in c.items()}
-        df = tasks_frame(rows, self.model_names, self.server_names, now, first_id=self._base,
-                         adapter_names=self.adapter_names)
+        df = tasks_frame(
+            rows,
+            self.model_names,
+            self.server_names,
+            now,
+            first_id=self._base,
+            adapter_names=self.adapter_names,
+        )
         with _sigint_deferred():  # written rows must be dropped, and the buffers stay whole
             self._stream.write_tasks(df)
             self._drop_rows(p)
@@ -84,10 +90,10 @@ class StreamMixin:
         for name in ("expected_service", "actual_service"):
             a = getattr(self, name)
             if len(a) == cap:
-                a[:m] = a[k:k + m]
+                a[:m] = a[k : k + m]
             else:
                 new = np.zeros(cap)
-                new[:m] = a[k:k + m]
+                new[:m] = a[k : k + m]
                 setattr(self, name, new)
         self._base += k
         self._final_upto = max(self._final_upto - k, 0)
@@ -110,9 +116,16 @@ class StreamMixin:
             n = self.tasks.n
             if not self.complete:  # tasks generated ahead of a stop had not arrived yet
                 n = int(np.searchsorted(c["t_arrival"][:n], t_end, side="right"))
-            st.write_tasks(tasks_frame({k: v[:n] for k, v in c.items()}, self.model_names,
-                                       self.server_names, t_end, first_id=self._base,
-                                       adapter_names=self.adapter_names))
+            st.write_tasks(
+                tasks_frame(
+                    {k: v[:n] for k, v in c.items()},
+                    self.model_names,
+                    self.server_names,
+                    t_end,
+                    first_id=self._base,
+                    adapter_names=self.adapter_names,
+                )
+            )
             st.write_servers(servers_frame(self.server_log.view(), self.server_names))
             self.server_log.n = 0
             st.write_epochs(self.epoch_rows)

@@ -60,7 +60,7 @@ class AdapterCatalogue:
 
 @dataclass(frozen=True)
 class MixDraw:
-    model: np.ndarray    # index into ModelMix.models
+    model: np.ndarray  # index into ModelMix.models
     adapter: np.ndarray  # index into that model's catalogue, NO_ADAPTER (-1) for none
 
 

@@ -79,9 +79,20 @@ __all__ = ["Comparison", "compare", "parse_vary", "DEFAULT_POLICIES", "TASK_COLU
 DEFAULT_POLICIES = ("qubo-sa", "greedy", "least-loaded", "round-robin", "random")
 
 #: The tasks columns a comparison reads (figures and the stability test).
-TASK_COLUMNS = ["status", "t_arrival", "latency", "deadline", "deadline_met", "t_decision",
-                "t_upload_start", "t_upload_end", "t_server_arrival", "t_service_start",
-                "t_service_end", "t_complete"]
+TASK_COLUMNS = [
+    "status",
+    "t_arrival",
+    "latency",
+    "deadline",
+    "deadline_met",
+    "t_decision",
+    "t_upload_start",
+    "t_upload_end",
+    "t_server_arrival",
+    "t_service_start",
+    "t_service_end",
+    "t_complete",
+]
 
 
 @dataclass
@@ -149,7 +160,6 @@ class Comparison:
         return (warn + "\n\n" if warn else "") + table
 
 
-
 def _dotted_get(d: Any, key: str) -> Any:
     cur = d
     for part in key.split("."):
@@ -198,13 +208,15 @@ def _relabel(df: pd.DataFrame, run_labels: Mapping[str, str]) -> pd.DataFrame:
     """``policy`` as the label the run was compared under: two entries of one policy with
     different params (``{name: qubo-sa, label: qubo-sa-nols, params: ...}``) stay apart."""
     df = df.copy()
-    df["policy"] = [run_labels.get(r, p) for r, p in zip(df["run_id"].astype(str), df["policy"].astype(str),
-                                                         strict=True)]
+    df["policy"] = [
+        run_labels.get(r, p) for r, p in zip(df["run_id"].astype(str), df["policy"].astype(str), strict=True)
+    ]
     return df
 
 
 def _label_runs(runs: Sequence[Any], policies: Sequence[PolicyChoice]) -> dict[str, str]:
     """run id -> the label of the policy entry it was planned from (by name and params)."""
+
     def key(name: str, params: Any) -> tuple[str, str]:
         return name, json.dumps(params or {}, sort_keys=True, default=str)
 
@@ -212,16 +224,30 @@ def _label_runs(runs: Sequence[Any], policies: Sequence[PolicyChoice]) -> dict[s
     return {r.run_id: labels.get(key(r.policy, r.policy_params), r.policy) for r in runs}
 
 
-
-def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, seeds: int | Sequence[int] = 10,
-            *, out_dir: str | os.PathLike[str], duration_s: float | None = None,
-            warmup_s: float | None = None, overrides: Mapping[str, Any] | None = None,
-            vary: Mapping[str, Sequence[Any]] | Iterable[str] | None = None,
-            vary_seeds: int | None = None, workers: int | None = None, scheduler: Any = None,
-            rl_model: str | os.PathLike[str] | None = None, rl_steps: int = DEFAULT_RL_STEPS,
-            rl_seed: int = 0, rl_duration_s: float | None = None, reference: str | None = None,
-            ci: float = 0.95, figures: bool = True, progress: bool = True,
-            title: str | None = None, executor: Executor | None = None) -> Comparison:
+def compare(
+    scenario: Any,
+    policies: str | Iterable[Any] = DEFAULT_POLICIES,
+    seeds: int | Sequence[int] = 10,
+    *,
+    out_dir: str | os.PathLike[str],
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    vary: Mapping[str, Sequence[Any]] | Iterable[str] | None = None,
+    vary_seeds: int | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    rl_model: str | os.PathLike[str] | None = None,
+    rl_steps: int = DEFAULT_RL_STEPS,
+    rl_seed: int = 0,
+    rl_duration_s: float | None = None,
+    reference: str | None = None,
+    ci: float = 0.95,
+    figures: bool = True,
+    progress: bool = True,
+    title: str | None = None,
+    executor: Executor | None = None,
+) -> Comparison:
     """Compare policies on the same seeds of one scenario; write tables, figures and a report.
 
     Args:
@@ -291,12 +317,18 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
         raise CompareError(f"reference {ref!r} is not one of the compared policies {labels}")
     out.mkdir(parents=True, exist_ok=True)
     unbound = list(chosen)  # before the RL policy gets its model
-    chosen, rl_info = prepare_rl(chosen, source, over, rl_model, rl_steps, rl_seed, rl_duration_s,
-                                  out / "models", notes, progress)
+    chosen, rl_info = prepare_rl(
+        chosen, source, over, rl_model, rl_steps, rl_seed, rl_duration_s, out / "models", notes, progress
+    )
     pol_entries = [{"name": p.name, "params": p.params} for p in chosen]
 
-    main_spec = {"name": _safe(sc.name), "scenario": source, "overrides": over,
-                 "policies": pol_entries, "seeds": seed_list}
+    main_spec = {
+        "name": _safe(sc.name),
+        "scenario": source,
+        "overrides": over,
+        "policies": pol_entries,
+        "seeds": seed_list,
+    }
     nv = len(seed_list) if vary_seeds is None else max(1, min(int(vary_seeds), len(seed_list)))
     v_seeds = seed_list[:nv]
     cases: list[dict[str, Any]] = []
@@ -318,16 +350,41 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     spec_policies: list[list[PolicyChoice]] = []
     if cases and per_point:
         for case in cases:
-            pts, _ = prepare_rl(unbound, source, {**over, **case}, None, rl_steps, rl_seed, rl_duration_s,
-                                out / "models", notes, progress)
-            vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
-                               "cases": [case], "seeds": v_seeds,
-                               "policies": [{"name": p.name, "params": p.params} for p in pts]})
+            pts, _ = prepare_rl(
+                unbound,
+                source,
+                {**over, **case},
+                None,
+                rl_steps,
+                rl_seed,
+                rl_duration_s,
+                out / "models",
+                notes,
+                progress,
+            )
+            vary_specs.append(
+                {
+                    "name": _safe(sc.name) + "-vary",
+                    "scenario": source,
+                    "overrides": over,
+                    "cases": [case],
+                    "seeds": v_seeds,
+                    "policies": [{"name": p.name, "params": p.params} for p in pts],
+                }
+            )
             spec_policies.append(pts)
         rl_info["per_point"] = True
     elif cases:
-        vary_specs.append({"name": _safe(sc.name) + "-vary", "scenario": source, "overrides": over,
-                           "cases": cases, "policies": pol_entries, "seeds": v_seeds})
+        vary_specs.append(
+            {
+                "name": _safe(sc.name) + "-vary",
+                "scenario": source,
+                "overrides": over,
+                "cases": cases,
+                "policies": pol_entries,
+                "seeds": v_seeds,
+            }
+        )
         spec_policies.append(chosen)
         if rl_info is not None:
             rl_info["per_point"] = False
@@ -360,13 +417,16 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     main_ids = [r.run_id for r in main_runs]
     summ = _relabel(summ_all[summ_all["run_id"].isin(main_ids)].reset_index(drop=True), run_labels)
     if summ.empty:
-        raise CompareError(f"{sc.name}: no run finished; first error: "
-                           f"{failed[0]['error'] if failed else 'unknown'}")
+        raise CompareError(
+            f"{sc.name}: no run finished; first error: {failed[0]['error'] if failed else 'unknown'}"
+        )
     tasks = _relabel(rs.tasks(columns=TASK_COLUMNS, filters=[("run_id", "in", main_ids)]), run_labels)
     stab = stability(tasks, "policy", ci=ci)
     table = policy_table(summ, labels, ci).merge(
-        stab[["policy", "growth", "growth_lo", "growth_hi", "unfinished_frac", "unstable"]], on="policy",
-        how="left")
+        stab[["policy", "growth", "growth_lo", "growth_hi", "unfinished_frac", "unstable"]],
+        on="policy",
+        how="left",
+    )
     paired = paired_differences(summ, ref, ci=ci)
     contrasts = contrasts_table(summ, ci)
     if not paired.empty:
@@ -403,38 +463,83 @@ def compare(scenario: Any, policies: str | Iterable[Any] = DEFAULT_POLICIES, see
     files += write_table(paired, out, "paired", compact_paired(paired, ci), note=warn)
     if not contrasts.empty:
         files += write_table(contrasts, out, "contrasts", note=warn)
-    vary_cols = ["policy", "n_seeds", "mean_s", "mean_s_lo", "mean_s_hi", "p95_s", "p95_s_lo", "p95_s_hi",
-                 "miss_rate", "n_latency", "excluded_dropped", "excluded_in_flight"]
+    vary_cols = [
+        "policy",
+        "n_seeds",
+        "mean_s",
+        "mean_s_lo",
+        "mean_s_hi",
+        "p95_s",
+        "p95_s_lo",
+        "p95_s_hi",
+        "miss_rate",
+        "n_latency",
+        "excluded_dropped",
+        "excluded_in_flight",
+    ]
     for key, st in vary_stats.items():
         files += write_table(st[[vary_cols[0], key, *vary_cols[1:]]], out, f"vary_{_safe(key)}", note=warn)
     if figures:
         heading = f"{title or sc.name}, seeds {seed_list[0]}..{seed_list[-1]} ({len(seed_list)})"
         unstable = set(table.loc[table["unstable"].fillna(False).astype(bool), "policy"])
-        files += comparison_figures(tasks, summ, vary_stats, out / "figures", labels, ref, heading,
-                                    unstable, ci)
+        files += comparison_figures(
+            tasks, summ, vary_stats, out / "figures", labels, ref, heading, unstable, ci
+        )
 
     settings = {
-        "scenario": sc.name, "source": source, "description": sc.description,
-        "devices": sc.n_devices, "servers": [s.name for s in sc.servers],
-        "duration_s": sc.duration_s, "warmup_s": sc.warmup_s, "seeds": seed_list, "overrides": over,
+        "scenario": sc.name,
+        "source": source,
+        "description": sc.description,
+        "devices": sc.n_devices,
+        "servers": [s.name for s in sc.servers],
+        "duration_s": sc.duration_s,
+        "warmup_s": sc.warmup_s,
+        "seeds": seed_list,
+        "overrides": over,
         "policies": [{"label": p.label, "name": p.name, "params": p.params} for p in chosen],
-        "vary": vary_map, "vary_seeds": v_seeds, "reference": ref, "ci": ci, "rl": rl_info,
-        "runs": len(main_runs) + len(vary_runs), "wall_s": time.perf_counter() - t0,
-        "executor": ex.kind, "title": title,
+        "vary": vary_map,
+        "vary_seeds": v_seeds,
+        "reference": ref,
+        "ci": ci,
+        "rl": rl_info,
+        "runs": len(main_runs) + len(vary_runs),
+        "wall_s": time.perf_counter() - t0,
+        "executor": ex.kind,
+        "title": title,
     }
     for row in failed:
-        notes.append(f"run failed: {run_labels.get(str(row.get('run_id')), row.get('policy'))}, seed "
-                     f"{row.get('seed')}, overrides {row.get('overrides')}: {row.get('error')}")
-    cmp = Comparison(scenario=sc.name, out_dir=out, table=table, paired=paired, vary=vary_stats,
-                     policies=chosen, seeds=seed_list, reference=ref, settings=settings, notes=notes,
-                     failed=failed, files=files, run_ids=main_ids, contrasts=contrasts,
-                     run_labels=run_labels)
+        notes.append(
+            f"run failed: {run_labels.get(str(row.get('run_id')), row.get('policy'))}, seed "
+            f"{row.get('seed')}, overrides {row.get('overrides')}: {row.get('error')}"
+        )
+    cmp = Comparison(
+        scenario=sc.name,
+        out_dir=out,
+        table=table,
+        paired=paired,
+        vary=vary_stats,
+        policies=chosen,
+        seeds=seed_list,
+        reference=ref,
+        settings=settings,
+        notes=notes,
+        failed=failed,
+        files=files,
+        run_ids=main_ids,
+        contrasts=contrasts,
+        run_labels=run_labels,
+    )
     report = out / "report.md"
-    atomic_write(report, lambda p: Path(p).write_text(
-        report_header(f"mecsim comparison: {sc.name}", "mecsim compare")
-        + scenario_section(cmp, out, level=2)))
-    atomic_write(out / "settings.json",
-                 lambda p: Path(p).write_text(json.dumps(settings, indent=2, default=str)))
+    atomic_write(
+        report,
+        lambda p: Path(p).write_text(
+            report_header(f"mecsim comparison: {sc.name}", "mecsim compare")
+            + scenario_section(cmp, out, level=2)
+        ),
+    )
+    atomic_write(
+        out / "settings.json", lambda p: Path(p).write_text(json.dumps(settings, indent=2, default=str))
+    )
     cmp.files += [report, out / "settings.json"]
     return cmp
 
@@ -447,15 +552,24 @@ def _scenario_source(scenario: Any) -> Any:
         from mecsim.scenario import Scenario
 
         if isinstance(scenario, dict | Scenario):
-            raise CompareError("compare takes a registered scenario name or a YAML path (runs are "
-                               "planned by name or path); save the scenario to a file first")
+            raise CompareError(
+                "compare takes a registered scenario name or a YAML path (runs are "
+                "planned by name or path); save the scenario to a file first"
+            )
     return scenario
 
 
-
-def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapping[str, pd.DataFrame],
-                       out: Path, order: Sequence[str], reference: str, heading: str,
-                       unstable: set[str], ci: float = 0.95) -> list[Path]:
+def comparison_figures(
+    tasks: pd.DataFrame,
+    summ: pd.DataFrame,
+    vary_stats: Mapping[str, pd.DataFrame],
+    out: Path,
+    order: Sequence[str],
+    reference: str,
+    heading: str,
+    unstable: set[str],
+    ci: float = 0.95,
+) -> list[Path]:
     """The figures of a comparison (PNG and PDF): paired differences against the reference,
     the censored latency CDF with its band, where the latency goes, the spread of seed means of
     the stable policies, and each statistic against each varied field."""
@@ -465,27 +579,65 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
     files: list[Path] = []
     rank = {p: k for k, p in enumerate(order)}
     # Categorical policy in the given order: the figures' groups follow it.
-    cat = pd.CategoricalDtype(sorted(set(tasks["policy"].astype(str)), key=lambda p: rank.get(p, 99)),
-                              ordered=True)
+    cat = pd.CategoricalDtype(
+        sorted(set(tasks["policy"].astype(str)), key=lambda p: rank.get(p, 99)), ordered=True
+    )
     ts = tasks.assign(policy=tasks["policy"].astype(str).astype(cat))
     s = summ.assign(policy=summ["policy"].astype(str).astype(cat))
     stable = s[~s["policy"].astype(str).isin(unstable)]
     left_out = f"; left out as unstable: {', '.join(sorted(unstable))}" if unstable else ""
     makers = [
-        ("paired", lambda p: plots.paired_figure(s, reference, order=list(order), unstable=unstable, ci=ci,
-                                                 title=f"mean latency against {reference}\n{heading}",
-                                                 save=p)),
-        ("latency_cdf", lambda p: plots.latency_cdf(ts, by="policy", log_x=True, save=p, title=(
-            f"latency CDF, dropped and unfinished censored (band: {ci:.0%} CI)\n{heading}"))),
-        ("breakdown", lambda p: plots.breakdown_bars(ts, by="policy", save=p, title=(
-            f"where the latency goes\n{heading}"
-            + (f"; unstable, means grow with run length: {', '.join(sorted(unstable))}"
-               if unstable else "")))),
+        (
+            "paired",
+            lambda p: plots.paired_figure(
+                s,
+                reference,
+                order=list(order),
+                unstable=unstable,
+                ci=ci,
+                title=f"mean latency against {reference}\n{heading}",
+                save=p,
+            ),
+        ),
+        (
+            "latency_cdf",
+            lambda p: plots.latency_cdf(
+                ts,
+                by="policy",
+                log_x=True,
+                save=p,
+                title=(f"latency CDF, dropped and unfinished censored (band: {ci:.0%} CI)\n{heading}"),
+            ),
+        ),
+        (
+            "breakdown",
+            lambda p: plots.breakdown_bars(
+                ts,
+                by="policy",
+                save=p,
+                title=(
+                    f"where the latency goes\n{heading}"
+                    + (
+                        f"; unstable, means grow with run length: {', '.join(sorted(unstable))}"
+                        if unstable
+                        else ""
+                    )
+                ),
+            ),
+        ),
     ]
     if not stable.empty:
-        makers.append(("seed_spread", lambda p: plots.seed_spread(
-            stable.assign(policy=stable["policy"].cat.remove_unused_categories()), by="policy", save=p,
-            title=f"mean latency per seed\n{heading}{left_out}")))
+        makers.append(
+            (
+                "seed_spread",
+                lambda p: plots.seed_spread(
+                    stable.assign(policy=stable["policy"].cat.remove_unused_categories()),
+                    by="policy",
+                    save=p,
+                    title=f"mean latency per seed\n{heading}{left_out}",
+                ),
+            )
+        )
     for name, make in makers:
         fig = make(out / name)
         plots.close(fig)
@@ -493,9 +645,15 @@ def comparison_figures(tasks: pd.DataFrame, summ: pd.DataFrame, vary_stats: Mapp
     for key, st in vary_stats.items():
         stem = out / f"vs_{_safe(key)}"
         seeds = int(st["n_seeds"].max()) if "n_seeds" in st.columns and len(st) else 0
-        fig = plots.vary_figure(st, key, save=stem, title=(
-            f"mean latency against {axis_label(key)}\n{heading.split(', seeds')[0]}, "
-            f"{seeds} seeds per point"))
+        fig = plots.vary_figure(
+            st,
+            key,
+            save=stem,
+            title=(
+                f"mean latency against {axis_label(key)}\n{heading.split(', seeds')[0]}, "
+                f"{seeds} seeds per point"
+            ),
+        )
         plots.close(fig)
         files += [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     return files

@@ -62,8 +62,9 @@ class Executor:
         if workers is not None and workers < 1:
             raise SweepError(f"workers must be >= 1, got {workers}")
         if scheduler and workers is not None:
-            raise SweepError("--workers sizes the embedded local cluster; a cluster at an address "
-                             "has the workers it has")
+            raise SweepError(
+                "--workers sizes the embedded local cluster; a cluster at an address has the workers it has"
+            )
         self.workers = workers
         self.scheduler = scheduler
         self.progress = progress
@@ -88,24 +89,31 @@ class Executor:
         sched = self.scheduler
         if sched is not None and not isinstance(sched, str):
             if not isinstance(sched, Client):
-                raise SweepError(f"scheduler must be an address or a distributed.Client, got "
-                                 f"{type(sched).__name__}")
+                raise SweepError(
+                    f"scheduler must be an address or a distributed.Client, got {type(sched).__name__}"
+                )
             self._client = sched
             return sched
         if sched:
             try:
                 self._client = Client(sched, timeout="20s")
             except (OSError, TimeoutError) as exc:
-                raise SweepError(f"cannot connect to the Dask scheduler at {sched!r}: "
-                                 f"{' '.join(str(exc).split())}") from None
+                raise SweepError(
+                    f"cannot connect to the Dask scheduler at {sched!r}: {' '.join(str(exc).split())}"
+                ) from None
             self._owns = True
             return self._client
         n = self.workers if self.workers is not None else min(os.cpu_count() or 1, max(n_pending, 1))
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:  # the spawned workers inherit SIGINT ignored
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self._cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         finally:
             if in_main:
                 signal.signal(signal.SIGINT, previous)
@@ -119,8 +127,13 @@ class Executor:
             return 1
         return max(sum(self.client().nthreads().values()), 1)
 
-    def map(self, runs: Sequence[RunSpec], out: Path, attempts: dict[str, int],
-            on_row: Callable[[RunSpec, dict[str, Any]], None]) -> None:
+    def map(
+        self,
+        runs: Sequence[RunSpec],
+        out: Path,
+        attempts: dict[str, int],
+        on_row: Callable[[RunSpec, dict[str, Any]], None],
+    ) -> None:
         """Execute ``runs`` into ``out`` and call ``on_row(run, row)`` as each one ends.
 
         A run that fails is a row with status ``failed`` (never an exception); a worker that
@@ -139,8 +152,17 @@ class Executor:
         # A fresh suffix per submission: a long-lived cluster must never hand back the result of
         # an earlier sweep's task with the same key.
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(execute_run, run, str(out), attempts[run.run_id] + 1,
-                                 key=f"mecsim-run-{run.run_id}-{token}", pure=False) for run in runs]
+        futures = [
+            client.submit(
+                execute_run,
+                run,
+                str(out),
+                attempts[run.run_id] + 1,
+                key=f"mecsim-run-{run.run_id}-{token}",
+                pure=False,
+            )
+            for run in runs
+        ]
         by_key = {f.key: run for f, run in zip(futures, runs, strict=True)}
         try:
             for fut in as_completed(futures):
@@ -149,8 +171,12 @@ class Executor:
                     row = fut.result()
                 except Exception as exc:  # the worker died (KilledWorker) or the task was lost
                     row = run.base_row()
-                    row.update(status=FAILED, error=_one_line(exc), finished=_now(),
-                               attempts=attempts[run.run_id] + 1)
+                    row.update(
+                        status=FAILED,
+                        error=_one_line(exc),
+                        finished=_now(),
+                        attempts=attempts[run.run_id] + 1,
+                    )
                 fut.release()
                 on_row(run, row)
         except BaseException:

@@ -13,8 +13,15 @@ from typing import Any
 
 from mecsim.errors import MecsimError, PolicyError
 
-__all__ = ["CompareError", "PolicyChoice", "parse_policies", "resolve_policies", "prepare_rl", "RL_SPEC",
-           "DEFAULT_RL_STEPS"]
+__all__ = [
+    "CompareError",
+    "PolicyChoice",
+    "parse_policies",
+    "resolve_policies",
+    "prepare_rl",
+    "RL_SPEC",
+    "DEFAULT_RL_STEPS",
+]
 
 #: The spec the RL policy runs under in sweeps: importable in any worker process, whether or not
 #: the "rl" name has been registered there.
@@ -41,7 +48,6 @@ class PolicyChoice:
     label: str
     name: str
     params: dict[str, Any] = field(default_factory=dict)
-
 
 
 def _registered() -> list[str]:
@@ -101,8 +107,10 @@ def resolve_policies(entries: Iterable[Any], notes: list[str]) -> list[PolicyCho
             _check_policy(name)
         except PolicyError:
             if e.get("optional"):
-                notes.append(f"{name} skipped: it is not registered in this installation "
-                             f"(registered: {', '.join(_registered())})")
+                notes.append(
+                    f"{name} skipped: it is not registered in this installation "
+                    f"(registered: {', '.join(_registered())})"
+                )
                 continue
             raise
         out.append(PolicyChoice(label, name, params))
@@ -115,10 +123,18 @@ def resolve_policies(entries: Iterable[Any], notes: list[str]) -> list[PolicyCho
     return out
 
 
-def prepare_rl(policies: list[PolicyChoice], source: str, overrides: dict[str, Any],
-                rl_model: str | os.PathLike[str] | None, rl_steps: int, rl_seed: int,
-                rl_duration_s: float | None, model_dir: Path, notes: list[str],
-                progress: bool) -> tuple[list[PolicyChoice], dict[str, Any] | None]:
+def prepare_rl(
+    policies: list[PolicyChoice],
+    source: str,
+    overrides: dict[str, Any],
+    rl_model: str | os.PathLike[str] | None,
+    rl_steps: int,
+    rl_seed: int,
+    rl_duration_s: float | None,
+    model_dir: Path,
+    notes: list[str],
+    progress: bool,
+) -> tuple[list[PolicyChoice], dict[str, Any] | None]:
     """Give the RL policy a model: the one given, one trained before with the same settings,
     or a new one. Returns the policies and a description of the model for the report."""
     if not any(p.name == RL_SPEC for p in policies):
@@ -146,36 +162,58 @@ def prepare_rl(policies: list[PolicyChoice], source: str, overrides: dict[str, A
         hp = hashlib.sha256(json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True).encode()).hexdigest()[:6]
         path = (model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}.zip").resolve()
         curve = path.with_name(path.stem + "-curve.csv")
-        info = {"model": str(path), "trained_here": True, "steps": rl_steps, "seed": rl_seed,
-                "train_duration_s": sc.duration_s, "scenario": sc.name}
+        info = {
+            "model": str(path),
+            "trained_here": True,
+            "steps": rl_steps,
+            "seed": rl_seed,
+            "train_duration_s": sc.duration_s,
+            "scenario": sc.name,
+        }
         if path.is_file() and curve.is_file():
             notes.append(f"rl: reused the model trained earlier with the same settings ({path.name})")
             info["reused"] = True
             import pandas as pd
 
             c = pd.read_csv(curve)
-            info.update(trained_steps=int(c.attrs.get("steps", c["step"].max())), episodes=len(c),
-                        curve=str(curve))
+            info.update(
+                trained_steps=int(c.attrs.get("steps", c["step"].max())), episodes=len(c), curve=str(curve)
+            )
         else:
             # Trained in chunks until the learning curve is flat, at most rl_steps decisions.
-            rep = train_rl(source, rl_steps, path, seed=rl_seed, overrides=train_over, progress=progress,
-                           until_flat=True)
+            rep = train_rl(
+                source, rl_steps, path, seed=rl_seed, overrides=train_over, progress=progress, until_flat=True
+            )
             _write_curve(rep, curve, sc.name)
-            info.update(wall_s=rep.wall_s, episodes=rep.episodes, trained_steps=rep.steps, flat=rep.flat,
-                        curve=str(curve), first_returns=rep.episode_rewards[:3],
-                        last_returns=rep.episode_rewards[-3:])
-            state = {True: "flat at the end", False: "NOT flat at the end (raise rl.steps)",
-                     None: "too few training runs to tell whether it is flat"}[rep.flat]
-            notes.append(f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
-                         f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
-                         f"{rep.wall_s:.0f} s; "
-                         f"learning curve: {state} (`models/{curve.with_suffix('.png').name}`)")
+            info.update(
+                wall_s=rep.wall_s,
+                episodes=rep.episodes,
+                trained_steps=rep.steps,
+                flat=rep.flat,
+                curve=str(curve),
+                first_returns=rep.episode_rewards[:3],
+                last_returns=rep.episode_rewards[-3:],
+            )
+            state = {
+                True: "flat at the end",
+                False: "NOT flat at the end (raise rl.steps)",
+                None: "too few training runs to tell whether it is flat",
+            }[rep.flat]
+            notes.append(
+                f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
+                f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
+                f"{rep.wall_s:.0f} s; "
+                f"learning curve: {state} (`models/{curve.with_suffix('.png').name}`)"
+            )
     digest = model_digest(path)
     info["digest"] = digest
-    out = [PolicyChoice(p.label, p.name, {**p.params, "model": str(path), "digest": digest})
-           if p.name == RL_SPEC else p for p in policies]
+    out = [
+        PolicyChoice(p.label, p.name, {**p.params, "model": str(path), "digest": digest})
+        if p.name == RL_SPEC
+        else p
+        for p in policies
+    ]
     return out, info
-
 
 
 def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
@@ -184,8 +222,14 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
     import numpy as np
     import pandas as pd
 
-    df = pd.DataFrame({"episode": np.arange(1, len(rep.episode_steps) + 1), "step": rep.episode_steps,
-                       "return": rep.episode_rewards, "reward_per_step": rep.episode_reward_per_step})
+    df = pd.DataFrame(
+        {
+            "episode": np.arange(1, len(rep.episode_steps) + 1),
+            "step": rep.episode_steps,
+            "return": rep.episode_rewards,
+            "reward_per_step": rep.episode_reward_per_step,
+        }
+    )
     df.to_csv(csv, index=False)
     try:
         from mecsim.analysis import plots
@@ -197,13 +241,20 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
     ax.plot(df["step"], df["reward_per_step"], ".", color="grey", alpha=0.6, label="one training run")
     if len(df) >= 4:
         w = max(2, len(df) // 8)
-        ax.plot(df["step"], df["reward_per_step"].rolling(w, min_periods=1).mean(), color="C0",
-                label=f"moving average of {w} runs")
+        ax.plot(
+            df["step"],
+            df["reward_per_step"].rolling(w, min_periods=1).mean(),
+            color="C0",
+            label=f"moving average of {w} runs",
+        )
     ax.set_xlabel("training decisions (environment steps)")
     ax.set_ylabel("return per decision (minus expected latency, scaled)")
     flat = {True: "flat at the end", False: "not flat at the end", None: "too few runs to tell"}[rep.flat]
-    ax.set_title(f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
-                 f"{rep.wall_s:.0f} s ({flat})", fontsize="medium")
+    ax.set_title(
+        f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
+        f"{rep.wall_s:.0f} s ({flat})",
+        fontsize="medium",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     plots.save_figure(fig, csv.with_suffix(""), formats=("png",))

@@ -48,9 +48,21 @@ from mecsim.study.spec import PolicyEntry, SweepError, SweepSpec, load_sweep_spe
 from mecsim.traces import atomic_write
 
 __all__ = [
-    "RunSpec", "plan_runs", "run_id_for", "execute_run", "run_dir", "table_file", "is_complete",
-    "read_catalogue", "write_catalogue", "harmonise_tables", "CATALOGUE_COLUMNS", "TABLES",
-    "DONE", "FAILED", "PENDING",
+    "RunSpec",
+    "plan_runs",
+    "run_id_for",
+    "execute_run",
+    "run_dir",
+    "table_file",
+    "is_complete",
+    "read_catalogue",
+    "write_catalogue",
+    "harmonise_tables",
+    "CATALOGUE_COLUMNS",
+    "TABLES",
+    "DONE",
+    "FAILED",
+    "PENDING",
 ]
 
 #: The tables of a run, one Parquet dataset each in a sweep's folder.
@@ -58,9 +70,24 @@ TABLES = ("tasks", "epochs", "servers", "faults")
 
 #: The catalogue's columns, in order (one row per run).
 CATALOGUE_COLUMNS = (
-    "run_id", "sweep", "scenario", "digest", "overrides", "policy", "policy_params", "seed",
-    "status", "error", "wall_s", "attempts", "started", "finished", "duration_s", "warmup_s",
-    "versions", "worker",
+    "run_id",
+    "sweep",
+    "scenario",
+    "digest",
+    "overrides",
+    "policy",
+    "policy_params",
+    "seed",
+    "status",
+    "error",
+    "wall_s",
+    "attempts",
+    "started",
+    "finished",
+    "duration_s",
+    "warmup_s",
+    "versions",
+    "worker",
 )
 
 #: Run statuses in the catalogue: ``pending`` means planned but not (yet) run.
@@ -107,8 +134,13 @@ class RunSpec:
 
     def simulate_kwargs(self) -> dict[str, Any]:
         """The arguments of the serial :func:`mecsim.simulate` call this run is equivalent to."""
-        return {"scenario": self.source, "policy": self.policy, "seed": self.seed,
-                "policy_params": dict(self.policy_params), **self.overrides}
+        return {
+            "scenario": self.source,
+            "policy": self.policy,
+            "seed": self.seed,
+            "policy_params": dict(self.policy_params),
+            **self.overrides,
+        }
 
     def simulate(self) -> Any:
         """Run it serially in this process (the reference a sweep must reproduce bit for bit)."""
@@ -120,12 +152,24 @@ class RunSpec:
         """The catalogue row of this run before it ran."""
         sc = self.scenario_obj
         return {
-            "run_id": self.run_id, "sweep": self.sweep, "scenario": self.scenario,
-            "digest": self.digest, "overrides": _json(self.overrides), "policy": self.policy,
-            "policy_params": _json(self.policy_params), "seed": self.seed, "status": PENDING,
-            "error": None, "wall_s": None, "attempts": 0, "started": None, "finished": None,
-            "duration_s": sc.duration_s if sc else None, "warmup_s": sc.warmup_s if sc else None,
-            "versions": None, "worker": None,
+            "run_id": self.run_id,
+            "sweep": self.sweep,
+            "scenario": self.scenario,
+            "digest": self.digest,
+            "overrides": _json(self.overrides),
+            "policy": self.policy,
+            "policy_params": _json(self.policy_params),
+            "seed": self.seed,
+            "status": PENDING,
+            "error": None,
+            "wall_s": None,
+            "attempts": 0,
+            "started": None,
+            "finished": None,
+            "duration_s": sc.duration_s if sc else None,
+            "warmup_s": sc.warmup_s if sc else None,
+            "versions": None,
+            "worker": None,
         }
 
 
@@ -200,17 +244,29 @@ def plan_runs(spec: SweepSpec | dict[str, Any] | str | os.PathLike[str]) -> list
                     digest = None
                     rid = run_id_for(f"invalid:{base.digest()}:{_json(point)}", pol.name, params, seed)
                 if rid in seen:
-                    warnings.warn(f"run {rid} ({pol.name}, seed {seed}, overrides {_json(point)}) is "
-                                  f"the same run as plan entry {seen[rid]}; it is run once",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"run {rid} ({pol.name}, seed {seed}, overrides {_json(point)}) is "
+                        f"the same run as plan entry {seen[rid]}; it is run once",
+                        stacklevel=2,
+                    )
                     continue
                 seen[rid] = len(runs)
-                runs.append(RunSpec(
-                    run_id=rid, index=len(runs), sweep=sp.name,
-                    scenario=sc.name if sc is not None else base.name, source=source,
-                    overrides=dict(point), policy=pol.name, policy_params=dict(params), seed=seed,
-                    digest=digest, error=error, scenario_obj=sc,
-                ))
+                runs.append(
+                    RunSpec(
+                        run_id=rid,
+                        index=len(runs),
+                        sweep=sp.name,
+                        scenario=sc.name if sc is not None else base.name,
+                        source=source,
+                        overrides=dict(point),
+                        policy=pol.name,
+                        policy_params=dict(params),
+                        seed=seed,
+                        digest=digest,
+                        error=error,
+                        scenario_obj=sc,
+                    )
+                )
     return runs
 
 
@@ -295,17 +351,25 @@ def execute_run(run: RunSpec, out_dir: str, attempt: int = 1) -> dict[str, Any]:
     from mecsim.results import _write_meta
 
     row = run.base_row()
-    row.update(attempts=attempt, started=_now(), versions=_json(_versions()),
-               worker=f"{socket.gethostname()}:{os.getpid()}")
+    row.update(
+        attempts=attempt,
+        started=_now(),
+        versions=_json(_versions()),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
     t0 = time.perf_counter()
     staging: Path | None = None
     if run.error is not None:  # the scenario did not validate: nothing to simulate
         row.update(status=FAILED, error=run.error, wall_s=0.0, finished=_now())
         return row
     try:
-        res = simulate(run.scenario_obj if run.scenario_obj is not None else run.source,
-                       policy=run.policy, seed=run.seed, policy_params=dict(run.policy_params),
-                       **({} if run.scenario_obj is not None else run.overrides))
+        res = simulate(
+            run.scenario_obj if run.scenario_obj is not None else run.source,
+            policy=run.policy,
+            seed=run.seed,
+            policy_params=dict(run.policy_params),
+            **({} if run.scenario_obj is not None else run.overrides),
+        )
         if not res.complete:
             raise RuntimeError("the simulation stopped before its end")
         out = Path(out_dir)
@@ -326,8 +390,7 @@ def execute_run(run: RunSpec, out_dir: str, attempt: int = 1) -> dict[str, Any]:
         os.replace(staging, final)
         staging = None
     except Exception as exc:  # a failed run is data, not a crash of the sweep
-        row.update(status=FAILED, error=_one_line(exc), wall_s=time.perf_counter() - t0,
-                   finished=_now())
+        row.update(status=FAILED, error=_one_line(exc), wall_s=time.perf_counter() - t0, finished=_now())
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -363,8 +426,12 @@ def harmonise_tables(out_dir: str | os.PathLike[str]) -> list[Path]:
             if s.remove_metadata().equals(bare):
                 continue
             tab = pq.read_table(f)
-            cols = [tab.column(n).cast(target.field(n).type) if n in tab.column_names
-                    else pa.nulls(len(tab), target.field(n).type) for n in target.names]
+            cols = [
+                tab.column(n).cast(target.field(n).type)
+                if n in tab.column_names
+                else pa.nulls(len(tab), target.field(n).type)
+                for n in target.names
+            ]
             new = pa.Table.from_arrays(cols, schema=target)
             atomic_write(f, lambda p, new=new: pq.write_table(new, p))
             rewritten.append(f)
@@ -383,8 +450,19 @@ def _catalogue_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in ("started", "finished"):
         df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
-    for col in ("run_id", "sweep", "scenario", "digest", "overrides", "policy", "policy_params",
-                "status", "error", "versions", "worker"):
+    for col in (
+        "run_id",
+        "sweep",
+        "scenario",
+        "digest",
+        "overrides",
+        "policy",
+        "policy_params",
+        "status",
+        "error",
+        "versions",
+        "worker",
+    ):
         df[col] = df[col].astype(object).where(df[col].notna(), None).astype("string")
     return df
 
@@ -399,18 +477,24 @@ def read_catalogue(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     out = Path(out_dir)
     path = out / "catalogue.parquet"
     runs = out / "runs"
-    found = {f.name.removeprefix("run_id="): f for f in sorted(runs.glob("run_id=*"))
-             if is_complete(f)} if runs.is_dir() else {}
+    found = (
+        {f.name.removeprefix("run_id="): f for f in sorted(runs.glob("run_id=*")) if is_complete(f)}
+        if runs.is_dir()
+        else {}
+    )
     if path.is_file():
         cat = pd.read_parquet(path)
-        stale = [rid for rid, st in zip(cat["run_id"], cat["status"], strict=True)
-                 if st != DONE and rid in found]
+        stale = [
+            rid for rid, st in zip(cat["run_id"], cat["status"], strict=True) if st != DONE and rid in found
+        ]
         missing = [rid for rid in found if rid not in set(cat["run_id"])]
         if not stale and not missing:
             return cat
         rows = cat.astype(object).where(cat.notna(), None).to_dict("records")
-        rows = [json.loads((found[r["run_id"]] / "run.json").read_text()) if r["run_id"] in stale else r
-                for r in rows]
+        rows = [
+            json.loads((found[r["run_id"]] / "run.json").read_text()) if r["run_id"] in stale else r
+            for r in rows
+        ]
         rows += [json.loads((found[rid] / "run.json").read_text()) for rid in missing]
         return _catalogue_frame(rows)
     if not found:
@@ -424,4 +508,3 @@ def write_catalogue(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     atomic_write(out / "catalogue.parquet", lambda p: df.to_parquet(p, index=False))
     atomic_write(out / "catalogue.csv", lambda p: df.to_csv(p, index=False))
     return df
-

@@ -30,6 +30,7 @@ from mecsim.errors import MecsimError
 
 __all__ = ["SweepError", "PolicyEntry", "SweepSpec", "load_sweep_spec"]
 
+
 class SweepError(MecsimError, ValueError):
     """A sweep file or spec is malformed, or a sweep cannot start.
 
@@ -126,8 +127,10 @@ class SweepSpec(_Model):
     def _cases(cls, v: Any) -> Any:
         if not isinstance(v, list):
             return v
-        return [{_dotted(k, f"case {i}"): x for k, x in c.items()} if isinstance(c, dict) else c
-                for i, c in enumerate(v)]
+        return [
+            {_dotted(k, f"case {i}"): x for k, x in c.items()} if isinstance(c, dict) else c
+            for i, c in enumerate(v)
+        ]
 
     @field_validator("policies", mode="before")
     @classmethod
@@ -240,4 +243,3 @@ def load_sweep_spec(source: str | os.PathLike[str] | dict[str, Any] | SweepSpec)
         return SweepSpec(**data)
     except ValidationError as exc:
         raise _format_spec_error(exc) from None
-

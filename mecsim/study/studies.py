@@ -33,8 +33,18 @@ from mecsim.study.executor import Executor
 from mecsim.study.policies import DEFAULT_RL_STEPS, CompareError
 from mecsim.traces import atomic_write
 
-__all__ = ["Study", "load_study", "is_study_file", "run_study", "reproduce", "overview", "verdicts",
-           "REGIMES_STUDY", "PAPER_STUDY"]
+__all__ = [
+    "Study",
+    "load_study",
+    "is_study_file",
+    "run_study",
+    "reproduce",
+    "overview",
+    "verdicts",
+    "REGIMES_STUDY",
+    "PAPER_STUDY",
+]
+
 
 def _studies_dir() -> Path:
     from mecsim.scenario import data_dir  # the packaged scenarios (a wheel has no checkout)
@@ -62,12 +72,47 @@ class Study:
     settings: dict[str, Any]
 
 
-_STUDY_KEYS = {"name", "description", "seeds", "vary_seeds", "duration_s", "warmup_s", "overrides", "rl",
-               "reference", "quick", "studies", "ci", "modes", "hybrid"}
-_ENTRY_KEYS = {"scenario", "policies", "vary", "overrides", "reference", "rl_model", "seeds", "vary_seeds",
-               "duration_s", "warmup_s", "modes", "title"}
-_QUICK_KEYS = {"seeds", "vary_seeds", "duration_s", "warmup_s", "rl_steps", "vary_values", "rl_duration_s",
-               "studies", "modes"}
+_STUDY_KEYS = {
+    "name",
+    "description",
+    "seeds",
+    "vary_seeds",
+    "duration_s",
+    "warmup_s",
+    "overrides",
+    "rl",
+    "reference",
+    "quick",
+    "studies",
+    "ci",
+    "modes",
+    "hybrid",
+}
+_ENTRY_KEYS = {
+    "scenario",
+    "policies",
+    "vary",
+    "overrides",
+    "reference",
+    "rl_model",
+    "seeds",
+    "vary_seeds",
+    "duration_s",
+    "warmup_s",
+    "modes",
+    "title",
+}
+_QUICK_KEYS = {
+    "seeds",
+    "vary_seeds",
+    "duration_s",
+    "warmup_s",
+    "rl_steps",
+    "vary_values",
+    "rl_duration_s",
+    "studies",
+    "modes",
+}
 
 
 def is_study_file(path: str | os.PathLike[str]) -> bool:
@@ -141,9 +186,9 @@ def _thin(values: Sequence[Any], k: int | None) -> list[Any]:
     return [vals[i] for i in idx]
 
 
-
-def _modes(study: Mapping[str, Any], entry: Mapping[str, Any],
-           quick: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], list[str] | None]]:
+def _modes(
+    study: Mapping[str, Any], entry: Mapping[str, Any], quick: Mapping[str, Any]
+) -> dict[str, tuple[dict[str, Any], list[str] | None]]:
     """name -> (overrides, the policies to run in it or None for all). A mode is a mapping of
     overrides, or ``{set: {overrides}, policies: [labels]}`` to run only some policies in it."""
     modes = entry.get("modes") or study.get("modes") or {"": {}}
@@ -169,11 +214,20 @@ def _label(p: Any) -> str:
     return str(p) if isinstance(p, str) else str(p.get("label") or p.get("name"))
 
 
-def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-              quick: bool = False, seeds: int | None = None, workers: int | None = None,
-              scheduler: Any = None, rl_models: Mapping[str, str] | None = None,
-              rl_steps: int | None = None, figures: bool = True, progress: bool = True,
-              command: str = "mecsim compare STUDY") -> Study:
+def run_study(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    rl_models: Mapping[str, str] | None = None,
+    rl_steps: int | None = None,
+    figures: bool = True,
+    progress: bool = True,
+    command: str = "mecsim compare STUDY",
+) -> Study:
     """Run every comparison of a study file into ``out_dir/<scenario>[/<mode>]/`` and write
     ``out_dir/report.md`` (and ``overview.csv``, ``verdicts.csv``, ``study.json``).
 
@@ -204,8 +258,12 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
     steps = rl_steps or q.get("rl_steps") or rl.get("steps") or DEFAULT_RL_STEPS
     entries = study["studies"]
     if q.get("studies"):
-        entries = [e for e in entries if str(e["scenario"]).rsplit("/", 1)[-1] in set(q["studies"])
-                   or Path(str(e["scenario"])).stem in set(q["studies"])]
+        entries = [
+            e
+            for e in entries
+            if str(e["scenario"]).rsplit("/", 1)[-1] in set(q["studies"])
+            or Path(str(e["scenario"])).stem in set(q["studies"])
+        ]
     ex = Executor(workers, scheduler, progress)
     comps: list[Comparison] = []
     used: set[str] = set()
@@ -231,17 +289,30 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
                     pols = [p for p in pols if _label(p) in set(only)]
                 sub = out / folder / _safe(mode) if len(modes) > 1 else out / folder
                 cmp = compare(
-                    entry["scenario"], pols,
-                    seeds=(entry.get("seeds") if seeds is None and not q.get("seeds") and entry.get("seeds")
-                           else n_seeds),
-                    out_dir=sub, duration_s=dur, warmup_s=warm, overrides={**over, **mode_over},
+                    entry["scenario"],
+                    pols,
+                    seeds=(
+                        entry.get("seeds")
+                        if seeds is None and not q.get("seeds") and entry.get("seeds")
+                        else n_seeds
+                    ),
+                    out_dir=sub,
+                    duration_s=dur,
+                    warmup_s=warm,
+                    overrides={**over, **mode_over},
                     vary=vary if k == 0 else None,
                     vary_seeds=q.get("vary_seeds") or entry.get("vary_seeds") or study.get("vary_seeds"),
-                    rl_model=model, rl_steps=steps, rl_seed=int(rl.get("seed", 0)),
+                    rl_model=model,
+                    rl_steps=steps,
+                    rl_seed=int(rl.get("seed", 0)),
                     rl_duration_s=q.get("rl_duration_s") or rl.get("duration_s"),
                     reference=entry.get("reference") or study.get("reference"),
-                    ci=float(study.get("ci", 0.95)), figures=figures, progress=progress,
-                    title=f"{title}, decision time {mode}" if mode else title, executor=ex)
+                    ci=float(study.get("ci", 0.95)),
+                    figures=figures,
+                    progress=progress,
+                    title=f"{title}, decision time {mode}" if mode else title,
+                    executor=ex,
+                )
                 cmp.settings["mode"] = mode
                 cmp.settings["regime"] = title
                 comps.append(cmp)
@@ -250,8 +321,15 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
     finally:
         ex.close()
     hybrid = str(study.get("hybrid") or study.get("reference") or "qubo-sa")
-    settings = {"name": study["name"], "quick": quick, "seeds": n_seeds, "rl_steps": steps,
-                "wall_s": time.perf_counter() - t0, "executor": ex.kind, "hybrid": hybrid}
+    settings = {
+        "name": study["name"],
+        "quick": quick,
+        "seeds": n_seeds,
+        "rl_steps": steps,
+        "wall_s": time.perf_counter() - t0,
+        "executor": ex.kind,
+        "hybrid": hybrid,
+    }
     ov, vd = overview(comps, hybrid), verdicts(comps, hybrid)
     out.mkdir(parents=True, exist_ok=True)
     ov.to_csv(out / "overview.csv", index=False)
@@ -259,8 +337,10 @@ def run_study(source: str | os.PathLike[str] | Mapping[str, Any], out_dir: str |
     text = report_header(f"mecsim study: {study['name']}" + (" (quick)" if quick else ""), command)
     if study.get("description"):
         text += " ".join(str(study["description"]).split()) + "\n\n"
-    text += (f"{len(comps)} comparisons, {sum(c.settings['runs'] for c in comps)} runs, "
-             f"{settings['wall_s']:.0f} s wall in all ({ex.kind}).\n\n")
+    text += (
+        f"{len(comps)} comparisons, {sum(c.settings['runs'] for c in comps)} runs, "
+        f"{settings['wall_s']:.0f} s wall in all ({ex.kind}).\n\n"
+    )
     warn = seed_warning(min((len(c.seeds) for c in comps), default=0))
     if warn:
         text += warn + "\n\n"
@@ -281,11 +361,32 @@ def overview(comps: Sequence[Comparison], hybrid: str = "qubo-sa") -> pd.DataFra
     rows = []
     for c in comps:
         for r in c.table.to_dict("records"):
-            rows.append({"regime": c.settings.get("regime") or c.scenario, "mode": c.settings.get("mode", ""),
-                         "policy": r["policy"], "n_seeds": r["n_seeds"], "unstable": bool(r.get("unstable")),
-                         "growth": r.get("growth"), **{k: r[k] for k in (
-                             "mean_s", "mean_s_lo", "mean_s_hi", "p95_s", "p95_s_lo", "p95_s_hi", "miss_rate",
-                             "miss_rate_lo", "miss_rate_hi", "seed_std_s", "decision_ms_per_epoch")}})
+            rows.append(
+                {
+                    "regime": c.settings.get("regime") or c.scenario,
+                    "mode": c.settings.get("mode", ""),
+                    "policy": r["policy"],
+                    "n_seeds": r["n_seeds"],
+                    "unstable": bool(r.get("unstable")),
+                    "growth": r.get("growth"),
+                    **{
+                        k: r[k]
+                        for k in (
+                            "mean_s",
+                            "mean_s_lo",
+                            "mean_s_hi",
+                            "p95_s",
+                            "p95_s_lo",
+                            "p95_s_hi",
+                            "miss_rate",
+                            "miss_rate_lo",
+                            "miss_rate_hi",
+                            "seed_std_s",
+                            "decision_ms_per_epoch",
+                        )
+                    },
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -295,13 +396,18 @@ def _overview_md(ov: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in ov.to_dict("records"):
         bad = r["unstable"]
-        rows.append({"regime": r["regime"], "decision time": r["mode"] or "-", "policy": r["policy"],
-                     "mean (s) [CI]": "unstable" if bad else _ci(r["mean_s"], r["mean_s_lo"], r["mean_s_hi"]),
-                     "p95 (s) [CI]": "unstable" if bad else _ci(r["p95_s"], r["p95_s_lo"], r["p95_s_hi"]),
-                     "miss rate [CI]": _ci(r["miss_rate"], r["miss_rate_lo"], r["miss_rate_hi"]),
-                     "std of seed means (s)": (f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"])
-                                               else "-"),
-                     "unstable": "YES" if bad else "no"})
+        rows.append(
+            {
+                "regime": r["regime"],
+                "decision time": r["mode"] or "-",
+                "policy": r["policy"],
+                "mean (s) [CI]": "unstable" if bad else _ci(r["mean_s"], r["mean_s_lo"], r["mean_s_hi"]),
+                "p95 (s) [CI]": "unstable" if bad else _ci(r["p95_s"], r["p95_s_lo"], r["p95_s_hi"]),
+                "miss rate [CI]": _ci(r["miss_rate"], r["miss_rate_lo"], r["miss_rate_hi"]),
+                "std of seed means (s)": (f"{r['seed_std_s']:.3g}" if np.isfinite(r["seed_std_s"]) else "-"),
+                "unstable": "YES" if bad else "no",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -316,28 +422,44 @@ def verdicts(comps: Sequence[Comparison], hybrid: str = "qubo-sa") -> pd.DataFra
         t = c.table
         if hybrid not in set(t["policy"]):
             continue
-        unstable = set(t.loc[t.get("unstable", pd.Series(False, index=t.index)).fillna(False).astype(bool),
-                             "policy"])
+        unstable = set(
+            t.loc[t.get("unstable", pd.Series(False, index=t.index)).fillna(False).astype(bool), "policy"]
+        )
         p = c.paired.set_index("policy") if c.reference == hybrid and not c.paired.empty else None
-        row: dict[str, Any] = {"regime": c.settings.get("regime") or c.scenario,
-                               "mode": c.settings.get("mode", ""), "hybrid_stable": hybrid not in unstable,
-                               "unstable": ", ".join(sorted(unstable))}
-        heur = [x for x in t["policy"] if x != hybrid and x != "rl" and not str(x).startswith("qubo")
-                and x not in unstable]
+        row: dict[str, Any] = {
+            "regime": c.settings.get("regime") or c.scenario,
+            "mode": c.settings.get("mode", ""),
+            "hybrid_stable": hybrid not in unstable,
+            "unstable": ", ".join(sorted(unstable)),
+        }
+        heur = [
+            x
+            for x in t["policy"]
+            if x != hybrid and x != "rl" and not str(x).startswith("qubo") and x not in unstable
+        ]
         best = t[t["policy"].isin(heur)].sort_values("mean_s").head(1)
-        for who, name in (("rl", "rl" if "rl" in set(t["policy"]) else None),
-                          ("heuristic", best["policy"].iloc[0] if len(best) else None)):
+        for who, name in (
+            ("rl", "rl" if "rl" in set(t["policy"]) else None),
+            ("heuristic", best["policy"].iloc[0] if len(best) else None),
+        ):
             row[f"{who}"] = name
             if name is None or p is None or name not in p.index:
-                row.update({f"{who}_minus_hybrid_s": np.nan, f"{who}_lo": np.nan, f"{who}_hi": np.nan,
-                            f"{who}_verdict": "-"})
+                row.update(
+                    {
+                        f"{who}_minus_hybrid_s": np.nan,
+                        f"{who}_lo": np.nan,
+                        f"{who}_hi": np.nan,
+                        f"{who}_verdict": "-",
+                    }
+                )
                 continue
             d, lo, hi = (float(p.loc[name, k]) for k in ("mean_s_diff", "mean_s_diff_lo", "mean_s_diff_hi"))
             verdict = _verdict(d, lo, hi, hybrid, name)
             if name in unstable:
                 verdict = f"{name} is unstable"
-            row.update({f"{who}_minus_hybrid_s": d, f"{who}_lo": lo, f"{who}_hi": hi,
-                        f"{who}_verdict": verdict})
+            row.update(
+                {f"{who}_minus_hybrid_s": d, f"{who}_lo": lo, f"{who}_hi": hi, f"{who}_verdict": verdict}
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -354,18 +476,31 @@ def _verdict_text(vd: pd.DataFrame, hybrid: str) -> str:
 
     rows = []
     for r in vd.to_dict("records"):
-        rows.append({"regime": r["regime"], "decision time": r["mode"] or "-",
-                     f"RL minus {hybrid}, mean latency (s) [CI]": cell(r, "rl"),
-                     f"best stable heuristic minus {hybrid} (s) [CI]": cell(r, "heuristic"),
-                     f"{hybrid} unstable": "no" if r["hybrid_stable"] else "YES",
-                     "unstable policies": r["unstable"] or "none"})
-    return ("Positive differences mean the hybrid is faster (paired over the same seeds). Stability: see "
-            "the header; an unstable policy gets no mean and no verdict on latency.\n\n"
-            + to_markdown(pd.DataFrame(rows)) + "\n")
+        rows.append(
+            {
+                "regime": r["regime"],
+                "decision time": r["mode"] or "-",
+                f"RL minus {hybrid}, mean latency (s) [CI]": cell(r, "rl"),
+                f"best stable heuristic minus {hybrid} (s) [CI]": cell(r, "heuristic"),
+                f"{hybrid} unstable": "no" if r["hybrid_stable"] else "YES",
+                "unstable policies": r["unstable"] or "none",
+            }
+        )
+    return (
+        "Positive differences mean the hybrid is faster (paired over the same seeds). Stability: see "
+        "the header; an unstable policy gets no mean and no verdict on latency.\n\n"
+        + to_markdown(pd.DataFrame(rows))
+        + "\n"
+    )
 
 
-def reproduce(out_dir: str | os.PathLike[str] = "runs/reproduce", *, quick: bool = False,
-              study: str | os.PathLike[str] | None = None, **kwargs: Any) -> Study:
+def reproduce(
+    out_dir: str | os.PathLike[str] = "runs/reproduce",
+    *,
+    quick: bool = False,
+    study: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> Study:
     """Run the shipped regime study (``scenarios/studies/regimes.yaml``, or ``study``); see
     :func:`run_study`."""
     cmd = "mecsim reproduce" + (" --quick" if quick else "") + (f" --study {study}" if study else "")

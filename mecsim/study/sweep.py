@@ -47,10 +47,16 @@ from mecsim.traces import atomic_write
 __all__ = ["run_sweep"]
 
 
-def run_sweep(spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
-              out_dir: str | os.PathLike[str], scheduler: Any = None, workers: int | None = None,
-              progress: bool = True, *, max_runs: int | None = None,
-              executor: Executor | None = None) -> pd.DataFrame:
+def run_sweep(
+    spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    scheduler: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    max_runs: int | None = None,
+    executor: Executor | None = None,
+) -> pd.DataFrame:
     """Run a sweep and return its catalogue (one row per run).
 
     Runs whose side folder in ``out_dir/runs/`` is complete are skipped; the others (missing,
@@ -98,11 +104,11 @@ def run_sweep(spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
     if (out / "catalogue.parquet").is_file():
         try:
             old = pd.read_parquet(out / "catalogue.parquet")
-            previous = {r["run_id"]: r for r in old.astype(object).where(old.notna(), None)
-                        .to_dict("records")}
+            previous = {
+                r["run_id"]: r for r in old.astype(object).where(old.notna(), None).to_dict("records")
+            }
         except (OSError, ValueError) as exc:
-            warnings.warn(f"ignoring an unreadable catalogue ({_one_line(exc)}); rebuilding it",
-                          stacklevel=2)
+            warnings.warn(f"ignoring an unreadable catalogue ({_one_line(exc)}); rebuilding it", stacklevel=2)
 
     rows: dict[str, dict[str, Any]] = {}
     pending: list[RunSpec] = []
@@ -117,8 +123,11 @@ def run_sweep(spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
         pending.append(run)
     # Finished runs of earlier plans of this folder stay in the catalogue (their files are part
     # of the dataset); their failed or pending runs are forgotten.
-    extra = [r for rid, r in previous.items()
-             if rid not in rows and r.get("status") == DONE and is_complete(run_dir(out, rid))]
+    extra = [
+        r
+        for rid, r in previous.items()
+        if rid not in rows and r.get("status") == DONE and is_complete(run_dir(out, rid))
+    ]
     if max_runs is not None:
         pending = pending[:max_runs]
 
@@ -138,20 +147,34 @@ def run_sweep(spec_or_path: SweepSpec | dict[str, Any] | str | os.PathLike[str],
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm
-    bar = tqdm(total=len(runs), initial=n_skipped + n_failed, desc=f"sweep {spec.name}", unit="run",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(runs),
+        initial=n_skipped + n_failed,
+        desc=f"sweep {spec.name}",
+        unit="run",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     counts = {"done": 0, "failed": n_failed, "skipped": n_skipped, "outstanding": len(to_submit)}
     last_flush = [time.monotonic()]
     slots = [1]
 
     def show() -> None:
-        bar.set_postfix(done=counts["done"], running=min(counts["outstanding"], slots[0]),
-                        failed=counts["failed"], skipped=counts["skipped"], refresh=False)
+        bar.set_postfix(
+            done=counts["done"],
+            running=min(counts["outstanding"], slots[0]),
+            failed=counts["failed"],
+            skipped=counts["skipped"],
+            refresh=False,
+        )
 
     def on_row(run: RunSpec, row: dict[str, Any]) -> None:
         if row["status"] == DONE and not is_complete(run_dir(out, run.run_id)):
-            row.update(status=FAILED, error="the worker reported the run done but its folder is not "
-                       "complete here: workers must see OUT at the same path")
+            row.update(
+                status=FAILED,
+                error="the worker reported the run done but its folder is not "
+                "complete here: workers must see OUT at the same path",
+            )
         rows[run.run_id] = row
         counts["done" if row["status"] == DONE else "failed"] += 1
         counts["outstanding"] -= 1

@@ -56,30 +56,62 @@ ISSUE15: dict[str, Any] = {
     "duration_s": 600,
     "warmup_s": 60,
     "radio": {
-        "bandwidth_hz": 5.0e6, "min_bandwidth_hz": 1.0e5, "noise_dbm_per_hz": -174,
+        "bandwidth_hz": 5.0e6,
+        "min_bandwidth_hz": 1.0e5,
+        "noise_dbm_per_hz": -174,
         "noise_figure_db": 7,
         "path_loss": {"pl0_db": 128.1, "slope_db_per_decade": 37.6, "shadowing_std_db": 6},
         "fading": {"model": "rayleigh", "coherence_time_s": 0.01},
         "downlink": {"rate_bps": 50.0e6, "latency_s": 0.002},
     },
-    "devices": [{
-        "name": "iot", "count": 16, "tx_power_dbm": 23, "placement": {"distance_m": [100, 500]},
-        "arrivals": {"process": "poisson", "rate_per_s": 0.05},
-        "workload": [
-            {"model": "sd15", "weight": 0.5, "steps": [20, 40], "deadline_s": 30},
-            {"model": "sd15-img2img", "weight": 0.5, "input_bits": [1.0e7, 3.0e7], "steps": [20, 40],
-             "deadline_s": 30},
-        ],
-    }],
+    "devices": [
+        {
+            "name": "iot",
+            "count": 16,
+            "tx_power_dbm": 23,
+            "placement": {"distance_m": [100, 500]},
+            "arrivals": {"process": "poisson", "rate_per_s": 0.05},
+            "workload": [
+                {"model": "sd15", "weight": 0.5, "steps": [20, 40], "deadline_s": 30},
+                {
+                    "model": "sd15-img2img",
+                    "weight": 0.5,
+                    "input_bits": [1.0e7, 3.0e7],
+                    "steps": [20, 40],
+                    "deadline_s": 30,
+                },
+            ],
+        }
+    ],
     "servers": [
-        {"name": "a100-1", "gpu": "a100", "slots": 1, "models": ["sd15", "sdxl", "sd15-img2img"],
-         "backhaul": {"latency_s": 0.010, "rate_bps": 1.0e9}},
-        {"name": "a100-2", "gpu": "a100", "slots": 2, "models": ["sd15", "sd15-img2img"],
-         "backhaul": {"latency_s": 0.002, "rate_bps": 1.0e9}},
-        {"name": "a100-3", "gpu": "a100", "slots": 1, "models": ["sd15", "sdxl"],
-         "backhaul": {"latency_s": 0.002, "rate_bps": 1.0e9}},
-        {"name": "a100-4", "gpu": "a100", "slots": 1, "models": ["sd15", "sd15-img2img"],
-         "backhaul": {"latency_s": 0.001, "rate_bps": 1.0e9}},
+        {
+            "name": "a100-1",
+            "gpu": "a100",
+            "slots": 1,
+            "models": ["sd15", "sdxl", "sd15-img2img"],
+            "backhaul": {"latency_s": 0.010, "rate_bps": 1.0e9},
+        },
+        {
+            "name": "a100-2",
+            "gpu": "a100",
+            "slots": 2,
+            "models": ["sd15", "sd15-img2img"],
+            "backhaul": {"latency_s": 0.002, "rate_bps": 1.0e9},
+        },
+        {
+            "name": "a100-3",
+            "gpu": "a100",
+            "slots": 1,
+            "models": ["sd15", "sdxl"],
+            "backhaul": {"latency_s": 0.002, "rate_bps": 1.0e9},
+        },
+        {
+            "name": "a100-4",
+            "gpu": "a100",
+            "slots": 1,
+            "models": ["sd15", "sd15-img2img"],
+            "backhaul": {"latency_s": 0.001, "rate_bps": 1.0e9},
+        },
     ],
     "service": {"jitter": {"distribution": "lognormal", "cv": 0.1}},
     "epoch": {"length_s": 0.5},
@@ -122,15 +154,17 @@ def run_one(source: Any, rule: str, seed: int, duration: float | None) -> dict[s
     over.update(OVERRIDES)
     sc = load_scenario(copy.deepcopy(source) if isinstance(source, dict) else source, **over)
     r = mecsim.simulate(sc, policy="greedy", seed=seed, policy_params={"bandwidth": rule})
-    row = bandwidth_metrics(r.tasks, sc.radio.bandwidth_hz, r.epochs, t_start=sc.warmup_s,
-                            t_end=sc.duration_s)
+    row = bandwidth_metrics(
+        r.tasks, sc.radio.bandwidth_hz, r.epochs, t_start=sc.warmup_s, t_end=sc.duration_s
+    )
     row["idle_per_task_hz_s"] /= 1e6  # MHz s
     row.update(rule=rule, seed=seed)
     return row
 
 
-def bench(label: str, source: Any, rules: list[str], seeds: list[int],
-          duration: float | None) -> pd.DataFrame:
+def bench(
+    label: str, source: Any, rules: list[str], seeds: list[int], duration: float | None
+) -> pd.DataFrame:
     rows = []
     t0 = time.perf_counter()
     for rule in rules:
@@ -140,15 +174,18 @@ def bench(label: str, source: Any, rules: list[str], seeds: list[int],
     df = pd.DataFrame(rows)
     means = df.groupby("rule", sort=False).mean(numeric_only=True)
     base = df[df.rule == "equal"].set_index("seed")["mean_latency_s"] if "equal" in rules else None
-    print(f"\n## {label}{' ' + str(OVERRIDES) if OVERRIDES else ''}: greedy, {len(seeds)} seeds "
-          f"(paired), {duration or 'scenario'} s each; {len(rules) * len(seeds)} runs in {wall:.0f} s\n")
+    print(
+        f"\n## {label}{' ' + str(OVERRIDES) if OVERRIDES else ''}: greedy, {len(seeds)} seeds "
+        f"(paired), {duration or 'scenario'} s each; {len(rules) * len(seeds)} runs in {wall:.0f} s\n"
+    )
     head = ["rule", *[c[1] for c in COLUMNS], "vs equal (95% CI)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for rule in rules:
         m = means.loc[rule]
-        cells = [rule] + [fmt.format(m[key]) if key in m and np.isfinite(m[key]) else "-"
-                          for key, _, fmt in COLUMNS]
+        cells = [rule] + [
+            fmt.format(m[key]) if key in m and np.isfinite(m[key]) else "-" for key, _, fmt in COLUMNS
+        ]
         if base is not None and rule != "equal":
             lat = df[df.rule == rule].set_index("seed")["mean_latency_s"]
             rel = (lat / base.loc[lat.index] - 1.0).to_numpy()
@@ -166,10 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=8, help="number of seeds (1..N), at least 8 for the claims")
     ap.add_argument("--rules", nargs="+", default=list(BANDWIDTH_RULES))
     ap.add_argument("--no-regime", action="store_true", help="skip radio-limited-v1 even if registered")
-    ap.add_argument("--scenario", action="append", default=[],
-                    help="also run this scenario (registered name or YAML path); repeatable")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted scenario override for every run, e.g. radio.fading.model=none")
+    ap.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        help="also run this scenario (registered name or YAML path); repeatable",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted scenario override for every run, e.g. radio.fading.model=none",
+    )
     args = ap.parse_args(argv)
     import yaml
 

@@ -124,8 +124,10 @@ SA_ALONE = [
 def sa_alone(sizes: list[tuple[int, int]], epochs: int, seed: int) -> None:
     """SA without repair or local search against the exact optimum (and the null sampler)."""
     print("\n== SA alone: gap of the best feasible read, no repair, no local search ==")
-    print(f"{'size':>6} {'hosting':>7} {'sampler':<22} {'median':>8} {'p95':>8} {'max':>8} "
-          f"{'none feas.':>10} {'ms':>7}")
+    print(
+        f"{'size':>6} {'hosting':>7} {'sampler':<22} {'median':>8} {'p95':>8} {'max':>8} "
+        f"{'none feas.':>10} {'ms':>7}"
+    )
     samplers = {label: get_sampler(name, **params) for label, name, params in SA_ALONE}
     for n, m in sizes:
         for host in (1.0, 0.6):
@@ -133,8 +135,13 @@ def sa_alone(sizes: list[tuple[int, int]], epochs: int, seed: int) -> None:
             times: dict[str, list[float]] = {k: [] for k in samplers}
             for e in range(epochs):
                 state = random_epoch_state(n, m, seed=seed + 1000 * n + e, host_probability=host)
-                bw = allocate_bandwidth(state.input_bits, state.snr_per_hz, state.bandwidth_budget_hz,
-                                        state.min_bandwidth_hz, "sum")
+                bw = allocate_bandwidth(
+                    state.input_bits,
+                    state.snr_per_hz,
+                    state.bandwidth_budget_hz,
+                    state.min_bandwidth_hz,
+                    "sum",
+                )
                 q = build_selection_qubo(state, bw)
                 _, opt, _ = solve_selection_exact(q)
                 groups = [g for g in q.one_hot if g]
@@ -155,8 +162,11 @@ def sa_alone(sizes: list[tuple[int, int]], epochs: int, seed: int) -> None:
                 p95 = np.percentile(np.where(np.isfinite(g), g, 1e9), 95)
                 p95s = f"{p95:7.3f}%" if p95 < 1e8 else "     inf"
                 mx = f"{fin.max():7.3f}%" if fin.size else "     n/a"
-                print(f"{n:>3}x{m:<2} {host:>7.0%} {label:<22} {med:7.3f}% {p95s} {mx} "
-                      f"{none:>10} {_ms(times[label])}", flush=True)
+                print(
+                    f"{n:>3}x{m:<2} {host:>7.0%} {label:<22} {med:7.3f}% {p95s} {mx} "
+                    f"{none:>10} {_ms(times[label])}",
+                    flush=True,
+                )
 
 
 def exact_times(sizes: list[tuple[int, int]], epochs: int, milp_epochs: int, seed: int) -> None:
@@ -290,8 +300,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=200, help="epochs per size (default 200)")
     p.add_argument("--quick", action="store_true", help="12 epochs per size and section")
     p.add_argument("--sa-epochs", type=int, default=None, help="epochs of the SA-alone section (default 30)")
-    p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
-                   help="only the SA-alone and exact-reference sections")
+    p.add_argument(
+        "--no-pipeline",
+        dest="pipeline",
+        action="store_false",
+        help="only the SA-alone and exact-reference sections",
+    )
     p.add_argument("--sizes", default="10x4,30x6,60x8", help="comma-separated NxM")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--host-probability", type=float, default=1.0)

@@ -43,7 +43,7 @@ from mecsim.testing import random_epoch_state
 KEYS: dict[str, tuple[str, str, int]] = {
     "sa": ("qubo-sa", "variables", 32),
     "tabu": ("qubo-tabu", "variables", 32),
-    "exact": ("qubo-exact", "variables", 8),   # see EXACT_SHAPES
+    "exact": ("qubo-exact", "variables", 8),  # see EXACT_SHAPES
     "qaoa": ("qubo-qaoa", "variables", 12),
     "qaoa-fixed": ("qubo-qaoa-fixed", "variables", 16),
     "random-feasible": ("qubo-random", "variables", 32),
@@ -80,8 +80,9 @@ def fit_power(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]
         return float(y.min()), 0.0, 1.0, float(np.max(np.abs(y - y.min()) / y))
     p0 = (float(y.min()) * 0.5, float(max(y.max() - y.min(), 1e-9) / x.max()), 1.0)
     try:
-        (a, b, c), _ = curve_fit(_power, x, y, p0=p0, sigma=y, bounds=([0, 0, 0.2], [np.inf, np.inf, 6]),
-                                 maxfev=20000)
+        (a, b, c), _ = curve_fit(
+            _power, x, y, p0=p0, sigma=y, bounds=([0, 0, 0.2], [np.inf, np.inf, 6]), maxfev=20000
+        )
     except RuntimeError:
         return float(y.min()), 0.0, 1.0, float("inf")
     rel = np.abs(_power(x, a, b, c) - y) / y
@@ -137,8 +138,9 @@ def time_key(key: str, repeats: int, max_tasks: int | None, rl_model: str | None
     entry: dict = {"size": unit}
     if key in PIECEWISE or worst > MAX_REL_ERROR:
         entry["form"] = "piecewise"
-        entry["note"] = ("piecewise-linear between the measured medians"
-                         + ("" if key in PIECEWISE else f" (the power law was {worst:.0%} off)"))
+        entry["note"] = "piecewise-linear between the measured medians" + (
+            "" if key in PIECEWISE else f" (the power law was {worst:.0%} off)"
+        )
     else:
         entry.update(form="power", a_s=float(f"{a:.4g}"), b_s=float(f"{b:.4g}"), c=round(c, 3))
         entry["note"] = f"power-law fit, worst relative error {worst:.0%} over the points"
@@ -156,8 +158,10 @@ def _machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at the start; "
-            f"Python {platform.python_version()}, numpy {np.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at the start; "
+        f"Python {platform.python_version()}, numpy {np.__version__}"
+    )
 
 
 def write(entries: dict[str, dict], out: Path, command: str, repeats: int) -> None:
@@ -177,8 +181,12 @@ def write(entries: dict[str, dict], out: Path, command: str, repeats: int) -> No
         f"# Command: {command}",
         "# The machine was shared with other jobs: read the times as upper bounds.",
     ]
-    body = yaml.safe_dump({"machine": machine, "date": today, "command": command, "models": entries},
-                          sort_keys=False, default_flow_style=None, width=110)
+    body = yaml.safe_dump(
+        {"machine": machine, "date": today, "command": command, "models": entries},
+        sort_keys=False,
+        default_flow_style=None,
+        width=110,
+    )
     out.write_text("\n".join(head) + "\n" + body, encoding="utf-8")
 
 
@@ -188,8 +196,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--max-tasks", type=int, default=None, help="cap on tasks per epoch for every key")
     ap.add_argument("--rl-model", default=None, help="a trained RL model: also time the 'rl' policy")
-    ap.add_argument("--out", type=Path,
-                    default=Path(__file__).resolve().parents[2] / "models" / "decision-time.yaml")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[2] / "models" / "decision-time.yaml"
+    )
     args = ap.parse_args()
     keys = [k for k in args.keys.split(",") if k]
     if args.rl_model:

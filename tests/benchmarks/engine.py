@@ -75,11 +75,17 @@ def mecsim_run(scenario: str, policy: str | None, duration: float, **over) -> tu
 
 
 def many_devices(n_dev: int) -> dict:
-    return {"devices": [{
-        "name": "iot", "count": n_dev, "placement": {"distance_m": [50, 400]},
-        "arrivals": {"process": "poisson", "rate_per_s": TOTAL_RATE / n_dev},
-        "workload": [{"model": "sd15", "steps": [20, 40], "deadline_s": 30}],
-    }]}
+    return {
+        "devices": [
+            {
+                "name": "iot",
+                "count": n_dev,
+                "placement": {"distance_m": [50, 400]},
+                "arrivals": {"process": "poisson", "rate_per_s": TOTAL_RATE / n_dev},
+                "workload": [{"model": "sd15", "steps": [20, 40], "deadline_s": 30}],
+            }
+        ]
+    }
 
 
 def _child(duration: float) -> None:
@@ -98,8 +104,16 @@ def _child(duration: float) -> None:
     buf = sim.tasks.nbytes() + sim.server_log.nbytes()
     collect(sim)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tasks": n, "peak_rss_mb": rss_mb, "buffer_bytes_per_task": buf / n,
-                      "version": mecsim.__version__}))
+    print(
+        json.dumps(
+            {
+                "tasks": n,
+                "peak_rss_mb": rss_mb,
+                "buffer_bytes_per_task": buf / n,
+                "version": mecsim.__version__,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -131,20 +145,28 @@ def main() -> None:
             c, m = mecsim_run("paper-medium-v1", "greedy", scale_s, **many_devices(n_dev))
             per_task[n_dev] = c / m
         ratios["flat"].append(max(per_task.values()) / min(per_task.values()))
-        print(f"round {rnd + 1}: bare SimPy {bare:,.0f} customers/s; paper-medium greedy "
-              f"{n / cpu:,.0f} tasks/s ({n} tasks); mm1-v1 {n_mm1 / cpu_mm1:,.0f} tasks/s; "
-              f"qubo-sa {n_q / cpu_q:,.0f} tasks/s; us/task at 10/100/1k/10k devices: "
-              + " / ".join(f"{v * 1e6:.0f}" for v in per_task.values()), flush=True)
+        print(
+            f"round {rnd + 1}: bare SimPy {bare:,.0f} customers/s; paper-medium greedy "
+            f"{n / cpu:,.0f} tasks/s ({n} tasks); mm1-v1 {n_mm1 / cpu_mm1:,.0f} tasks/s; "
+            f"qubo-sa {n_q / cpu_q:,.0f} tasks/s; us/task at 10/100/1k/10k devices: "
+            + " / ".join(f"{v * 1e6:.0f}" for v in per_task.values()),
+            flush=True,
+        )
     if args.memory:
         for d in (medium_s / 4, medium_s):
-            out = subprocess.run([sys.executable, __file__, "--child", str(d)], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(d)], capture_output=True, text=True, check=True
+            )
             m = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"memory, {d:g} s simulated: {m['tasks']} tasks, peak RSS {m['peak_rss_mb']:.0f} "
-                  f"MB, trace buffers {m['buffer_bytes_per_task']:.0f} bytes/task")
+            print(
+                f"memory, {d:g} s simulated: {m['tasks']} tasks, peak RSS {m['peak_rss_mb']:.0f} "
+                f"MB, trace buffers {m['buffer_bytes_per_task']:.0f} bytes/task"
+            )
     med = {key: statistics.median(v) for key, v in ratios.items()}
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of "
-          f"{args.rounds} rounds, CPU time")
+    print(
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of "
+        f"{args.rounds} rounds, CPU time"
+    )
     print(f"ratio paper-medium-v1 greedy / bare SimPy M/M/1 = {med['greedy']:.3f} (target >= 0.25)")
     print(f"ratio mm1-v1 / bare SimPy M/M/1 = {med['mm1']:.3f} (target >= 0.5)")
     print(f"ratio paper-medium-v1 qubo-sa / bare SimPy M/M/1 = {med['qubo']:.4f} (target >= 0.03)")

@@ -29,8 +29,15 @@ def configs() -> dict[str, ServerConfig]:
     models = {k: ServedModel(k, (k,), 0.03, curve) for k in keys}
     return {
         "batching off (today)": ServerConfig.simple(2, {k: 0.03 for k in keys}),
-        "batch<=8 + residency": ServerConfig(slots=2, models=models, items=items, memory_gib=4.0,
-                                             max_batch=8, batch_timeout_s=0.05, preload=("m0", "m1")),
+        "batch<=8 + residency": ServerConfig(
+            slots=2,
+            models=models,
+            items=items,
+            memory_gib=4.0,
+            max_batch=8,
+            batch_timeout_s=0.05,
+            preload=("m0", "m1"),
+        ),
     }
 
 
@@ -53,8 +60,10 @@ def main() -> None:
         dt = time.perf_counter() - t0
         sizes = [r.batch_size for r in m.records.values()]
         cold = sum(r.cold for r in m.records.values()) / len(sizes)
-        print(f"{name:24s} {args.tasks / dt:10.0f} arrivals/s  mean batch {np.mean(sizes):.2f}  "
-              f"cold-start rate {cold:.3f}  loads {len(m.loads)}")
+        print(
+            f"{name:24s} {args.tasks / dt:10.0f} arrivals/s  mean batch {np.mean(sizes):.2f}  "
+            f"cold-start rate {cold:.3f}  loads {len(m.loads)}"
+        )
     cfg = configs()["batch<=8 + residency"]
     for q in (10, 100, 1000):
         m = GPUServerModel(cfg)

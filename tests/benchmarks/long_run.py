@@ -37,15 +37,26 @@ def _child(n_tasks: int, out: str | None, chunk_rows: int) -> None:
     warnings.simplefilter("ignore")
     duration = n_tasks / TASKS_PER_S
     t = time.perf_counter()
-    res = mecsim.simulate("paper-medium-v1", policy="greedy", seed=1, duration_s=duration,
-                          stream_to=out, chunk_rows=chunk_rows)
+    res = mecsim.simulate(
+        "paper-medium-v1", policy="greedy", seed=1, duration_s=duration, stream_to=out, chunk_rows=chunk_rows
+    )
     wall = time.perf_counter() - t
     s = res.summary
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tasks": s["tasks_generated"], "duration_s": duration, "wall_s": wall,
-                      "tasks_per_s": s["tasks_generated"] / wall, "peak_rss_mb": rss_mb,
-                      "epochs": s["epochs"], "latency_mean_s": s["latency_mean_s"],
-                      "version": mecsim.__version__}))
+    print(
+        json.dumps(
+            {
+                "tasks": s["tasks_generated"],
+                "duration_s": duration,
+                "wall_s": wall,
+                "tasks_per_s": s["tasks_generated"] / wall,
+                "peak_rss_mb": rss_mb,
+                "epochs": s["epochs"],
+                "latency_mean_s": s["latency_mean_s"],
+                "version": mecsim.__version__,
+            }
+        )
+    )
 
 
 def _run(n_tasks: int, chunk_rows: int, stream: bool) -> dict:
@@ -63,9 +74,11 @@ def _run(n_tasks: int, chunk_rows: int, stream: bool) -> dict:
 
 
 def _line(label: str, m: dict) -> str:
-    return (f"{label}: {m['tasks']:,} tasks over {m['duration_s']:,.0f} s simulated, "
-            f"{m['wall_s']:.1f} s wall, {m['tasks_per_s']:,.0f} tasks/s, "
-            f"peak RSS {m['peak_rss_mb']:,.0f} MB, files {m['files_mb']:,.0f} MB")
+    return (
+        f"{label}: {m['tasks']:,} tasks over {m['duration_s']:,.0f} s simulated, "
+        f"{m['wall_s']:.1f} s wall, {m['tasks_per_s']:,.0f} tasks/s, "
+        f"peak RSS {m['peak_rss_mb']:,.0f} MB, files {m['files_mb']:,.0f} MB"
+    )
 
 
 def main() -> None:
@@ -73,8 +86,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1_000_000, help="tasks of the large run")
     ap.add_argument("--small", type=int, default=100_000, help="tasks of the small run")
     ap.add_argument("--chunk-rows", type=int, default=50_000)
-    ap.add_argument("--in-memory", action="store_true",
-                    help="also run the small size without streaming")
+    ap.add_argument("--in-memory", action="store_true", help="also run the small size without streaming")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -82,16 +94,16 @@ def main() -> None:
         _child(args.child, args.out, args.chunk_rows)
         return
     if args.in_memory:
-        print(_line(f"in memory, {args.small:,} tasks", _run(args.small, args.chunk_rows, False)),
-              flush=True)
+        print(_line(f"in memory, {args.small:,} tasks", _run(args.small, args.chunk_rows, False)), flush=True)
     small = _run(args.small, args.chunk_rows, True)
     print(_line(f"streamed, {args.small:,} tasks", small), flush=True)
     large = _run(args.tasks, args.chunk_rows, True)
     print(_line(f"streamed, {args.tasks:,} tasks", large), flush=True)
     ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
     ok = large["peak_rss_mb"] < 1536 and ratio <= 1.5
-    print(f"peak RSS ratio large/small = {ratio:.2f} (goal: < 1.5 GB and <= 1.5x): "
-          f"{'met' if ok else 'NOT met'}")
+    print(
+        f"peak RSS ratio large/small = {ratio:.2f} (goal: < 1.5 GB and <= 1.5x): {'met' if ok else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

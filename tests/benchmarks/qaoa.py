@@ -181,8 +181,15 @@ def vs_null(shapes: dict[int, list[tuple[int, int]]], n_test: int, plot: str | N
                     trained = []
                     for q in train:
                         extra = {"warm_start": _warm_sample(q)} if warm else {}
-                        ss = sampler.sample(q.bqm, one_hot=[list(g) for g in q.one_hot if g], start="interp",
-                                            maxiter=40 * p, warm_start_weight=WARM_WEIGHT, **kw, **extra)
+                        ss = sampler.sample(
+                            q.bqm,
+                            one_hot=[list(g) for g in q.one_hot if g],
+                            start="interp",
+                            maxiter=40 * p,
+                            warm_start_weight=WARM_WEIGHT,
+                            **kw,
+                            **extra,
+                        )
                         trained.append(np.r_[ss.info["angles"]["gamma"], ss.info["angles"]["beta"]])
                     med = np.median(trained, axis=0)
                     angles = {"gamma": med[:p].tolist(), "beta": med[p:].tolist()}
@@ -198,11 +205,15 @@ def vs_null(shapes: dict[int, list[tuple[int, int]]], n_test: int, plot: str | N
             med = {k: np.median(np.array(v), axis=0) for k, v in curves.items()}
             results[(n, m)] = med
             idx = [int(np.flatnonzero(SHOTS_CURVE == x)[0]) for x in SHOTS_TABLE]
-            print(f"\n{n} tasks x {m} servers = {n * m} qubits, {m ** n} feasible states "
-                  f"({time.perf_counter() - t0:.0f} s); greedy start alone: median gap "
-                  f"{100 * np.median(greedy_gap):.2f}%")
-            print(f"{'sampler':<14} {'P(opt) of best of S shots':^{7 * len(idx)}} "
-                  f"{'median gap % of best of S':^{7 * len(idx)}} {'beats null':>10}")
+            print(
+                f"\n{n} tasks x {m} servers = {n * m} qubits, {m**n} feasible states "
+                f"({time.perf_counter() - t0:.0f} s); greedy start alone: median gap "
+                f"{100 * np.median(greedy_gap):.2f}%"
+            )
+            print(
+                f"{'sampler':<14} {'P(opt) of best of S shots':^{7 * len(idx)}} "
+                f"{'median gap % of best of S':^{7 * len(idx)}} {'beats null':>10}"
+            )
             print(f"{'':<14} {cols} {cols}")
             for label, c in med.items():
                 p_cells = " ".join(f"{c[0, k]:>6.3f}" for k in idx)

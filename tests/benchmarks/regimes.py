@@ -34,8 +34,9 @@ def measured(res: mecsim.Result) -> dict[str, float]:
         "upload_share": float(upload / done.latency.mean()) if len(done) else float("nan"),
         "miss": float(res.summary["deadline_miss_rate"]),
         "median_decided": float(np.median(res.epochs.n_decided)) if len(res.epochs) else 0.0,
-        "median_variables": (float(np.median(res.epochs.variables))
-                             if "variables" in res.epochs else float("nan")),
+        "median_variables": (
+            float(np.median(res.epochs.variables)) if "variables" in res.epochs else float("nan")
+        ),
         "in_flight": float(res.summary["tasks_in_flight"]),
     }
 
@@ -47,13 +48,17 @@ def _run(scenario: str, policy: str, seed: int, duration: float, **params: objec
 
 def radio_limited(seeds: list[int], duration: float) -> None:
     for seed in seeds:
-        r = {rule: _run("radio-limited-v1", "greedy", seed, duration, bandwidth=rule)
-             for rule in ("equal", "sum", "minmax")}
+        r = {
+            rule: _run("radio-limited-v1", "greedy", seed, duration, bandwidth=rule)
+            for rule in ("equal", "sum", "minmax")
+        }
         means = [r[k]["mean_s"] for k in r]
         spread = max(means) / min(means) - 1
-        print(f"radio-limited-v1 seed {seed}: upload share (greedy, equal) {r['equal']['upload_share']:.2f}; "
-              f"mean equal {means[0]:.2f} sum {means[1]:.2f} minmax {means[2]:.2f} s; "
-              f"rule spread {spread:+.1%}")
+        print(
+            f"radio-limited-v1 seed {seed}: upload share (greedy, equal) {r['equal']['upload_share']:.2f}; "
+            f"mean equal {means[0]:.2f} sum {means[1]:.2f} minmax {means[2]:.2f} s; "
+            f"rule spread {spread:+.1%}"
+        )
 
 
 def hetero_load(seeds: list[int], duration: float) -> None:
@@ -65,8 +70,9 @@ def hetero_load(seeds: list[int], duration: float) -> None:
             b = _run("hetero-load-v1", p, seed, 2 * duration)
             ratio = a["mean_s"] / g["mean_s"]
             row.append(f"{p} {a['mean_s']:.2f} -> {b['mean_s']:.2f} (x{ratio:.2f} greedy)")
-        print(f"hetero-load-v1 seed {seed} (mean over {duration:g} s -> {2 * duration:g} s): "
-              + "; ".join(row))
+        print(
+            f"hetero-load-v1 seed {seed} (mean over {duration:g} s -> {2 * duration:g} s): " + "; ".join(row)
+        )
 
 
 def deadline(seeds: list[int], duration: float) -> None:
@@ -79,13 +85,19 @@ def batch(seeds: list[int], duration: float) -> None:
     for seed in seeds:
         q = _run("batch-v1", "qubo-sa", seed, duration)
         g = _run("batch-v1", "greedy", seed, duration)
-        print(f"batch-v1 seed {seed}: median epoch decides {q['median_decided']:g} tasks, "
-              f"{q['median_variables']:g} QUBO variables; mean qubo-sa {q['mean_s']:.2f} "
-              f"greedy {g['mean_s']:.2f} s")
+        print(
+            f"batch-v1 seed {seed}: median epoch decides {q['median_decided']:g} tasks, "
+            f"{q['median_variables']:g} QUBO variables; mean qubo-sa {q['mean_s']:.2f} "
+            f"greedy {g['mean_s']:.2f} s"
+        )
 
 
-REGIMES = {"radio-limited-v1": radio_limited, "hetero-load-v1": hetero_load,
-           "deadline-v1": deadline, "batch-v1": batch}
+REGIMES = {
+    "radio-limited-v1": radio_limited,
+    "hetero-load-v1": hetero_load,
+    "deadline-v1": deadline,
+    "batch-v1": batch,
+}
 
 
 def main() -> None:

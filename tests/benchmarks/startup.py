@@ -20,8 +20,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("scipy.optimize", "pandas", "dimod", "qiskit", "torch", "dask", "matplotlib", "pyarrow",
-         "scipy", "numpy", "simpy", "pydantic")
+HEAVY = (
+    "scipy.optimize",
+    "pandas",
+    "dimod",
+    "qiskit",
+    "torch",
+    "dask",
+    "matplotlib",
+    "pyarrow",
+    "scipy",
+    "numpy",
+    "simpy",
+    "pydantic",
+)
 
 COMMANDS = {
     "python -c pass": ["-c", "pass"],
@@ -60,18 +72,30 @@ def wall(args: list[str], repeats: int) -> float:
     env = _env()
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, *args], env=env, cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, *args],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
 def heavy_modules(args: list[str]) -> list[str]:
     """The heavy modules in ``sys.modules`` after running ``python *args``."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], env=_env(), cwd=ROOT, check=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        env=_env(),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY:")][-1]
-    return [m for m in line[len("HEAVY:"):].split(",") if m]
+    return [m for m in line[len("HEAVY:") :].split(",") if m]
 
 
 def main() -> None:
@@ -85,8 +109,10 @@ def main() -> None:
         heavy = "-" if label == "python -c pass" else (", ".join(heavy_modules(args)) or "none")
         print(f"{label:<20} {t:>9.3f} {t / base:>9.2f}  {heavy}")
     t_help = wall(COMMANDS["mecsim --help"], opts.repeats)
-    print(f"mecsim --help: {t_help:.3f} s median of {opts.repeats} (target < 0.5 s): "
-          f"{'ok' if t_help < 0.5 else 'SLOW'}")
+    print(
+        f"mecsim --help: {t_help:.3f} s median of {opts.repeats} (target < 0.5 s): "
+        f"{'ok' if t_help < 0.5 else 'SLOW'}"
+    )
 
 
 if __name__ == "__main__":

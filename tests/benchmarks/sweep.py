@@ -34,8 +34,10 @@ POLICIES = ["random", "round-robin", "least-loaded", "greedy"]
 
 def _summaries(out: Path) -> dict[str, dict]:
     keep = ("tasks_generated", "latency_mean_s", "latency_p99_s", "scenario_digest")
-    return {p.parent.name: {k: json.loads(p.read_text())[k] for k in keep}
-            for p in sorted((out / "runs").glob("*/summary.json"))}
+    return {
+        p.parent.name: {k: json.loads(p.read_text())[k] for k in keep}
+        for p in sorted((out / "runs").glob("*/summary.json"))
+    }
 
 
 def main() -> None:
@@ -49,15 +51,21 @@ def main() -> None:
 
     from mecsim.sweep import execute_run, plan_runs, run_sweep
 
-    spec = {"name": "bench", "scenario": "paper-small-v1",
-            "overrides": {"duration_s": args.duration}, "policies": POLICIES,
-            "seeds": {"count": args.seeds}}
+    spec = {
+        "name": "bench",
+        "scenario": "paper-small-v1",
+        "overrides": {"duration_s": args.duration},
+        "policies": POLICIES,
+        "seeds": {"count": args.seeds},
+    }
     runs = plan_runs(spec)
     tmp = Path(tempfile.mkdtemp(prefix="mecsim-sweep-bench-"))
     try:
         load0 = os.getloadavg()
-        print(f"{len(runs)} runs: paper-small-v1, {len(POLICIES)} policies x {args.seeds} seeds, "
-              f"duration {args.duration:g} s; {os.cpu_count()} cores; load average {load0[0]:.2f}")
+        print(
+            f"{len(runs)} runs: paper-small-v1, {len(POLICIES)} policies x {args.seeds} seeds, "
+            f"duration {args.duration:g} s; {os.cpu_count()} cores; load average {load0[0]:.2f}"
+        )
 
         t = time.perf_counter()
         walls = []
@@ -66,12 +74,21 @@ def main() -> None:
             assert row["status"] == "done", row["error"]
             walls.append(row["wall_s"])
         t_serial = time.perf_counter() - t
-        print(f"serial:          {t_serial:7.2f} s  (per run {min(walls):.2f}-{max(walls):.2f} s, "
-              f"mean {sum(walls) / len(walls):.2f} s)")
+        print(
+            f"serial:          {t_serial:7.2f} s  (per run {min(walls):.2f}-{max(walls):.2f} s, "
+            f"mean {sum(walls) / len(walls):.2f} s)"
+        )
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(lambda: __import__("mecsim.api"))  # workers import mecsim before the clock
             t = time.perf_counter()
             cat = run_sweep(spec, tmp / "warm", scheduler=client, progress=False)
@@ -91,12 +108,19 @@ def main() -> None:
         print(f"parallel (warm): {t_warm:7.2f} s  efficiency {t_serial / (w * t_warm):.2f}")
         # Two causes of a low efficiency, told apart: the workers idle (scheduling overhead), or
         # each run is slower than in the serial loop (the cores are shared with other jobs).
-        print(f"  workers busy {walls_warm.sum() / (w * t_warm):.0%} of the time; a run took "
-              f"{walls_warm.mean() / (sum(walls) / len(walls)):.2f}x its serial wall time")
-        print(f"parallel (cold): {t_cold:7.2f} s  efficiency {t_serial / (w * t_cold):.2f}  "
-              f"(cluster start and shutdown included)")
-        busy = " (other jobs compete for the cores: the parallel figures read low)" if max(
-            load0[0], load1[0]) > (os.cpu_count() or 1) else ""
+        print(
+            f"  workers busy {walls_warm.sum() / (w * t_warm):.0%} of the time; a run took "
+            f"{walls_warm.mean() / (sum(walls) / len(walls)):.2f}x its serial wall time"
+        )
+        print(
+            f"parallel (cold): {t_cold:7.2f} s  efficiency {t_serial / (w * t_cold):.2f}  "
+            f"(cluster start and shutdown included)"
+        )
+        busy = (
+            " (other jobs compete for the cores: the parallel figures read low)"
+            if max(load0[0], load1[0]) > (os.cpu_count() or 1)
+            else ""
+        )
         print(f"results identical: yes; load average before {load0[0]:.2f}, after {load1[0]:.2f}{busy}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -49,4 +49,3 @@ _TARGETS = ("all-to-all", "linear")
 def _require_qiskit() -> None:
     if _QISKIT_IMPORT_ERROR is not None:
         raise MissingExtraError("qiskit", "qaoa") from _QISKIT_IMPORT_ERROR
-

@@ -139,9 +139,6 @@ def _aer_sample(
     return bits.reshape(len(keys), n), np.array([counts[k] for k in keys], dtype=np.int64)
 
 
-
-
-
 def _structure_key(prob: _Problem) -> tuple[Any, ...]:
     h, j, _ = prob.ising()
     return (
@@ -265,5 +262,3 @@ def circuit_metrics(
     resolved = _resolve_mixer(mixer, one_hot)
     prob = _build_problem(bqm, resolved, one_hot, xy_topology)
     return _metrics(prob, p, target, seed)
-
-

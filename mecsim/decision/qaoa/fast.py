@@ -31,8 +31,6 @@ from mecsim.decision.qaoa.problem import _Problem
 _INNER_MIN_DIM = 1024
 
 
-
-
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     """Run BLAS on one thread inside the block (the previous counts are restored after).
@@ -245,5 +243,3 @@ class _FastSimulator:
         for reg, s in zip(self.regs, parts, strict=True):
             out[:, list(reg.qubits)] = reg.bits[s]
         return out
-
-

@@ -391,5 +391,3 @@ def _fill_tables(prob: _Problem) -> None:
     prob.c0 = c0
     sd = math.sqrt(max(var, 0.0))
     prob.scale = sd if sd > 1e-12 * max(1.0, abs(mean)) else 1.0
-
-

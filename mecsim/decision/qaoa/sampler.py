@@ -471,9 +471,15 @@ class QAOASampler(dimod.Sampler):
                 if sampling == "primitive":
                     runner, method = o["primitive"], f"primitive-{type(o['primitive']).__name__}"
                 else:
-                    runner = SamplerV2(seed=_int_seed(ss_sim), options={"backend_options": {
-                        **_backend_options("automatic", None, o["aer_threads"]),
-                        "noise_model": NoiseModel.from_backend(device)}})
+                    runner = SamplerV2(
+                        seed=_int_seed(ss_sim),
+                        options={
+                            "backend_options": {
+                                **_backend_options("automatic", None, o["aer_threads"]),
+                                "noise_model": NoiseModel.from_backend(device),
+                            }
+                        },
+                    )
                     method = f"aer-noisy-{getattr(device, 'name', 'device')}"
                 counts_map = runner.run([qc], shots=shots).result()[0].data.meas.get_counts()
                 bits, counts = _counts_to_bits(counts_map, qc, prob.n)
@@ -583,7 +589,6 @@ class QAOASampler(dimod.Sampler):
         )
 
 
-
 def _make_qaoa_sampler(**params: Any) -> QAOASampler:
     """Factory for the solver registry: QAOA (numpy fast path + qiskit-aer) as a dimod Sampler.
 
@@ -592,4 +597,3 @@ def _make_qaoa_sampler(**params: Any) -> QAOASampler:
     """
     _require_qiskit()
     return QAOASampler(**params)
-

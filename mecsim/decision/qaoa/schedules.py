@@ -122,7 +122,6 @@ def _angles_from(value: Any) -> tuple[np.ndarray, np.ndarray]:
     return g, b
 
 
-
 class _Budget(Exception):
     """Raised inside the objective when the evaluation budget is spent."""
 
@@ -166,5 +165,3 @@ def _optimise(
         raise
     theta = best[1]
     return theta[:p].copy(), theta[p:].copy(), float(best[0]), count[0]
-
-
