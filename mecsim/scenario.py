@@ -414,11 +414,14 @@ class DecisionTime(_Model):
     solver is listed. ``model``: a :class:`DecisionCost` of the problem size, per solver
     (``by_solver``) or the default ``cost``. ``measured``: the model per solver fitted from the
     decision benchmark, read from ``file`` (default ``models/decision-time.yaml``; see
-    :mod:`mecsim.decision.timing`). Measured wall time is recorded but never used, so runs stay
-    reproducible.
+    :mod:`mecsim.decision.timing`). ``qpu``: the QPU time the sampler reports for the decision
+    (QAOA on a device target: jobs x (job latency + shots x (circuit + readout + reset)), from the
+    backend's timing; :mod:`mecsim.decision.hardware`) plus the classical part given by ``cost``
+    (or ``by_solver``); a decision without it is an error unless it fell back to a heuristic.
+    Measured wall time is recorded but never used, so runs stay reproducible.
     """
 
-    mode: Literal["zero", "fixed", "model", "measured"] = "zero"
+    mode: Literal["zero", "fixed", "model", "measured", "qpu"] = "zero"
     fixed_s: Latency = 0.0
     cost: DecisionCost = DecisionCost()
     by_solver: dict[str, DecisionCost] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mecsim.errors import ScenarioError
 from mecsim.sim.server import gpu_state_fields
 from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.traces import DISPATCHED
@@ -110,12 +111,15 @@ class EpochMixin:
         if dt.mode == "fixed":
             return dt.by_solver[solver].base_s if solver in dt.by_solver else dt.fixed_s
         cost = dt.by_solver.get(solver, dt.cost)
-        return (
+        classical = (
             cost.base_s
             + cost.per_task_s * n
             + cost.per_variable_s * float(info.get("variables", 0) or 0)
             + cost.per_interaction_s * float(info.get("interactions", 0) or 0)
         )
+        if dt.mode == "qpu":
+            return classical + _qpu_time(info)
+        return classical
 
     def _epoch(self, now: float) -> Any:
         """One scheduling epoch (a generator: the decision may take simulated time)."""
@@ -240,3 +244,21 @@ class EpochMixin:
             self.monitor(servers[j])
         for s, tid in now_arrivals:
             s.arrive(tid)
+
+
+def _qpu_time(info: dict[str, Any]) -> float:
+    """The QPU time a sampler reported for this decision (``sampler_qpu_time_s``: QAOA on a device
+    target, summed over the groups of a decomposed epoch; see :mod:`mecsim.decision.hardware`).
+    A decision that fell back to a heuristic (recorded in the epochs table) used no QPU; any other
+    decision without the figure is an error, so that the mode never charges nothing silently."""
+    q = info.get("sampler_qpu_time_s")
+    if q is not None and np.isfinite(q):
+        return float(q)
+    if info.get("fallback"):
+        return 0.0
+    raise ScenarioError(
+        f"mode qpu needs a sampler that reports its QPU time (QAOA with a device target, e.g. "
+        f"params target='fake:FakeManilaV2'); the decision of policy solver {info.get('solver')!r} "
+        f"reported none",
+        "epoch.decision_time.mode",
+    )
