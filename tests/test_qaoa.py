@@ -255,34 +255,43 @@ def _per_qubit_rx(psi: np.ndarray, n: int, beta: float) -> np.ndarray:
 
 @pytest.mark.parametrize("n_qubits", [6, 9, 12])
 def test_block_mixer_equals_per_qubit_rx(n_qubits):
-    """The block mixer (rx^(x)k per block of k <= 4 qubits) equals rx gate by gate and the previous
-    per-register application, on random states; a wrong beta sign (negative control) does not."""
+    """The block mixer (real rotations on blocks of <= 4 qubits, in the twisted basis) equals rx
+    gate by gate and the previous per-register application, on random states; a wrong beta sign
+    (negative control) does not."""
     rng = np.random.default_rng(n_qubits)
     bqm = dimod.BQM({i: rng.normal() for i in range(n_qubits)}, {(0, 1): 0.5}, 0.0, "BINARY")
     fast = _FastSimulator(_build_problem(bqm, "x", None))
+    old = _FastSimulator(fast.prob, mixer_impl="registers")
     assert fast.dim == 2**n_qubits and len(fast._mixer_ops) == -(-n_qubits // 4)
+    t = fast.twist()
     for beta in rng.uniform(-np.pi, np.pi, 3):
         psi = rng.normal(size=fast.dim) + 1j * rng.normal(size=fast.dim)
         ref = _per_qubit_rx(psi, n_qubits, beta)
-        got = fast.mix(psi.copy(), beta, np.empty_like(psi))
+        got = fast.mix(psi * t, beta, np.empty_like(psi)) / t
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
-        old = fast.mix_registers(psi.copy(), beta, np.empty_like(psi))
-        np.testing.assert_allclose(got, old, rtol=0, atol=1e-10)
-        wrong = fast.mix(psi.copy(), -beta, np.empty_like(psi))
+        np.testing.assert_allclose(got, old.mix_registers(psi.copy(), beta, np.empty_like(psi)), atol=1e-10)
+        wrong = fast.mix(psi * t, -beta, np.empty_like(psi)) / t
         assert np.abs(wrong - ref).max() > 1e-3
+        untwisted = fast.mix(psi.copy(), beta, np.empty_like(psi))  # the twist is needed
+        assert np.abs(untwisted - ref).max() > 1e-3
 
 
 def test_block_mixer_with_xy_registers_equals_per_register():
-    """XY registers followed by free X qubits: block mixer == previous per-register mixer."""
+    """XY registers followed by free X qubits: block mixer == previous per-register mixer, and
+    the final states of the two simulators agree (the twist is undone by ``state``)."""
     bqm, groups = _with_free_variable((3, 3))
     for i in range(5):
         bqm.add_variable(f"f{i}", 0.1 * i)
-    fast = _FastSimulator(_build_problem(bqm, "xy", groups, "ring"))
+    prob = _build_problem(bqm, "xy", groups, "ring")
+    fast, old = _FastSimulator(prob), _FastSimulator(prob, mixer_impl="registers")
+    t = fast.twist()
     rng = np.random.default_rng(0)
     psi = rng.normal(size=fast.dim) + 1j * rng.normal(size=fast.dim)
-    got = fast.mix(psi.copy(), 0.7, np.empty_like(psi))
-    np.testing.assert_allclose(got, fast.mix_registers(psi.copy(), 0.7, np.empty_like(psi)), atol=1e-10)
-    assert np.abs(got - fast.mix_registers(psi.copy(), -0.7, np.empty_like(psi))).max() > 1e-3
+    got = fast.mix(psi * t, 0.7, np.empty_like(psi)) / t
+    np.testing.assert_allclose(got, old.mix_registers(psi.copy(), 0.7, np.empty_like(psi)), atol=1e-10)
+    assert np.abs(got - old.mix_registers(psi.copy(), -0.7, np.empty_like(psi))).max() > 1e-3
+    g, b = [0.4, -0.3], [0.8, 0.5]
+    np.testing.assert_allclose(fast.state(g, b), old.state(g, b), atol=1e-10)
 
 
 def test_complex64_expectation_within_documented_tolerance():

@@ -32,10 +32,11 @@ from mecsim.decision.qaoa.problem import _Problem
 _INNER_MIN_DIM = 1024
 
 #: Most qubits per matrix product of the X mixer: consecutive X registers are regrouped into
-#: blocks of at most this many qubits, each applied as one ``rx(beta)^{(x)k}`` (2^k x 2^k)
-#: product. Measured at 20 qubits (one thread, one mixer layer, complex128 / complex64):
-#: k = 4: 21-25 / 14-16 ms; k = 5: 24-41 / 17 ms; k = 3 (the registers themselves, moved to the
-#: last axis as before): 30-32 ms; k = 2: 69 ms; k = 1: 250 ms; k = 7: 44 ms; k = 10: 350 ms.
+#: blocks of at most this many qubits, each applied as one 2^k x 2^k product (real, in the
+#: twisted basis of :class:`_FastSimulator`). Measured at 20 qubits, whole p = 2 expectation,
+#: interleaved, load ~3 on 2 cores (complex128 / complex64): blocks [4]*5: 48 / 27 ms;
+#: [5, 5, 4, 4, 2]: 48 / 31; [6, 6, 4, 4]: 56 / 30; [5, 5, 5, 3, 2]: 52 / 31; [4, 4, 4, 4, 2, 2]:
+#: 52 / 32; [6, 6, 6, 2]: 63 / 37; [8, 8, 4]: 110 / 56; the previous per-register mixer: 66 ms.
 #: Smaller blocks pay more passes over the state, larger ones more flops (2^k per amplitude).
 _X_BLOCK_QUBITS = 4
 
@@ -71,14 +72,23 @@ def _block_rows(m: int, cap: int = 128) -> int:
     return 1
 
 
-def _rx_power(beta: float, k: int, dtype: np.dtype) -> np.ndarray:
-    """``rx(beta)^{(x)k}`` with ``rx(beta) = exp(-i beta X)``: entry ``c^(k-w) (-i s)^w``, w the
-    Hamming distance of row and column."""
+def _rotation_power(beta: float, k: int, dtype: np.dtype) -> np.ndarray:
+    """``R(beta)^{(x)k}`` with ``R = S^dag rx(beta) S = [[c, s], [-s, c]]`` (``S = diag(1, i)``,
+    ``rx(beta) = exp(-i beta X)``): real, entry ``prod_bits`` of c (bits equal), s (row 0, column
+    1) or -s (row 1, column 0)."""
     c, s = math.cos(beta), math.sin(beta)
-    idx = np.arange(1 << k)
-    x = idx[:, None] ^ idx[None, :]
-    w = sum((x >> j) & 1 for j in range(k))
-    return ((c ** (k - w)) * ((-1j * s) ** w)).astype(dtype)
+    r = np.array([[c, s], [-s, c]])
+    u = np.ones((1, 1))
+    for _ in range(k):
+        u = np.kron(u, r)
+    return u.astype(dtype)
+
+
+def _x_blocks(m: int) -> list[int]:
+    """Block sizes (qubits) for a run of m X-mixer qubits: balanced, at most
+    :data:`_X_BLOCK_QUBITS`, the larger first."""
+    n_blocks = -(-m // _X_BLOCK_QUBITS)
+    return [m // n_blocks + (1 if j < m % n_blocks else 0) for j in range(n_blocks)]
 
 
 class _FastSimulator:
@@ -97,7 +107,13 @@ class _FastSimulator:
     and in the original axis order (no transposes): an XY register's own ``d x d`` unitary, and
     for every run of consecutive X registers ``rx(beta)`` on each of its m qubits, regrouped into
     blocks of at most :data:`_X_BLOCK_QUBITS` qubits (the factors are equal, so any grouping of
-    the run's 2^m states into powers of two is the same operator).
+    the run's 2^m states into powers of two is the same operator). The state is kept in the
+    *twisted* basis ``phi = (-i)^{|x|} psi`` (|x| the number of X-mixer qubits set, see
+    :meth:`twist`): there ``rx(beta) = exp(-i beta X)`` becomes the real rotation
+    ``[[c, s], [-s, c]]`` (``S^dag rx S`` with ``S = diag(1, i)``), so the X blocks are real
+    matrix products on the float view of the state, half the flops of complex ones; the cost
+    phase is diagonal and the probabilities ``|phi|^2 = |psi|^2``, so only :meth:`state` turns
+    the twist back.
 
     ``dtype``: ``complex128`` (default; equals Aer to 1e-8 in the tests) or ``complex64`` (about
     1.5x faster at 20 qubits; amplitudes carry ~1e-7 relative error, so ``<C>`` is good to about
@@ -125,7 +141,8 @@ class _FastSimulator:
         init = np.ones(1, dtype=complex)
         for reg in self.regs:
             init = np.multiply.outer(init, reg.initial()).reshape(-1)
-        self.init = init.astype(self.dtype)
+        self._twisted = mixer_impl == "blocks"
+        self.init = (init * self.twist() if self._twisted else init).astype(self.dtype)
         self._mixer_ops = self._plan_mixer()
         # split: the smallest trailing block of registers with at least _INNER_MIN_DIM states
         n_outer, inner_dim = len(self.regs), 1
@@ -179,32 +196,47 @@ class _FastSimulator:
             while r < len(self.regs) and self.regs[r].kind == "x":
                 m += len(self.regs[r].qubits)
                 r += 1
-            n_blocks = -(-m // _X_BLOCK_QUBITS)
-            for j in range(n_blocks):  # balanced block sizes, the larger first
-                k = m // n_blocks + (1 if j < m % n_blocks else 0)
+            for k in _x_blocks(m):
                 ops.append((before, 1 << k, self.dim // (before << k), None, k))
                 before <<= k
         return ops
 
-    def mix(self, psi: np.ndarray, beta: float, out: np.ndarray) -> np.ndarray:
-        """Apply the mixer ``U(beta)`` to ``psi``; ``out`` is a buffer of the same size (both are
-        overwritten). Returns the buffer holding the result (``psi`` or ``out``)."""
+    def twist(self) -> np.ndarray:
+        """``(-i)^{|x|}`` over the flat basis, |x| the number of X-mixer qubits set in x (1 on
+        XY registers); the simulated state is ``twist * psi`` (see the class docstring)."""
+        out = np.ones(1, dtype=complex)
+        for reg in self.regs:
+            t = np.ones(reg.dim, dtype=complex)
+            if reg.kind == "x":
+                t = (-1j) ** reg.bits.sum(axis=1)
+            out = np.multiply.outer(out, t).reshape(-1)
+        return out
+
+    def mix(self, phi: np.ndarray, beta: float, out: np.ndarray) -> np.ndarray:
+        """Apply the mixer ``U(beta)`` to a state ``phi`` in the twisted basis; ``out`` is a buffer
+        of the same size (both are overwritten). Returns the buffer holding the result."""
         cache: dict[int, np.ndarray] = {}
+        real = np.float64 if self.dtype == np.complex128 else np.float32
         for a, d, b, r, k in self._mixer_ops:
-            if r is None:
-                if k not in cache:
-                    cache[k] = _rx_power(beta, k, self.dtype)
-                u = cache[k]
-            else:
+            x, y = phi, out
+            if r is not None:  # XY register: its complex unitary
                 u = self.regs[r].mixer(beta).astype(self.dtype)
-            if b == 1:
-                np.matmul(psi.reshape(a, d), u.T, out=out.reshape(a, d))
-            elif a == 1:
-                np.matmul(u, psi.reshape(d, b), out=out.reshape(d, b))
             else:
-                np.matmul(u, psi.reshape(a, d, b), out=out.reshape(a, d, b))
-            psi, out = out, psi
-        return psi
+                if k not in cache:
+                    cache[k] = _rotation_power(beta, k, np.dtype(real))
+                u = cache[k]
+                if b > 1:  # real rotation on the float view: columns (re, im) of each amplitude
+                    x, y, b = phi.view(real), out.view(real), 2 * b
+                else:  # the last axis: one complex product (the float view would need a batch)
+                    u = u.astype(self.dtype)
+            if b == 1:
+                np.matmul(x.reshape(a, d), u.T, out=y.reshape(a, d))
+            elif a == 1:
+                np.matmul(u, x.reshape(d, b), out=y.reshape(d, b))
+            else:
+                np.matmul(u, x.reshape(a, d, b), out=y.reshape(a, d, b))
+            phi, out = out, phi
+        return phi
 
     def _diagonal(
         self,
@@ -288,7 +320,10 @@ class _FastSimulator:
     def state(self, gamma: Sequence[float], beta: Sequence[float]) -> np.ndarray:
         """The final state for the given angles (a fresh array)."""
         with _single_threaded_blas():
-            return self._evolve(gamma, beta).copy()
+            psi = self._evolve(gamma, beta).copy()
+        if self._twisted:
+            psi *= np.conj(self.twist()).astype(self.dtype)
+        return psi
 
     def probabilities(self, gamma: Sequence[float], beta: Sequence[float]) -> np.ndarray:
         """Born probabilities of the final state (a fresh float64 array)."""
