@@ -308,9 +308,13 @@ class _FastSimulator:
         """Run the circuit; returns a view of an internal buffer (call inside
         :func:`_single_threaded_blas`)."""
         psi, other = self._psi, self._tmp
-        psi[:] = self.init
-        for g, b in zip(gamma, beta, strict=True):
-            psi *= self.phase(float(g))
+        if len(gamma) == 0:
+            psi[:] = self.init
+        for layer, (g, b) in enumerate(zip(gamma, beta, strict=True)):
+            if layer == 0:  # the start state times the first phase, in one pass
+                np.multiply(self.init, self.phase(float(g)), out=psi)
+            else:
+                psi *= self.phase(float(g))
             mix = self.mix if self.mixer_impl == "blocks" else self.mix_registers
             res = mix(psi, float(b), other)
             if res is not psi:
@@ -335,9 +339,17 @@ class _FastSimulator:
     def expectation(self, gamma: Sequence[float], beta: Sequence[float]) -> float:
         """``<C>`` in BQM energy units."""
         with _single_threaded_blas():
-            pr = np.abs(self._evolve(gamma, beta))
-            pr *= pr
-            return float(pr @ self.cost)
+            psi = self._evolve(gamma, beta)
+            # |psi|^2 from the float view into the free phase buffer: no new 2^n arrays (whose
+            # page faults cost as much as the arithmetic at 20 qubits)
+            if self.dtype == np.complex64:  # measured faster this way in single precision
+                pr = np.abs(psi)
+                pr *= pr
+                return float(pr @ self.cost)
+            r, sq = psi.view(np.float64), self._phase.view(np.float64)
+            np.multiply(r, r, out=sq)
+            pairs = sq.reshape(-1, 2)
+            return float(np.dot(self.cost, pairs[:, 0]) + np.dot(self.cost, pairs[:, 1]))
 
     def cvar(self, gamma: Sequence[float], beta: Sequence[float], alpha: float) -> float:
         """CVaR_alpha of the cost: the mean of the lowest ``alpha`` share of the distribution.
