@@ -483,6 +483,28 @@ def test_xy_mixer_keeps_every_shot_feasible():
     assert ss.info["method"] == "aer-statevector" and ss.info["feasible_fraction"] == 1.0
 
 
+def test_single_precision_loop_final_expectation_in_double():
+    """fast_precision: "auto" keeps double below 2^16 states, "single" runs the optimiser loop in
+    complex64; the final <C> is recomputed in double, so it equals the double simulator at the
+    returned angles to 1e-9 (a value left in single precision would be off by ~1e-7 relative)."""
+    bqm, groups = assignment_bqm(4, 3, seed=3)  # 12 qubits, X mixer
+    base = {"p": 2, "shots": 64, "maxiter": 15, "seed": 5, "target": None, "mixer": "x"}
+    auto = QAOASampler(**base).sample(bqm, one_hot=groups)
+    assert auto.info["fast_precision"] == "double"
+    single = QAOASampler(**base, fast_precision="single").sample(bqm, one_hot=groups)
+    assert single.info["fast_precision"] == "single"
+    prob = _build_problem(bqm, "x", groups)
+    a = single.info["angles"]
+    exact = _FastSimulator(prob).expectation(a["gamma"], a["beta"])
+    assert single.info["final_expectation"] == pytest.approx(exact, abs=1e-9 * prob.scale)
+    # negative control: the loop's own (single-precision) value misses that tolerance
+    assert abs(single.info["final_objective"] - exact) > 1e-9 * prob.scale
+    # same optimiser trajectory to within single-precision noise on this small instance
+    np.testing.assert_allclose(single.info["angles"]["gamma"], auto.info["angles"]["gamma"], atol=1e-3)
+    with pytest.raises(ValueError, match="fast_precision"):
+        QAOASampler(fast_precision="half")
+
+
 def test_seed_reproduces_sampleset(small):
     bqm, groups = small
     runs = [
