@@ -91,6 +91,13 @@ def _x_blocks(m: int) -> list[int]:
     return [m // n_blocks + (1 if j < m % n_blocks else 0) for j in range(n_blocks)]
 
 
+#: Most states of a block of consecutive XY registers whose mixers are applied as one Kronecker
+#: product (e.g. four 2-server tasks, or two 4-server ones). Measured at 20 tasks x 2 servers
+#: (2^20 states, p = 2): 549 ms register by register, 88 ms in blocks of 16 (10 x 4 servers:
+#: 155 ms and 67 ms).
+_XY_BLOCK_DIM = 16
+
+
 class _FastSimulator:
     """Exact QAOA statevector over the registers of a :class:`_Problem`.
 
@@ -116,7 +123,7 @@ class _FastSimulator:
     the twist back.
 
     ``dtype``: ``complex128`` (default; equals Aer to 1e-8 in the tests) or ``complex64`` (about
-    1.5x faster at 20 qubits; amplitudes carry ~1e-7 relative error, so ``<C>`` is good to about
+    1.8x faster at 20 qubits; amplitudes carry ~1e-7 relative error, so ``<C>`` is good to about
     1e-6 of the cost scale -- enough to steer an optimiser, not for exact comparisons).
 
     Memory: the cost vector plus four complex vectors of ``dim`` entries.
@@ -179,18 +186,26 @@ class _FastSimulator:
         self._tmp = np.empty(self.dim, dtype=self.dtype)
         self._phase = np.empty(self.dim, dtype=self.dtype)
 
-    def _plan_mixer(self) -> list[tuple[int, int, int, int | None, int]]:
-        """Axes of the mixer's matrix products: ``(A, d, B, register or None, k)``; None is a
-        block of k X-mixer qubits."""
-        ops: list[tuple[int, int, int, int | None, int]] = []
+    def _plan_mixer(self) -> list[tuple[int, int, int, tuple[int, ...] | None, int]]:
+        """Axes of the mixer's matrix products: ``(A, d, B, registers or None, k)``; None is a
+        block of k X-mixer qubits, a tuple consecutive XY registers whose unitaries are applied
+        as one Kronecker product (of at most :data:`_XY_BLOCK_DIM` states)."""
+        ops: list[tuple[int, int, int, tuple[int, ...] | None, int]] = []
         before, r = 1, 0
         while r < len(self.regs):
             reg = self.regs[r]
             if reg.kind != "x":
-                if reg.dim > 1:
-                    ops.append((before, reg.dim, self.dim // (before * reg.dim), r, 0))
-                before *= reg.dim
+                group, d = [r], reg.dim
                 r += 1
+                while (
+                    r < len(self.regs) and self.regs[r].kind != "x" and d * self.regs[r].dim <= _XY_BLOCK_DIM
+                ):
+                    d *= self.regs[r].dim
+                    group.append(r)
+                    r += 1
+                if d > 1:
+                    ops.append((before, d, self.dim // (before * d), tuple(group), 0))
+                before *= d
                 continue
             m = 0
             while r < len(self.regs) and self.regs[r].kind == "x":
@@ -219,8 +234,11 @@ class _FastSimulator:
         real = np.float64 if self.dtype == np.complex128 else np.float32
         for a, d, b, r, k in self._mixer_ops:
             x, y = phi, out
-            if r is not None:  # XY register: its complex unitary
-                u = self.regs[r].mixer(beta).astype(self.dtype)
+            if r is not None:  # XY registers: the Kronecker product of their unitaries
+                u = np.ones((1, 1), dtype=complex)
+                for i in r:
+                    u = np.kron(u, self.regs[i].mixer(beta))
+                u = u.astype(self.dtype)
             else:
                 if k not in cache:
                     cache[k] = _rotation_power(beta, k, np.dtype(real))
