@@ -241,6 +241,71 @@ def test_phase_from_tables_is_exact():
     np.testing.assert_allclose(ratio, ratio[0], atol=1e-12)
 
 
+def _per_qubit_rx(psi: np.ndarray, n: int, beta: float) -> np.ndarray:
+    """Reference X mixer: exp(-i beta X) on each of n qubits, one 2x2 gate at a time."""
+    c, s = np.cos(beta), np.sin(beta)
+    out = psi.copy()
+    for q in range(n):
+        v = out.reshape(-1, 2, 1 << q)
+        a, b = v[:, 0, :].copy(), v[:, 1, :].copy()
+        v[:, 0, :] = c * a - 1j * s * b
+        v[:, 1, :] = c * b - 1j * s * a
+    return out
+
+
+@pytest.mark.parametrize("n_qubits", [6, 9, 12])
+def test_block_mixer_equals_per_qubit_rx(n_qubits):
+    """The block mixer (real rotations on blocks of <= 4 qubits, in the twisted basis) equals rx
+    gate by gate and the previous per-register application, on random states; a wrong beta sign
+    (negative control) does not."""
+    rng = np.random.default_rng(n_qubits)
+    bqm = dimod.BQM({i: rng.normal() for i in range(n_qubits)}, {(0, 1): 0.5}, 0.0, "BINARY")
+    fast = _FastSimulator(_build_problem(bqm, "x", None))
+    old = _FastSimulator(fast.prob, mixer_impl="registers")
+    assert fast.dim == 2**n_qubits and len(fast._mixer_ops) == -(-n_qubits // 4)
+    t = fast.twist()
+    for beta in rng.uniform(-np.pi, np.pi, 3):
+        psi = rng.normal(size=fast.dim) + 1j * rng.normal(size=fast.dim)
+        ref = _per_qubit_rx(psi, n_qubits, beta)
+        got = fast.mix(psi * t, beta, np.empty_like(psi)) / t
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got, old.mix_registers(psi.copy(), beta, np.empty_like(psi)), atol=1e-10)
+        wrong = fast.mix(psi * t, -beta, np.empty_like(psi)) / t
+        assert np.abs(wrong - ref).max() > 1e-3
+        untwisted = fast.mix(psi.copy(), beta, np.empty_like(psi))  # the twist is needed
+        assert np.abs(untwisted - ref).max() > 1e-3
+
+
+def test_block_mixer_with_xy_registers_equals_per_register():
+    """XY registers followed by free X qubits: block mixer == previous per-register mixer, and
+    the final states of the two simulators agree (the twist is undone by ``state``)."""
+    bqm, groups = _with_free_variable((3, 3))
+    for i in range(5):
+        bqm.add_variable(f"f{i}", 0.1 * i)
+    prob = _build_problem(bqm, "xy", groups, "ring")
+    fast, old = _FastSimulator(prob), _FastSimulator(prob, mixer_impl="registers")
+    t = fast.twist()
+    rng = np.random.default_rng(0)
+    psi = rng.normal(size=fast.dim) + 1j * rng.normal(size=fast.dim)
+    got = fast.mix(psi * t, 0.7, np.empty_like(psi)) / t
+    np.testing.assert_allclose(got, old.mix_registers(psi.copy(), 0.7, np.empty_like(psi)), atol=1e-10)
+    assert np.abs(got - old.mix_registers(psi.copy(), -0.7, np.empty_like(psi))).max() > 1e-3
+    g, b = [0.4, -0.3], [0.8, 0.5]
+    np.testing.assert_allclose(fast.state(g, b), old.state(g, b), atol=1e-10)
+
+
+def test_complex64_expectation_within_documented_tolerance():
+    """complex64 states: <C> within 1e-5 of the cost scale of complex128 (docstring says ~1e-6)."""
+    bqm, groups = assignment_bqm(4, 3, seed=5)
+    prob = _build_problem(bqm, "x", groups)
+    exact, single = _FastSimulator(prob), _FastSimulator(prob, dtype=np.complex64)
+    g, b = [0.4, -0.9], [0.7, 0.2]
+    assert abs(single.expectation(g, b) - exact.expectation(g, b)) <= 1e-5 * prob.scale
+    assert single.probabilities(g, b).dtype == np.float64
+    with pytest.raises(ValueError, match="dtype"):
+        _FastSimulator(prob, dtype=np.float64)
+
+
 @pytest.mark.parametrize("mixer", ["x", "xy"])
 def test_split_phase_path_matches_aer(monkeypatch, mixer):
     """Force the outer/inner phase split on a small problem and compare with Aer."""
@@ -416,6 +481,28 @@ def test_xy_mixer_keeps_every_shot_feasible():
         bqm, one_hot=groups, xy_topology="complete"
     )
     assert ss.info["method"] == "aer-statevector" and ss.info["feasible_fraction"] == 1.0
+
+
+def test_single_precision_loop_final_expectation_in_double():
+    """fast_precision: "auto" keeps double below 2^16 states, "single" runs the optimiser loop in
+    complex64; the final <C> is recomputed in double, so it equals the double simulator at the
+    returned angles to 1e-9 (a value left in single precision would be off by ~1e-7 relative)."""
+    bqm, groups = assignment_bqm(4, 3, seed=3)  # 12 qubits, X mixer
+    base = {"p": 2, "shots": 64, "maxiter": 15, "seed": 5, "target": None, "mixer": "x"}
+    auto = QAOASampler(**base).sample(bqm, one_hot=groups)
+    assert auto.info["fast_precision"] == "double"
+    single = QAOASampler(**base, fast_precision="single").sample(bqm, one_hot=groups)
+    assert single.info["fast_precision"] == "single"
+    prob = _build_problem(bqm, "x", groups)
+    a = single.info["angles"]
+    exact = _FastSimulator(prob).expectation(a["gamma"], a["beta"])
+    assert single.info["final_expectation"] == pytest.approx(exact, abs=1e-9 * prob.scale)
+    # negative control: the loop's own (single-precision) value misses that tolerance
+    assert abs(single.info["final_objective"] - exact) > 1e-9 * prob.scale
+    # same optimiser trajectory to within single-precision noise on this small instance
+    np.testing.assert_allclose(single.info["angles"]["gamma"], auto.info["angles"]["gamma"], atol=1e-3)
+    with pytest.raises(ValueError, match="fast_precision"):
+        QAOASampler(fast_precision="half")
 
 
 def test_seed_reproduces_sampleset(small):
