@@ -51,6 +51,8 @@ QAOA_SETTINGS = (
     "cvar_alpha",
     "classical_start",
     "warm_start_weight",
+    "job_latency_s",
+    "fast_precision",
 )
 
 
