@@ -77,9 +77,10 @@ BANDWIDTH_OBJECTIVES = BANDWIDTH_RULES
 
 #: Default bandwidth rule of the hybrid, chosen by measurement (``tests/benchmarks/future_cost.py
 #: --part bandwidth``, qubo-sa, 8 paired seeds x 1200 s, mean latency against ``equal``, 95%
-#: t-interval): on radio-limited-v1 ``completion`` -3.5% [-6.1, -0.9], ``srpt-2`` -3.0% [-4.0,
-#: -2.1], ``sum`` +18.3% [+15.6, +20.9]; on issue 15's variant ``completion`` -0.5% [-4.4, +3.3],
-#: ``srpt-2`` -1.3% [-2.8, +0.2], ``sum`` +17.1% [+11.3, +22.9]. ``completion`` rather than
+#: t-interval, preallocated uplink, with the default future weight): on radio-limited-v1
+#: ``completion`` -3.4% [-6.1, -0.8], ``srpt-2`` -3.0% [-3.9, -2.0], ``sum`` +18.3% [+15.7, +21.0];
+#: on issue 15's variant ``completion`` -0.4% [-4.3, +3.4], ``srpt-2`` -1.2% [-2.6, +0.3], ``sum``
+#: +17.2% [+11.4, +23.0] (every rule: README). ``completion`` rather than
 #: ``srpt-2`` because it admits everybody when uploads are short: on paper-medium-v1 (3 seeds x
 #: 600 s) ``srpt-2`` is +9.8% [-2.0, +21.6] against equal and ``completion`` -0.5% [-2.5, +1.4].
 DEFAULT_BANDWIDTH = "completion"

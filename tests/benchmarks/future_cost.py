@@ -10,7 +10,8 @@ Run it as a script (pytest does not collect it)::
     python tests/benchmarks/future_cost.py --jobs 2              # runs in 2 processes
 
 Part ``bandwidth`` (issue 15, item 4): ``qubo-sa`` with each bandwidth rule (default: every rule
-of :data:`~mecsim.decision.bandwidth.BANDWIDTH_RULES`) on the radio-limited regime
+of :data:`~mecsim.decision.bandwidth.BANDWIDTH_RULES`), in each uplink mode (``--modes``:
+``preallocated`` and ``reallocated``, ``radio.uplink_mode``) on the radio-limited regime
 (``radio-limited-v1``: the registered name, or ``--regime PATH`` to its YAML file) and on issue
 15's inline variant (``ISSUE15`` of ``tests/benchmarks/bandwidth_rules.py``, 0.05 requests/s per
 device), 8 paired seeds, 1200 s (600 s with ``--quick``); per rule the mean and p99 latency,
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bandwidth", default=None, help="bandwidth rule of every qubo-sa run of the "
                     "future/medium parts (default: the policy's default)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ap.add_argument("--modes", nargs="+", default=["preallocated", "reallocated"],
+                    choices=["preallocated", "reallocated"], help="radio.uplink_mode of the bandwidth part")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted scenario override for the bandwidth part, e.g. radio.fading.model=none")
     args = ap.parse_args(argv)
@@ -180,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         rules = args.rules if "equal" in args.rules else ["equal", *args.rules]
         regime = args.regime or ("radio-limited-v1" if "radio-limited-v1" in registered_scenarios()
                                  else str(REGIME_FALLBACK))
-        tag = f" {extra}" if extra else ""
-        bandwidth_part(f"{regime}{tag}", regime, rules, seeds, duration, args.jobs, extra)
-        if not args.no_issue15:
-            from bandwidth_rules import ISSUE15
+        for mode in args.modes:
+            over = {**extra, "radio.uplink_mode": mode}
+            tag = f" {extra}" if extra else ""
+            bandwidth_part(f"{regime}{tag}, {mode}", regime, rules, seeds, duration, args.jobs, over)
+            if not args.no_issue15:
+                from bandwidth_rules import ISSUE15
 
-            bandwidth_part("issue 15's variant (0.05 req/s per device)", ISSUE15, rules, seeds,
-                           duration, args.jobs, extra)
+                bandwidth_part(f"issue 15's variant (0.05 req/s per device), {mode}", ISSUE15, rules,
+                               seeds, duration, args.jobs, over)
     if args.part in ("all", "future"):
         selection_part("paper-small-v1", "paper-small-v1", args.loads, args.weights, seeds, duration,
                        args.jobs, args.bandwidth)
