@@ -21,7 +21,7 @@ from mecsim.decision.bandwidth import BANDWIDTH_RULES, allocate_rule
 from mecsim.decision.qubo import build_selection_qubo
 from mecsim.errors import PolicyError
 from mecsim.policies.heuristics import _rows
-from mecsim.policies.qubo import DEFAULT_BANDWIDTH, QuboPolicy
+from mecsim.policies.qubo import AUTO_BANDWIDTH, DEFAULT_BANDWIDTH, QuboPolicy
 from mecsim.state import DEFER, validate_decision
 from mecsim.testing import random_epoch_state
 
@@ -73,9 +73,14 @@ def test_unknown_rule_is_a_policy_error():
         QuboPolicy(bandwidth="srpt-0")
 
 
-def test_default_rule_is_the_measured_one():
-    assert QuboPolicy().bandwidth == DEFAULT_BANDWIDTH
-    assert DEFAULT_BANDWIDTH in BANDWIDTH_RULES
+def test_default_rule_is_the_measured_one_per_uplink_mode():
+    assert DEFAULT_BANDWIDTH == "auto" and set(AUTO_BANDWIDTH.values()) <= set(BANDWIDTH_RULES)
+    assert QuboPolicy().bandwidth == AUTO_BANDWIDTH["preallocated"]  # no scenario bound
+    for mode in ("preallocated", "reallocated"):
+        sc = mecsim.load_scenario({**RADIO_LIMITED, "radio": {**RADIO_LIMITED["radio"], "uplink_mode": mode}})
+        r = mecsim.simulate(sc, policy="qubo-sa", seed=1, duration_s=30)
+        assert (r.epochs["bandwidth_rule"] == AUTO_BANDWIDTH[mode]).all()
+    assert QuboPolicy(bandwidth="equal").bandwidth == "equal"  # an explicit rule stays
 
 
 RADIO_LIMITED = {  # a small radio-limited run: 5 MHz, MB-scale inputs at the cell edge

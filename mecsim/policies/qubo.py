@@ -75,7 +75,8 @@ __all__ = ["BANDWIDTH_OBJECTIVES", "INFO_KEYS", "QuboPolicy"]
 #: also ``srpt-<k>``). The old name is kept for the three convex objectives' callers.
 BANDWIDTH_OBJECTIVES = BANDWIDTH_RULES
 
-#: Default bandwidth rule of the hybrid, chosen by measurement (``tests/benchmarks/future_cost.py
+#: Default bandwidth rule of the hybrid per uplink mode, chosen by measurement
+#: (``tests/benchmarks/future_cost.py
 #: --part bandwidth``, qubo-sa, 8 paired seeds x 1200 s, mean latency against ``equal``, 95%
 #: t-interval, preallocated uplink, with the default future weight): on radio-limited-v1
 #: ``completion`` -3.4% [-6.1, -0.8], ``srpt-2`` -3.0% [-3.9, -2.0], ``sum`` +18.3% [+15.7, +21.0];
@@ -83,7 +84,15 @@ BANDWIDTH_OBJECTIVES = BANDWIDTH_RULES
 #: +17.2% [+11.4, +23.0] (every rule: README). ``completion`` rather than
 #: ``srpt-2`` because it admits everybody when uploads are short: on paper-medium-v1 (3 seeds x
 #: 600 s) ``srpt-2`` is +9.8% [-2.0, +21.6] against equal and ``completion`` -0.5% [-2.5, +1.4].
-DEFAULT_BANDWIDTH = "completion"
+#: With ``radio.uplink_mode: reallocated`` the shares are re-split at every upload end, so no rule
+#: needs to hold bandwidth back, and the uplink is power-limited at the cell edge (the rate hardly
+#: grows with the share): ``pf`` -1.0% [-1.4, -0.7] on radio-limited-v1 and -0.6% [-0.8, -0.4] on
+#: issue 15's variant, while ``completion`` is +7.7% [+2.0, +13.4] and +1.8% [-0.1, +3.6].
+AUTO_BANDWIDTH = {"preallocated": "completion", "reallocated": "pf"}
+
+#: ``"auto"``: :data:`AUTO_BANDWIDTH` for the scenario's uplink mode (``completion`` when the
+#: policy is used without a scenario).
+DEFAULT_BANDWIDTH = "auto"
 
 #: Default weight of the future-priced objective (:mod:`mecsim.decision.future`), chosen by
 #: measurement (``tests/benchmarks/future_cost.py --part future`` and ``--part medium``, 8 paired
@@ -132,8 +141,10 @@ class QuboPolicy(BasePolicy):
             ``"package.module:Object"``, or a :class:`dimod.Sampler` instance.
         solver_params: sampling parameters for every call (e.g. ``{"num_reads": 16}``).
         bandwidth: the bandwidth rule, any of :data:`~mecsim.decision.bandwidth.BANDWIDTH_RULES`
-            or ``"srpt-<k>"`` (:func:`~mecsim.decision.bandwidth.allocate_rule`; default
-            :data:`DEFAULT_BANDWIDTH`, chosen by measurement). Tasks a rule leaves without a share
+            or ``"srpt-<k>"`` (:func:`~mecsim.decision.bandwidth.allocate_rule`), or ``"auto"``
+            (the default): the rule measured best for the scenario's ``radio.uplink_mode``
+            (:data:`AUTO_BANDWIDTH`: ``completion`` preallocated, ``pf`` reallocated; resolved
+            in :meth:`bind`, ``completion`` without a scenario). Tasks a rule leaves without a share
             (``srpt-<k>``, ``completion``) are deferred to a later epoch and the QUBO places only
             the admitted ones; ``completion`` also sees the shares the policy handed out earlier
             (:class:`~mecsim.decision.bandwidth.HeldBandwidth`). With an ideal radio the split is
@@ -198,7 +209,8 @@ class QuboPolicy(BasePolicy):
     ) -> None:
         super().__init__()
         try:
-            check_rule(bandwidth)
+            if bandwidth != "auto":
+                check_rule(bandwidth)
         except InfeasibleBandwidthError:
             raise PolicyError(
                 f"bandwidth: unknown rule {bandwidth!r}; use one of {', '.join(BANDWIDTH_RULES)} "
@@ -227,7 +239,8 @@ class QuboPolicy(BasePolicy):
         self.solver_label = solver if isinstance(solver, str) else type(solver).__name__
         self.solver_params = dict(solver_params or {})
         self.sampler = get_sampler(solver, **self.solver_params)
-        self.bandwidth = bandwidth
+        self.bandwidth_param = bandwidth
+        self.bandwidth = AUTO_BANDWIDTH["preallocated"] if bandwidth == "auto" else bandwidth
         self.future_weight = float(future_weight)
         self.future_window_s = float(future_window_s)
         self.future_rho_max = float(future_rho_max)
@@ -268,6 +281,9 @@ class QuboPolicy(BasePolicy):
         sc = info.get("scenario")
         self.epoch_s = float(sc.epoch.length_s) if sc is not None else 0.0
         self.budget_hz = float(sc.radio.bandwidth_hz) if sc is not None else None
+        if self.bandwidth_param == "auto":
+            mode = getattr(sc.radio, "uplink_mode", "preallocated") if sc is not None else "preallocated"
+            self.bandwidth = AUTO_BANDWIDTH[mode]
 
     # ------------------------------------------------------------------------------------------
     def allocate(self, state: EpochState, placeable: np.ndarray) -> np.ndarray:
