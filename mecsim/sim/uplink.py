@@ -15,7 +15,10 @@ rate integrated over every fading block (:meth:`mecsim.radio.Channel.bits_sent`)
 records every interval of constant shares (start, end, total Hz in use, uploads running), which
 is what the budget property is checked on (``tests/test_reallocated.py``). A task's
 ``bandwidth_hz`` in the traces is the share it got first; ``energy_tx_j`` is the power times the
-time it transmitted (held a positive share).
+time it transmitted (held a positive share). The held-bandwidth measures of
+:mod:`mecsim.decision.bandwidth_metrics` (bandwidth-seconds, idle band) read ``bandwidth_hz`` as
+held for the whole upload, so they describe the preallocated mode only; latency, upload time and
+queueing for bandwidth hold in both.
 """
 
 from __future__ import annotations
