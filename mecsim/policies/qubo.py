@@ -593,7 +593,7 @@ class QuboPolicy(BasePolicy):
         q_eval = q
         if not np.array_equal(fb_bw, bw):
             try:  # judge the fallback's assignment with its own bandwidth
-                q_eval = build_selection_qubo(state, fb_bw, penalty=0.0)
+                q_eval = build_selection_qubo(state, fb_bw, penalty=0.0, future_cost=self.future_costs(state))
             except ValueError:
                 q_eval = None
         try:
