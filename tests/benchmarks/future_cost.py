@@ -125,7 +125,7 @@ def bandwidth_part(title: str, source: Any, rules: list[str], seeds: list[int], 
 
 def selection_part(title: str, source: Any, loads: list[float | None], weights: list[float],
                    seeds: list[int], duration: float | None, n_jobs: int,
-                   bandwidth: str | None) -> pd.DataFrame:
+                   bandwidth: str | None, rho_max: float | None = None) -> pd.DataFrame:
     frames = []
     for load in loads:
         over: dict[str, Any] = {"duration_s": duration} if duration else {}
@@ -134,7 +134,9 @@ def selection_part(title: str, source: Any, loads: list[float | None], weights: 
         qp = {"bandwidth": bandwidth} if bandwidth else {}
         cases: list[tuple[str, str, dict]] = [("least-loaded", "least-loaded", {}), ("greedy", "greedy", {}),
                                               ("qubo-sa myopic", "qubo-sa", {**qp, "future_weight": 0.0})]
-        cases += [(f"qubo-sa V={w:g}", "qubo-sa", {**qp, "future_weight": w}) for w in weights]
+        fp = {"future_rho_max": rho_max} if rho_max is not None else {}
+        tag = f" rho_max={rho_max:g}" if rho_max is not None else ""
+        cases += [(f"qubo-sa V={w:g}{tag}", "qubo-sa", {**qp, **fp, "future_weight": w}) for w in weights]
         jobs = [(lab, source, pol, par, s, over) for lab, pol, par in cases for s in seeds]
         t0 = time.perf_counter()
         df = run_all(jobs, n_jobs)
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loads", nargs="+", type=float, default=[0.11, 0.14])
     ap.add_argument("--bandwidth", default=None, help="bandwidth rule of every qubo-sa run of the "
                     "future/medium parts (default: the policy's default)")
+    ap.add_argument("--rho-max", type=float, default=None, help="future_rho_max of the future-priced "
+                    "runs (default: the policy's)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--modes", nargs="+", default=["preallocated", "reallocated"],
                     choices=["preallocated", "reallocated"], help="radio.uplink_mode of the bandwidth part")
@@ -194,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                                seeds, duration, args.jobs, over)
     if args.part in ("all", "future"):
         selection_part("paper-small-v1", "paper-small-v1", args.loads, args.weights, seeds, duration,
-                       args.jobs, args.bandwidth)
+                       args.jobs, args.bandwidth, args.rho_max)
     if args.part in ("all", "medium"):
         selection_part("paper-medium-v1", "paper-medium-v1", [None], args.weights, seeds,
-                       600.0 if args.quick else None, args.jobs, args.bandwidth)
+                       600.0 if args.quick else None, args.jobs, args.bandwidth, args.rho_max)
     return 0
 
 
