@@ -365,6 +365,28 @@ class Channel:
                 return None
         return None
 
+    def bits_sent(self, devices: np.ndarray, bandwidth: np.ndarray, t0: float, t1: float) -> np.ndarray:
+        """Bits each listed device sends over ``[t0, t1]`` with constant shares (``reallocated``
+        uplink mode): the Shannon rate integrated block by block, with the same block gains as
+        :meth:`upload_durations` (so an upload split at share changes ends when one unsplit
+        upload would, to rounding)."""
+        devices = np.asarray(devices, dtype=np.int64)
+        bw = np.asarray(bandwidth, dtype=float)
+        if t1 <= t0 or devices.size == 0:
+            return np.zeros(devices.size)
+        snr0 = self.tx_power_w[devices] / self.n0
+        if not self.fading and not self.any_mobile and not self.outages:
+            return shannon_rate(bw, snr0 * self.static_gain[devices]) * (t1 - t0)
+        tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
+        ks = np.arange(int(t0 // tc), int(t1 // tc) + 1)
+        starts = np.maximum(ks * tc, t0)
+        dur = np.maximum(np.minimum((ks + 1) * tc, t1) - starts, 0.0)
+        g = self._block_gains(devices, ks, starts)
+        b = bw[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(b > 0, b * np.log2(1.0 + snr0[:, None] * g / b), 0.0)
+        return (r * dur[None, :]).sum(axis=1)
+
     def _block_gains(self, devices: np.ndarray, ks: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Gains (tasks x blocks) of the listed devices over coherence blocks ``ks`` starting at
         ``starts``; an outage zeroes a block by its start."""

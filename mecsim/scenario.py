@@ -164,6 +164,10 @@ class Radio(_Model):
     path_loss: PathLoss = PathLoss()
     fading: Fading = Fading()
     downlink: Downlink = Downlink()
+    #: ``preallocated``: a share is fixed until its upload ends; ``reallocated``: the running
+    #: uploads' shares are recomputed by the policy's rule whenever an upload ends or an epoch
+    #: starts (:mod:`mecsim.sim.uplink`).
+    uplink_mode: Literal["preallocated", "reallocated"] = "preallocated"
 
     @model_validator(mode="after")
     def _bmin(self) -> Radio:
@@ -776,6 +780,8 @@ class Scenario(_Model):
         d = self.resolved()
         d.pop("seed", None)
         _drop_serving_defaults(d)
+        if d.get("radio", {}).get("uplink_mode") == "preallocated":  # the default: digests as before
+            d["radio"].pop("uplink_mode")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -37,7 +37,7 @@ def test_fixed_angle_variant_has_no_optimisation_loop():
 
 def test_large_epochs_are_decomposed_and_recorded():
     state = random_epoch_state(9, 4, seed=5)  # 36 variables > max_qubits 12
-    pol = make_policy("qubo-qaoa-fixed", max_qubits=12)
+    pol = make_policy("qubo-qaoa-fixed", max_qubits=12, bandwidth="sum")  # every task admitted
     pol.reset(np.random.default_rng(0))
     d = pol.decide(state)
     assert d.info["subproblems"] == 3
@@ -59,7 +59,7 @@ def test_large_epochs_are_decomposed_and_recorded():
     for key in ("two_qubit_gates", "circuit_depth", "evaluations"):
         assert d.info[f"sampler_{key}"] == sum(i[key] for i in seen)
     # without decomposition the sampler refuses, and the fallback is recorded
-    pol = make_policy("qubo-qaoa-fixed", max_qubits=12, decompose=None)
+    pol = make_policy("qubo-qaoa-fixed", max_qubits=12, decompose=None, bandwidth="sum")
     pol.reset(np.random.default_rng(0))
     d = pol.decide(state)
     assert d.info["fallback"] == "greedy" and "max_qubits" in d.info["solver_error"]
@@ -73,7 +73,7 @@ def test_decomposed_groups_fold_earlier_placements_exactly():
     from mecsim.decision.qubo import build_selection_qubo
 
     state = random_epoch_state(6, 3, seed=11)  # every server hosts every task: 3 vars per task
-    pol = make_policy("qubo", solver="exact", decompose=6, local_search=False)
+    pol = make_policy("qubo", solver="exact", decompose=6, local_search=False, bandwidth="sum")
     pol.reset(np.random.default_rng(0))
     d = pol.decide(state)
     assert d.info["subproblems"] == 3

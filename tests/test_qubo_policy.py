@@ -22,6 +22,10 @@ from tests.conftest import uniform_random_sampler
 
 PRESETS = ["qubo-sa", "qubo-tabu", "qubo-exact", "qubo-milp"]
 
+#: These tests are about the selection stage: every task gets a share (the default rule,
+#: ``completion``, may defer some; tests/test_hybrid_bandwidth.py covers that).
+SUM = {"bandwidth": "sum"}
+
 
 def decide(policy, state, seed=0) -> Decision:
     policy.reset(np.random.default_rng(seed))
@@ -75,13 +79,13 @@ def assert_reads_reach_the_optimum(make_policy_, at_least: int = 14) -> None:
 def test_qubo_sa_finds_the_enumeration_optimum_on_small_epochs():
     """20 small epochs with infeasible pairs: 100% optimal end to end (SA + repair + local
     search), and the annealer's own reads optimal in most epochs, which random reads never are."""
-    policy = make_policy("qubo-sa")
+    policy = make_policy("qubo-sa", **SUM)
     for k, state in enumerate(SMALL_EPOCHS):
         d = decide(policy, state, seed=k)
         best = enumeration_optimum(state, d.bandwidth_hz)
         assert d.info["objective"] == pytest.approx(best, rel=1e-9), f"epoch {k}"
         assert d.info["fallback"] is None
-    solver_only = {"local_search": False, "candidates": 1}
+    solver_only = {"local_search": False, "candidates": 1, **SUM}
     assert_reads_reach_the_optimum(lambda: make_policy("qubo-sa", **solver_only))
     with pytest.raises(AssertionError, match="raw reads are optimal in"):  # negative control
         assert_reads_reach_the_optimum(lambda: null_qubo_policy(**solver_only))
@@ -89,7 +93,7 @@ def test_qubo_sa_finds_the_enumeration_optimum_on_small_epochs():
 
 @pytest.mark.parametrize("name", ["qubo-tabu", "qubo-exact", "qubo-milp"])
 def test_other_presets_are_optimal_on_tiny_epochs(name):
-    policy = make_policy(name)
+    policy = make_policy(name, **SUM)
     for k in range(4):
         state = random_epoch_state(4, 3, seed=200 + k, host_probability=0.6)
         d = decide(policy, state, seed=k)
@@ -99,10 +103,10 @@ def test_other_presets_are_optimal_on_tiny_epochs(name):
 
 def test_info_keys_and_reference_gap():
     state = random_epoch_state(10, 4, seed=1)
-    d = decide(QuboPolicy(), state)
+    d = decide(QuboPolicy(**SUM), state)
     assert tuple(d.info) == INFO_KEYS
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in d.info.values())
-    d = decide(QuboPolicy(reference=True), state)
+    d = decide(QuboPolicy(reference=True, **SUM), state)
     assert tuple(d.info) == INFO_KEYS + ("milp_objective", "gap")
     assert d.info["gap"] >= -1e-9
     assert d.info["objective"] == pytest.approx(d.info["milp_objective"] * (1 + d.info["gap"]))
@@ -132,7 +136,7 @@ def test_bandwidth_step():
     # A task with no usable server is deferred and gets no bandwidth; the others share the budget.
     feas = state.feasible.copy()
     feas[4] = False
-    d = decide(QuboPolicy(), dataclasses.replace(state, feasible=feas))
+    d = decide(QuboPolicy(**SUM), dataclasses.replace(state, feasible=feas))
     assert d.server[4] == DEFER and d.bandwidth_hz[4] == 0
     assert d.bandwidth_hz.sum() == pytest.approx(state.bandwidth_budget_hz)
     assert (np.delete(d.bandwidth_hz, 4) >= state.min_bandwidth_hz).all()
@@ -181,9 +185,9 @@ def test_fallback_is_recorded_when_the_sampler_raises_or_returns_nothing():
 
 def test_fallback_on_time_out_size_limit_and_exact_refusal():
     state = random_epoch_state(10, 4, seed=5)
-    assert_fell_back(decide(QuboPolicy(time_budget_s=0), state), state, "TimeoutError")
-    assert_fell_back(decide(QuboPolicy(max_variables=10), state), state, "max_variables=10")
-    d = decide(make_policy("qubo-exact", reference=True), state)
+    assert_fell_back(decide(QuboPolicy(time_budget_s=0, **SUM), state), state, "TimeoutError")
+    assert_fell_back(decide(QuboPolicy(max_variables=10, **SUM), state), state, "max_variables=10")
+    d = decide(make_policy("qubo-exact", reference=True, **SUM), state)
     assert_fell_back(d, state, "limit is 20")
     assert d.info["gap"] >= -1e-9  # the fallback's answer is still measured against the optimum
 
@@ -194,10 +198,10 @@ def test_fallback_to_a_user_policy_and_when_the_fallback_fails_too():
     def first_feasible(s):
         return Decision(s.equal_share(), np.argmax(s.feasible, axis=1))
 
-    d = decide(QuboPolicy(solver=Raises(), fallback=first_feasible), state)
+    d = decide(QuboPolicy(solver=Raises(), fallback=first_feasible, **SUM), state)
     assert_fell_back(d, state, "device on fire", fallback="first_feasible")
     assert (d.server == np.argmax(state.feasible, axis=1)).all()
-    d = decide(QuboPolicy(solver=Raises(), fallback="no_such_module:policy"), state)
+    d = decide(QuboPolicy(solver=Raises(), fallback="no_such_module:policy", **SUM), state)
     assert_fell_back(d, state, "no_such_module", fallback="cheapest-insertion")
 
 

@@ -184,8 +184,9 @@ class SelectionQUBO:
         one_hot: per task ``i``, its variables in server order (empty for tasks without any).
         penalty: the one-hot weight ``A`` used in ``bqm``.
         safe_penalty: ``A_safe`` from :func:`penalty_bound` for this instance.
-        linear_cost: ``n x m`` array ``d_ij + W_j + s_ij + r_ij``, ``inf`` where there is no
-            variable.
+        linear_cost: ``n x m`` array ``d_ij + W_j + s_ij + r_ij`` (plus the future cost
+            ``F_ij`` when one was given to :func:`build_selection_qubo`), ``inf`` where there is
+            no variable.
         congestion: ``m x n x n`` array ``Q[j, i, k] = min(s_ij, s_kj) / c_j`` (0 on the diagonal
             and where either pair has no variable). Chosen over ``n x n x m`` so that one server's
             block is contiguous.
@@ -512,8 +513,20 @@ def build_selection_qubo(
     penalty_scale: float = DEFAULT_PENALTY_SCALE,
     gpu_terms: bool | str = "auto",
     batch_weight: float = 0.0,
+    future_cost: np.ndarray | None = None,
 ) -> SelectionQUBO:
     """Build the server-selection QUBO of an epoch for given bandwidth shares.
+
+    What the BQM equals: on every feasible (one-hot) assignment ``x`` of the placeable tasks its
+    energy is ``L(x) + sum_ij x_ij F_ij``, where ``L`` is the epoch's completion-time objective
+    of the module docstring and ``F`` the optional ``future_cost`` (0 without it): the
+    per-(task, server) price of the load a placement adds for the tasks still to come
+    (:func:`mecsim.decision.future.future_cost`, the expected extra waiting of a server's future
+    arrivals in an M/G/1 workload model, times the policy's weight). ``F`` enters as linear terms
+    only, so the congestion terms, the penalty rule (:func:`penalty_bound`, still safe since
+    ``F >= 0``), the decoder and the local search are unchanged, and
+    :meth:`SelectionQUBO.objective` returns ``L + F`` (``tests/test_future_cost.py`` checks this
+    by enumeration).
 
     Args:
         state: the epoch.
@@ -528,6 +541,8 @@ def build_selection_qubo(
             batching or residency on); without them the BQM is the one described above, unchanged.
         batch_weight: with ``gpu_terms``, the number of later tasks assumed to wait behind a batch
             pair, which gain the GPU time the batch saves (0: the epoch's own tasks only).
+        future_cost: ``n x m`` non-negative costs ``F_ij`` added to the linear terms (entries of
+            pairs without a variable are ignored); None for the myopic QUBO.
 
     Returns:
         The :class:`SelectionQUBO`.
@@ -558,6 +573,19 @@ def build_selection_qubo(
             f"task {i} on server {j} has cost {total[i, j]!r} (upload {upload[i]!r} s with "
             f"{bw[i]!r} Hz); costs of usable pairs must be finite and non-negative"
         )
+    # --- future-priced objective (issue 15): F_ij added to the linear costs --------------------
+    if future_cost is not None:
+        fut = np.asarray(future_cost, dtype=float)
+        if fut.shape != (n, m):
+            raise ValueError(f"future_cost has shape {fut.shape}, expected ({n}, {m})")
+        badf = variable & ~(np.isfinite(fut) & (fut >= 0))
+        if badf.any():
+            i, j = (int(v) for v in np.argwhere(badf)[0])
+            raise ValueError(
+                f"future_cost of task {i} on server {j} is {fut[i, j]!r}; it must be finite and non-negative"
+            )
+        total = total + np.where(variable, fut, 0.0)
+    # --- end of the future-priced block ------------------------------------------------------
     linear = np.where(variable, total, np.inf)
     service = np.where(variable, np.asarray(state.service_s, dtype=float), np.inf)
     slots = np.array(state.slots, dtype=float)  # a copy: it is frozen below

@@ -83,16 +83,12 @@ class GreedyLocalSearchPolicy(QuboPolicy):
         self._state: EpochState | None = None
         self._bw: np.ndarray | None = None
 
-    def allocate(self, state: EpochState, placeable: np.ndarray) -> np.ndarray:
-        """The hybrid's bandwidth shares (kept for the greedy start)."""
-        self._bw = super().allocate(state, placeable)
-        return self._bw
-
-    def decide(self, state: EpochState) -> Decision:
-        """Bandwidth, then the two greedy starts polished by the local search."""
-        self._state = state
+    def _select(self, state: EpochState, bw: np.ndarray) -> Decision:
+        """The QUBO step of the hybrid on the tasks its bandwidth rule admitted (``state`` is then
+        the admitted tasks' snapshot); the greedy start needs that snapshot and its shares."""
+        self._state, self._bw = state, bw
         try:
-            return super().decide(state)
+            return super()._select(state, bw)
         finally:
             self._state = self._bw = None
 

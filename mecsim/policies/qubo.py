@@ -2,9 +2,12 @@
 
 Per epoch, :class:`QuboPolicy`
 
-1. splits the uplink budget among the tasks that have a server
-   (:func:`mecsim.decision.bandwidth.allocate_bandwidth`; equal shares with an ideal radio);
-2. builds the selection QUBO (:func:`mecsim.decision.qubo.build_selection_qubo`);
+1. splits the uplink budget among the tasks that have a server by its bandwidth rule
+   (:func:`mecsim.decision.bandwidth.allocate_rule`; equal shares with an ideal radio); tasks the
+   rule leaves waiting (``srpt-<k>``, ``completion``) are deferred, and the next steps see only
+   the admitted ones;
+2. builds the selection QUBO (:func:`mecsim.decision.qubo.build_selection_qubo`), optionally
+   with the future-priced linear terms ``future_weight x F`` (:mod:`mecsim.decision.future`);
 3. samples it with a dimod sampler (seeded from the policy's random stream);
 4. decodes the lowest-energy distinct reads (``candidates``, default all 8 SA reads), repairing
    broken one-hots greedily;
@@ -45,7 +48,15 @@ from typing import Any
 import dimod
 import numpy as np
 
+from mecsim.decision.bandwidth import (
+    BANDWIDTH_RULES,
+    HeldBandwidth,
+    InfeasibleBandwidthError,
+    allocate_rule,
+    check_rule,
+)
 from mecsim.decision.exact import solve_selection_exact
+from mecsim.decision.future import DEFAULT_RHO_MAX, DEFAULT_WINDOW_S, ArrivalEstimator, future_cost
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
@@ -60,8 +71,34 @@ from mecsim.state import DEFER, Decision, EpochState
 
 __all__ = ["BANDWIDTH_OBJECTIVES", "INFO_KEYS", "QuboPolicy"]
 
-#: Bandwidth objectives understood by :func:`mecsim.decision.bandwidth.allocate_bandwidth`.
-BANDWIDTH_OBJECTIVES = ("sum", "minmax", "equal")
+#: Bandwidth rules of the hybrid's first stage (:func:`mecsim.decision.bandwidth.allocate_rule`;
+#: also ``srpt-<k>``). The old name is kept for the three convex objectives' callers.
+BANDWIDTH_OBJECTIVES = BANDWIDTH_RULES
+
+#: Default bandwidth rule of the hybrid per uplink mode, chosen by measurement
+#: (``tests/benchmarks/future_cost.py
+#: --part bandwidth``, qubo-sa, 8 paired seeds x 1200 s, mean latency against ``equal``, 95%
+#: t-interval, preallocated uplink, with the default future weight): on radio-limited-v1
+#: ``completion`` -3.4% [-6.1, -0.8], ``srpt-2`` -3.0% [-3.9, -2.0], ``sum`` +18.3% [+15.7, +21.0];
+#: on issue 15's variant ``completion`` -0.4% [-4.3, +3.4], ``srpt-2`` -1.2% [-2.6, +0.3], ``sum``
+#: +17.2% [+11.4, +23.0] (every rule: README). ``completion`` rather than
+#: ``srpt-2`` because it admits everybody when uploads are short: on paper-medium-v1 (3 seeds x
+#: 600 s) ``srpt-2`` is +9.8% [-2.0, +21.6] against equal and ``completion`` -0.5% [-2.5, +1.4].
+#: With ``radio.uplink_mode: reallocated`` the shares are re-split at every upload end, so no rule
+#: needs to hold bandwidth back, and the uplink is power-limited at the cell edge (the rate hardly
+#: grows with the share): ``pf`` -1.0% [-1.4, -0.7] on radio-limited-v1 and -0.6% [-0.8, -0.4] on
+#: issue 15's variant, while ``completion`` is +7.7% [+2.0, +13.4] and +1.8% [-0.1, +3.6].
+AUTO_BANDWIDTH = {"preallocated": "completion", "reallocated": "pf"}
+
+#: ``"auto"``: :data:`AUTO_BANDWIDTH` for the scenario's uplink mode (``completion`` when the
+#: policy is used without a scenario).
+DEFAULT_BANDWIDTH = "auto"
+
+#: Default weight of the future-priced objective (:mod:`mecsim.decision.future`), chosen by
+#: measurement (``tests/benchmarks/future_cost.py --part future`` and ``--part medium``, 8 paired
+#: seeds): 0.3 has the lowest mean latency of the weights 0, 0.1, 0.3, 1 on paper-small-v1 at 0.11
+#: and 0.14 requests/s per device and on paper-medium-v1 (it lengthens the p99 tail: README).
+DEFAULT_FUTURE_WEIGHT = 0.3
 
 #: The keys every decision's ``info`` has (plus ``milp_objective`` and ``gap`` with a reference).
 INFO_KEYS = (
@@ -76,6 +113,9 @@ INFO_KEYS = (
     "local_search_moves",
     "fallback",
     "solver_error",
+    "bandwidth_rule",
+    "n_deferred_by_rule",
+    "future_cost",
 )
 
 #: Lowest-energy distinct reads decoded and polished per epoch (see ``QuboPolicy``); chosen with
@@ -100,9 +140,25 @@ class QuboPolicy(BasePolicy):
         solver: a registered solver name (``"sa"``, ``"tabu"``, ``"exact"``, ``"milp"``),
             ``"package.module:Object"``, or a :class:`dimod.Sampler` instance.
         solver_params: sampling parameters for every call (e.g. ``{"num_reads": 16}``).
-        bandwidth: objective of the bandwidth step: ``"sum"`` (sum of upload times, default),
-            ``"minmax"`` or ``"equal"``. With an ideal radio the split is equal (uploads take no
-            time anyway).
+        bandwidth: the bandwidth rule, any of :data:`~mecsim.decision.bandwidth.BANDWIDTH_RULES`
+            or ``"srpt-<k>"`` (:func:`~mecsim.decision.bandwidth.allocate_rule`), or ``"auto"``
+            (the default): the rule measured best for the scenario's ``radio.uplink_mode``
+            (:data:`AUTO_BANDWIDTH`: ``completion`` preallocated, ``pf`` reallocated; resolved
+            in :meth:`bind`, ``completion`` without a scenario). Tasks a rule leaves without a share
+            (``srpt-<k>``, ``completion``) are deferred to a later epoch and the QUBO places only
+            the admitted ones; ``completion`` also sees the shares the policy handed out earlier
+            (:class:`~mecsim.decision.bandwidth.HeldBandwidth`). With an ideal radio the split is
+            equal (uploads take no time anyway). ``info`` records ``bandwidth_rule`` and
+            ``n_deferred_by_rule``.
+        future_weight: weight ``V`` of the future-priced objective: the QUBO's linear terms get
+            ``V F_ij`` (:func:`~mecsim.decision.future.future_cost`: the expected extra waiting
+            of server ``j``'s future arrivals, with rates measured from the policy's own
+            dispatches by :class:`~mecsim.decision.future.ArrivalEstimator`). 0 is the myopic
+            QUBO; the default :data:`DEFAULT_FUTURE_WEIGHT` is chosen by measurement.
+            ``info["future_cost"]`` records ``sum V F`` of the chosen assignment (part of
+            ``objective``).
+        future_window_s: the estimator's sliding window (s).
+        future_rho_max: the cap on a server's measured load in ``1 / (1 - rho)``.
         penalty: ``"auto"`` (``penalty_scale`` times the safe bound) or the one-hot weight.
         penalty_scale: fraction of the safe bound with ``penalty="auto"``.
         local_search: polish the decoded assignments with :func:`~mecsim.decision.qubo.local_search`.
@@ -135,7 +191,10 @@ class QuboPolicy(BasePolicy):
         self,
         solver: str | dimod.Sampler = "sa",
         solver_params: dict[str, Any] | None = None,
-        bandwidth: str = "sum",
+        bandwidth: str = DEFAULT_BANDWIDTH,
+        future_weight: float = DEFAULT_FUTURE_WEIGHT,
+        future_window_s: float = DEFAULT_WINDOW_S,
+        future_rho_max: float = DEFAULT_RHO_MAX,
         penalty: str | float = "auto",
         penalty_scale: float = DEFAULT_PENALTY_SCALE,
         local_search: bool = True,
@@ -149,10 +208,20 @@ class QuboPolicy(BasePolicy):
         name: str | None = None,
     ) -> None:
         super().__init__()
-        if bandwidth not in BANDWIDTH_OBJECTIVES:
+        try:
+            if bandwidth != "auto":
+                check_rule(bandwidth)
+        except InfeasibleBandwidthError:
             raise PolicyError(
-                f"bandwidth: unknown objective {bandwidth!r}; use one of {', '.join(BANDWIDTH_OBJECTIVES)}"
-            )
+                f"bandwidth: unknown rule {bandwidth!r}; use one of {', '.join(BANDWIDTH_RULES)} "
+                "(or srpt-<k>)"
+            ) from None
+        if not (np.isfinite(future_weight) and future_weight >= 0):
+            raise PolicyError(f"future_weight must be a finite number >= 0, got {future_weight!r}")
+        if not (np.isfinite(future_window_s) and future_window_s > 0):
+            raise PolicyError(f"future_window_s must be positive, got {future_window_s!r}")
+        if not 0 <= future_rho_max < 1:
+            raise PolicyError(f"future_rho_max must be in [0, 1), got {future_rho_max!r}")
         if isinstance(penalty, str):
             if penalty != "auto":
                 raise PolicyError(f"penalty must be 'auto' or a number, got {penalty!r}")
@@ -170,7 +239,15 @@ class QuboPolicy(BasePolicy):
         self.solver_label = solver if isinstance(solver, str) else type(solver).__name__
         self.solver_params = dict(solver_params or {})
         self.sampler = get_sampler(solver, **self.solver_params)
-        self.bandwidth = bandwidth
+        self.bandwidth_param = bandwidth
+        self.bandwidth = AUTO_BANDWIDTH["preallocated"] if bandwidth == "auto" else bandwidth
+        self.future_weight = float(future_weight)
+        self.future_window_s = float(future_window_s)
+        self.future_rho_max = float(future_rho_max)
+        self.epoch_s = 0.0
+        self.budget_hz: float | None = None
+        self.held: HeldBandwidth | None = None
+        self.arrivals: ArrivalEstimator | None = None
         self.penalty = penalty
         self.penalty_scale = float(penalty_scale)
         self.local_search = bool(local_search)
@@ -195,12 +272,27 @@ class QuboPolicy(BasePolicy):
         """Start a run with the policy's own random stream (the fallback shares it)."""
         super().reset(rng)
         self._angles = None
+        # The completion rule's record of the shares handed out; the future cost's rate estimate.
+        track = self.bandwidth == "completion" and self.budget_hz is not None
+        self.held = HeldBandwidth(self.budget_hz) if track else None
+        self.arrivals = None
         if self._fallback_policy is not None and hasattr(self._fallback_policy, "reset"):
             self._fallback_policy.reset(rng)
 
+    def bind(self, info: dict[str, Any]) -> None:
+        """Remember the epoch length and the uplink budget (the ``completion`` rule models them)."""
+        sc = info.get("scenario")
+        self.epoch_s = float(sc.epoch.length_s) if sc is not None else 0.0
+        self.budget_hz = float(sc.radio.bandwidth_hz) if sc is not None else None
+        if self.bandwidth_param == "auto":
+            mode = getattr(sc.radio, "uplink_mode", "preallocated") if sc is not None else "preallocated"
+            self.bandwidth = AUTO_BANDWIDTH[mode]
+
     # ------------------------------------------------------------------------------------------
     def allocate(self, state: EpochState, placeable: np.ndarray) -> np.ndarray:
-        """Bandwidth shares: the budget split among the tasks that have a server, 0 for the rest."""
+        """Bandwidth shares by the policy's rule among the tasks that have a server, 0 for the
+        rest; a rule that defers (``srpt-<k>``, ``completion``) also gives 0 to the tasks it
+        leaves waiting."""
         bw = np.zeros(state.n_tasks)
         k = int(placeable.sum())
         if k == 0:
@@ -208,19 +300,74 @@ class QuboPolicy(BasePolicy):
         if self.bandwidth == "equal" or state.ideal_radio:
             bw[placeable] = state.bandwidth_budget_hz / k
             return bw
-        from mecsim.decision.bandwidth import allocate_bandwidth
-
-        bw[placeable] = allocate_bandwidth(
+        lanes = self.held.lanes(state.now, state.bandwidth_budget_hz) if self.held is not None else ((), ())
+        bw[placeable] = allocate_rule(
+            self.bandwidth,
             state.input_bits[placeable],
             state.snr_per_hz[placeable],
             state.bandwidth_budget_hz,
             state.min_bandwidth_hz,
-            self.bandwidth,
+            self.epoch_s,
+            *lanes,
         )
         return bw
 
     def decide(self, state: EpochState) -> Decision:
-        """Bandwidth, then QUBO server selection (see the module docstring)."""
+        """Bandwidth by the rule, then QUBO server selection of the admitted tasks (module docstring)."""
+        n = state.n_tasks
+        usable = np.asarray(state.feasible, bool) & np.asarray(state.server_up, bool)[None, :]
+        placeable = usable.any(axis=1)  # the same tasks build_selection_qubo gives variables
+        bw = self.allocate(state, placeable) if n else np.zeros(0)
+        admitted = placeable & ((bw > 0) | bool(state.ideal_radio))
+        waiting = placeable & ~admitted
+        if waiting.any():  # the rule left some tasks waiting: select servers for the others only
+            from mecsim.policies.heuristics import _rows
+
+            idx = np.flatnonzero(admitted)
+            sub = self._select(_rows(state, idx), bw[idx])
+            server = np.full(n, DEFER, dtype=np.int64)
+            server[idx] = sub.server
+            sub_bw = np.zeros(n)
+            sub_bw[idx] = sub.bandwidth_hz
+            decision = Decision(sub_bw, server, dict(sub.info))
+        else:
+            decision = self._select(state, bw)
+        decision.info["bandwidth_rule"] = self.bandwidth
+        decision.info["n_deferred_by_rule"] = int(waiting.sum())
+        self._record(state, decision)
+        return decision
+
+    def _record(self, state: EpochState, decision: Decision) -> None:
+        """Update the held-share record and the arrival estimator with what was dispatched."""
+        go = decision.server >= 0
+        if self.held is not None and not state.ideal_radio:
+            sent = np.where(go, decision.bandwidth_hz, 0.0)
+            self.held.add(state.now, state.upload_s(sent), sent)
+        if self.future_weight > 0 and state.n_tasks:
+            if self.arrivals is None or self.arrivals.m != state.n_servers:
+                self.arrivals = ArrivalEstimator(state.n_servers, self.future_window_s)
+            srv = decision.server
+            work = np.zeros(state.n_tasks)
+            if go.any():
+                i = np.flatnonzero(go)
+                work[i] = state.service_s[i, srv[i]] / np.maximum(state.slots[srv[i]], 1)
+            self.arrivals.record(state.now, srv, work)
+
+    def future_costs(self, state: EpochState) -> np.ndarray | None:
+        """``V F`` for the epoch (:func:`~mecsim.decision.future.future_cost` at the measured
+        rates), or None when the weight is 0 or nothing has been measured yet."""
+        if self.future_weight <= 0 or self.arrivals is None or self.arrivals.m != state.n_servers:
+            return None
+        lam, rho = self.arrivals.rates(state.now)
+        if not lam.any():
+            return None
+        usable = np.asarray(state.feasible, bool) & np.asarray(state.server_up, bool)[None, :]
+        service = np.where(usable, np.asarray(state.service_s, dtype=float), np.inf)
+        f = future_cost(service, state.slots, state.backlog_s, lam, rho, self.future_rho_max)
+        return np.where(usable, self.future_weight * f, 0.0)
+
+    def _select(self, state: EpochState, bw: np.ndarray) -> Decision:
+        """QUBO server selection of the epoch's tasks with the shares ``bw`` (module docstring)."""
         n = state.n_tasks
         info: dict[str, Any] = {
             "solver": self.solver_label,
@@ -234,16 +381,19 @@ class QuboPolicy(BasePolicy):
             "local_search_moves": 0,
             "fallback": None,
             "solver_error": None,
+            "bandwidth_rule": self.bandwidth,
+            "n_deferred_by_rule": 0,
+            "future_cost": 0.0,
         }
         if self.reference:
             info.update(milp_objective=0.0, gap=0.0)
         if n == 0:
             return Decision(np.zeros(0), np.zeros(0, dtype=np.int64), info)
 
-        usable = np.asarray(state.feasible, bool) & np.asarray(state.server_up, bool)[None, :]
-        placeable = usable.any(axis=1)  # the same tasks build_selection_qubo gives variables
-        bw = self.allocate(state, placeable)
-        q = build_selection_qubo(state, bw, penalty=self.penalty, penalty_scale=self.penalty_scale)
+        fut = self.future_costs(state)
+        q = build_selection_qubo(
+            state, bw, penalty=self.penalty, penalty_scale=self.penalty_scale, future_cost=fut
+        )
         info["variables"] = int(q.bqm.num_variables)
         info["interactions"] = int(q.bqm.num_interactions)
         # One draw per epoch whatever happens, so the stream does not depend on the solver.
@@ -273,6 +423,9 @@ class QuboPolicy(BasePolicy):
         server, moves = min(polished, key=lambda sm: q.objective(sm[0]))
         info["objective"] = q.objective(server)
         info["local_search_moves"] = int(moves)
+        if fut is not None:
+            placed = np.flatnonzero(server >= 0)
+            info["future_cost"] = float(fut[placed, server[placed]].sum())
         if self.reference:
             self._add_reference(q, info)
         return Decision(bw, server, info)
@@ -474,7 +627,7 @@ class QuboPolicy(BasePolicy):
         q_eval = q
         if not np.array_equal(fb_bw, bw):
             try:  # judge the fallback's assignment with its own bandwidth
-                q_eval = build_selection_qubo(state, fb_bw, penalty=0.0)
+                q_eval = build_selection_qubo(state, fb_bw, penalty=0.0, future_cost=self.future_costs(state))
             except ValueError:
                 q_eval = None
         try:

@@ -168,6 +168,12 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         self.n_arrived = 0  # tasks [0, n_arrived) have arrived
         self.held: list[tuple[float, float]] = []  # (upload end, bandwidth) of ongoing uploads
         self.held_bw = 0.0
+        # reallocated uplink mode: the running uploads and their shares (mecsim/sim/uplink.py)
+        self.uplink = None
+        if sc.radio.uplink_mode == "reallocated" and not sc.radio.ideal:
+            from mecsim.sim.uplink import ReallocatedUplink
+
+            self.uplink = ReallocatedUplink(self)
         self.epoch_index = 0
         self.decision_wall_total = 0.0
         self.expected_service = np.zeros(0)

@@ -40,6 +40,9 @@ class EpochMixin:
             k = min(k, self.sc.epoch.max_tasks)
         if radio.ideal:
             return cand[:k], radio.bandwidth_hz
+        if self.uplink is not None:  # reallocated: the whole band is split again at dispatch
+            cap = int(radio.bandwidth_hz / radio.min_bandwidth_hz * (1 + 1e-12)) - self.uplink.n_running
+            return cand[: max(min(k, cap), 0)], radio.bandwidth_hz
         self._release_bandwidth(now)
         free = max(radio.bandwidth_hz - self.held_bw, 0.0)
         k = min(k, int(free / radio.min_bandwidth_hz * (1 + 1e-12)))
@@ -131,6 +134,8 @@ class EpochMixin:
                 for tid in w[late]:
                     self.drop(int(tid), 2, now)
                 self.waiting = w[~late].tolist()
+        if self.uplink is not None and self.uplink.n_running:
+            self.uplink.tick(now)  # an epoch starts: the running uploads' shares are recomputed
         ids, budget = self._admit(now)
         n_waiting = len(self.waiting)
         if not ids:
@@ -204,6 +209,9 @@ class EpochMixin:
             tids = tids - self._base
         dev = c["device"][tids].astype(np.int64)
         bits = c["input_bits"][tids]
+        if self.uplink is not None:  # reallocated: the uplink manager ends the uploads
+            self._dispatch_reallocated(gids, tids, dev, bits, srv, t)
+            return
         if self.sc.radio.ideal:
             up = np.zeros(len(tids))
         else:
@@ -244,6 +252,28 @@ class EpochMixin:
             self.monitor(servers[j])
         for s, tid in now_arrivals:
             s.arrive(tid)
+
+    def _dispatch_reallocated(
+        self, gids: np.ndarray, rows: np.ndarray, dev: np.ndarray, bits: np.ndarray, srv: np.ndarray, t: float
+    ) -> None:
+        """Dispatch in ``reallocated`` mode: the uploads join the running ones (new shares for
+        all); each arrives at its server when :mod:`mecsim.sim.uplink` ends its upload."""
+        c = self.tasks.cols
+        mod = c["model"][rows].astype(np.int64)
+        expected = c["steps"][rows] * self.t_step[srv, mod]
+        self.expected_service[rows] = expected
+        self.actual_service[rows] = expected * c["service_factor"][rows]
+        c["server"][rows] = srv
+        c["t_decision"][rows] = t
+        c["t_upload_start"][rows] = t
+        c["state"][rows] = DISPATCHED
+        servers = self.servers
+        for j, ex in zip(srv.tolist(), expected.tolist(), strict=True):
+            servers[j].transit += 1
+            servers[j].transit_work += ex
+        self.uplink.add(t, gids, dev, bits, srv)
+        for j in sorted(set(srv.tolist())):
+            self.monitor(servers[j])
 
 
 def _qpu_time(info: dict[str, Any]) -> float:
