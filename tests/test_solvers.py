@@ -418,7 +418,7 @@ def test_decompose_composite_matches_the_policy_and_sums_circuit_figures():
         dimod.testing.assert_sampleset_energies(ss, q.bqm)
         server, info = q.decode(ss)
         assert info["feasible_before_repair"] and ss.info["subproblems"] >= 3
-        pol = QuboPolicy(solver="exact", decompose=8, local_search=False)
+        pol = QuboPolicy(solver="exact", decompose=8, local_search=False, bandwidth="equal", future_weight=0)
         pol.reset(np.random.default_rng(0))
         d = pol.decide(state)
         assert d.info["subproblems"] == ss.info["subproblems"]
