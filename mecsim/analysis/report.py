@@ -378,8 +378,12 @@ def findings(cmp: Any) -> list[str]:
 #: both compared are left out.
 CONTRASTS = (
     ("total: hybrid (qubo-sa) against greedy", "qubo-sa", "greedy"),
-    ("bandwidth rule: greedy with the hybrid's rule (sum) against equal shares", "greedy-sum", "greedy"),
-    ("server choice: hybrid against greedy with the same bandwidth rule", "qubo-sa", "greedy-sum"),
+    (
+        "bandwidth rule: greedy with the hybrid's default rule (completion) against equal shares",
+        "greedy-completion",
+        "greedy",
+    ),
+    ("server choice: hybrid against greedy with the same bandwidth rule", "qubo-sa", "greedy-completion"),
     ("repair + local search added to greedy", "greedy-ls", "greedy"),
     ("hybrid against greedy with the same local search", "qubo-sa", "greedy-ls"),
     ("solver: SA against random-feasible at equal reads (with local search)", "qubo-sa", "qubo-random"),
