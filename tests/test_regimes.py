@@ -75,9 +75,10 @@ def test_hetero_load_random_and_round_robin_stable_and_worse_than_greedy():
     rr, rr_growth = grows("hetero-load-v1", "round-robin")
     assert rand_growth < GROWTH_LIMIT and rr_growth < GROWTH_LIMIT
     assert rand >= 1.2 * greedy
-    # Round-robin: 1.12-1.27x greedy over seeds 1-4 (the scenario's header says why not 1.2x on
-    # every seed); the test asks for the margin that holds on all of them.
-    assert rr >= 1.1 * greedy
+    # The property, on seed 1 as it asks: round-robin is 1.27x greedy here (7.71 s against
+    # 9.77 s, 1,200 s). Over seeds 1-4 it is 1.12-1.27x (the scenario's header says why it is not
+    # 1.2x on every seed).
+    assert rr >= 1.2 * greedy
     # Negative control: the same servers offered 109% of their capacity, under random, grow.
     _, growth = grows("hetero-load-v1", "random", **{"devices.0.arrivals.rate_per_s": 0.075})
     assert growth > GROWTH_LIMIT
