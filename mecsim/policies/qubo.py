@@ -33,7 +33,7 @@ Example:
     >>> import numpy as np
     >>> from mecsim.policies.qubo import QuboPolicy
     >>> from mecsim.testing import random_epoch_state
-    >>> policy = QuboPolicy(solver="sa")
+    >>> policy = QuboPolicy(solver="sa", bandwidth="equal")  # every task admitted
     >>> policy.reset(np.random.default_rng(7))
     >>> d = policy.decide(random_epoch_state(6, 3, seed=2))
     >>> d.info["fallback"] is None, d.info["variables"]
