@@ -179,7 +179,8 @@ SERVER_COLUMNS: dict[str, tuple[Any, Any]] = {
     "in_transit": (np.int32, 0),
 }
 
-_T_COLS = (
+#: The times of a task after its arrival, in the order they happen (NaN until they do).
+TASK_TIME_COLUMNS = (
     "t_decision",
     "t_upload_start",
     "t_upload_end",
@@ -220,7 +221,7 @@ def tasks_frame(
     df["epoch"] = cols["epoch"]
     df["bandwidth_hz"] = cols["bandwidth_hz"]
     df["t_arrival"] = cols["t_arrival"]
-    for k in _T_COLS:
+    for k in TASK_TIME_COLUMNS:
         v = cols[k].copy()
         v[v > t_end] = np.nan
         df[k] = v

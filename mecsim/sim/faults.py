@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mecsim.traces import FAULT_EVENTS, WAITING
+from mecsim.traces import FAULT_EVENTS, TASK_TIME_COLUMNS, WAITING
 
 
 class FaultsMixin:
@@ -32,16 +32,7 @@ class FaultsMixin:
             self.log_fault("task_dropped", server=j, task=tid)
             return
         i = tid - self._base
-        for k in (
-            "t_decision",
-            "t_upload_start",
-            "t_upload_end",
-            "t_server_arrival",
-            "t_service_start",
-            "t_service_end",
-            "t_complete",
-            "bandwidth_hz",
-        ):
+        for k in (*TASK_TIME_COLUMNS, "bandwidth_hz"):
             c[k][i] = np.nan
         c["server"][i] = -1
         c["epoch"][i] = -1

@@ -71,7 +71,7 @@ from mecsim.study.policies import (
     prepare_rl,
     resolve_policies,
 )
-from mecsim.traces import atomic_write
+from mecsim.traces import TASK_TIME_COLUMNS, atomic_write
 
 __all__ = ["Comparison", "compare", "parse_vary", "DEFAULT_POLICIES", "TASK_COLUMNS"]
 
@@ -85,13 +85,7 @@ TASK_COLUMNS = [
     "latency",
     "deadline",
     "deadline_met",
-    "t_decision",
-    "t_upload_start",
-    "t_upload_end",
-    "t_server_arrival",
-    "t_service_start",
-    "t_service_end",
-    "t_complete",
+    *TASK_TIME_COLUMNS,
 ]
 
 
