@@ -15,7 +15,7 @@ Dependencies point one way: plots and report use stats; stats imports neither.
 """
 
 from mecsim.analysis.load import RunSet, load, load_run, load_sweep
-from mecsim.analysis.queues import littles_law, queue_timeseries
+from mecsim.analysis.queues import littles_law, queue_timeseries, stability
 from mecsim.analysis.report import to_markdown, write_report
 from mecsim.analysis.stats import (
     STAGES,
@@ -27,7 +27,6 @@ from mecsim.analysis.stats import (
     paired_differences,
     per_seed_stats,
     policy_table,
-    stability,
     t_interval,
 )
 

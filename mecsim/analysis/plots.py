@@ -339,7 +339,7 @@ def paired_figure(
 
     One dot per seed (the same seed means the same tasks and channels for every policy) and
     the mean difference with its t-interval; right of zero means the reference is better.
-    Unstable policies (see :func:`mecsim.analysis.stats.stability`) have no mean, so they are
+    Unstable policies (see :func:`mecsim.analysis.queues.stability`) have no mean, so they are
     not drawn: a note under the axes names them.
     """
     unstable = set(unstable)

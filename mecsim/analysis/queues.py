@@ -1,17 +1,18 @@
-"""Queues over time: time-weighted levels on a regular grid, and Little's law as a check."""
+"""Queues over time: time-weighted levels on a regular grid, Little's law as a check, and the
+stability test (does a policy's backlog keep growing with the run's length?)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mecsim.analysis.stats import AnalysisError, _need
+from mecsim.analysis.stats import AnalysisError, _as_list, _need, t_interval
 
-__all__ = ["queue_timeseries", "littles_law"]
+__all__ = ["queue_timeseries", "littles_law", "stability", "GROWTH_LIMIT", "GROWTH_MIN_TASKS"]
 
 
 def _slots_of(slots: Any) -> dict[str, int] | None:
@@ -165,3 +166,101 @@ def littles_law(tasks: pd.DataFrame, servers: pd.DataFrame, t0: float, t1: float
         "t0": float(t0),
         "t1": float(t1),
     }
+
+
+#: A policy is unstable when the tasks in its system in the second half of the measured window
+#: exceed the first half's by more than this fraction, with confidence (see :func:`stability`).
+GROWTH_LIMIT = 0.2
+
+#: ... and by at least this many tasks on average (a backlog of 0.1 task growing to 0.2 is noise).
+GROWTH_MIN_TASKS = 0.5
+
+
+def stability(
+    tasks: pd.DataFrame,
+    by: str | Iterable[str] = ("policy",),
+    ci: float = 0.95,
+    limit: float = GROWTH_LIMIT,
+    min_tasks: float = GROWTH_MIN_TASKS,
+) -> pd.DataFrame:
+    """Does a policy's backlog (and so its latency) keep growing with run length? An unstable
+    queue has no steady-state mean latency: its mean grows with the run's length.
+
+    The test: each run's measured window (from its warm-up to its duration) is cut in two
+    halves. In each half, the backlog ``B`` is the time-average number of tasks in the system
+    (arrived and not yet completed; a task still in flight at the end stays in the system to the
+    end; dropped tasks are left out). By Little's law ``B = lambda * W``, so in a stable queue
+    past its warm-up both halves have the same backlog and the same mean latency, whatever the
+    load; tasks left unfinished at the end, which a latency mean over completed tasks would
+    hide, are counted in full. The growth of one run is ``g = B2 / B1 - 1``. Across seeds ``g``
+    gets the usual t-interval (:func:`t_interval`), and the group is **unstable** when the
+    interval's lower bound exceeds ``limit`` (20%) and the backlog grew by at least ``min_tasks``
+    tasks on average; with a single seed, when ``g > 2 * limit`` and the same absolute growth.
+    A queue whose backlog grows linearly from empty has g near 2.
+
+    Args:
+        tasks: a tasks table with ``seed``, the ``by`` columns, ``status``, ``t_arrival``,
+            ``t_complete``, ``warmup_s`` and ``duration_s`` (as :meth:`RunSet.tasks` returns).
+        by: the grouping columns.
+        ci: the confidence level.
+        limit: the relative growth above which a group is unstable.
+        min_tasks: the least absolute growth of the backlog (tasks) that counts.
+
+    Returns:
+        One row per group: ``growth`` with ``growth_lo``/``growth_hi``, ``backlog_1``,
+        ``backlog_2`` (mean over seeds, tasks), ``n_seeds``, ``unfinished_frac`` (tasks in flight
+        at the end over the measured arrivals) and ``unstable`` (bool).
+    """
+    keys = _as_list(by)
+    _need(tasks, [*keys, "status", "t_arrival", "t_complete", "warmup_s", "duration_s"], "stability")
+    df = pd.DataFrame({k: tasks[k].to_numpy() for k in keys})
+    df["seed"] = tasks["seed"].to_numpy() if "seed" in tasks.columns else 0
+    status = tasks["status"].astype(str).to_numpy()
+    df["a"] = tasks["t_arrival"].to_numpy(float)
+    df["w"] = pd.to_numeric(tasks["warmup_s"], errors="coerce").fillna(0.0).to_numpy(float)
+    df["end"] = pd.to_numeric(tasks["duration_s"], errors="coerce").to_numpy(float)
+    df["c"] = np.where(status == "completed", tasks["t_complete"].to_numpy(float), np.inf)
+    df["kept"] = status != "dropped"
+    df["unfinished"] = (status == "in_flight") & (df["a"] >= df["w"])
+    df["measured"] = df["a"] >= df["w"]
+    rows = []
+    groups = df.groupby(keys, observed=True, sort=True) if keys else [((), df)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        growth, b1s, b2s = [], [], []
+        for _, r in g.groupby("seed", sort=True):
+            r = r[r["kept"]]
+            if r.empty:
+                continue
+            w, end = float(r["w"].iloc[0]), float(r["end"].iloc[0])
+            mid = (w + end) / 2
+            a, c = r["a"].to_numpy(), np.minimum(r["c"].to_numpy(), end)
+
+            def backlog(h0: float, h1: float, a: np.ndarray = a, c: np.ndarray = c) -> float:
+                return float(np.clip(np.minimum(c, h1) - np.maximum(a, h0), 0, None).sum() / (h1 - h0))
+
+            b1, b2 = backlog(w, mid), backlog(mid, end)
+            b1s.append(b1)
+            b2s.append(b2)
+            growth.append(b2 / b1 - 1 if b1 > 0 else (0.0 if b2 == 0 else math.inf))
+        mean, lo, hi, _ = t_interval(growth, ci)
+        n = len(growth)
+        grew = (np.mean(b2s) - np.mean(b1s)) >= min_tasks if n else False
+        if n >= 2 and np.isfinite(lo):
+            unstable = bool(lo > limit and grew)
+        else:
+            unstable = bool(n >= 1 and mean > 2 * limit and grew)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "growth": mean,
+                "growth_lo": lo,
+                "growth_hi": hi,
+                "backlog_1": float(np.mean(b1s)) if n else math.nan,
+                "backlog_2": float(np.mean(b2s)) if n else math.nan,
+                "n_seeds": n,
+                "unfinished_frac": float(g["unfinished"].sum() / max(g["measured"].sum(), 1)),
+                "unstable": unstable,
+            }
+        )
+    return pd.DataFrame(rows)

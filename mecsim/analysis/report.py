@@ -244,7 +244,7 @@ def _ci(v: float, lo: float, hi: float) -> str:
 
 def compact_table(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """The policy table for reading: values with their intervals in one cell. A policy marked
-    ``unstable`` (see :func:`mecsim.analysis.stats.stability`) gets no latency mean: its cells
+    ``unstable`` (see :func:`mecsim.analysis.queues.stability`) gets no latency mean: its cells
     say so, and the stability column gives its growth."""
     pct = f"{ci:.0%}"
     rows = []
@@ -308,7 +308,7 @@ def report_header(title: str, command: str) -> str:
     from datetime import UTC, datetime
 
     import mecsim
-    from mecsim.analysis.stats import GROWTH_LIMIT
+    from mecsim.analysis.queues import GROWTH_LIMIT
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (

@@ -48,7 +48,7 @@ _WHERE = {
     "compare": "comparison",
     "parse_vary": "comparison",
     "DEFAULT_POLICIES": "comparison",
-    "comparison_figures": "comparison",
+    "comparison_figures": "figures",
     "Study": "studies",
     "load_study": "studies",
     "is_study_file": "studies",
