@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,18 @@ class EpochState:
     batch_factor2: np.ndarray | None = None
     queued_same: np.ndarray | None = None
 
+    @classmethod
+    def _build(cls, **fields: Any) -> EpochState:
+        """The engine's constructor: the same object as ``EpochState(**fields)`` (every field
+        without a default given), without the per-field cost of a frozen dataclass's
+        ``__init__`` (it is built at every epoch)."""
+        st = object.__new__(cls)
+        d = st.__dict__
+        d.update(_OPTIONAL)
+        d["extra"] = {}
+        d.update(fields)
+        return st
+
     @property
     def n_tasks(self) -> int:
         """Number of tasks to decide in this epoch."""
@@ -145,6 +158,8 @@ class EpochState:
     def rate_bps(self, bandwidth_hz: np.ndarray) -> np.ndarray:
         """Shannon rate ``b log2(1 + p g / (N0 b))`` of each task for the given shares."""
         b = np.asarray(bandwidth_hz, dtype=float)
+        if b.shape[0] == 1 and b[0] > 0:  # one task: the same operations, fewer array calls
+            return b * np.log2(1.0 + self.snr_per_hz / b)
         pos = b > 0
         x = np.divide(self.snr_per_hz, b, out=np.zeros_like(b), where=pos)
         return b * np.log2(1.0 + x)
@@ -158,6 +173,8 @@ class EpochState:
         if self.ideal_radio:
             return np.zeros(self.n_tasks)
         r = self.rate_bps(bandwidth_hz)
+        if r.shape[0] == 1 and r[0] > 0:
+            return self.input_bits / r
         return np.divide(self.input_bits, r, out=np.full_like(r, np.inf), where=r > 0)
 
     def equal_share(self) -> np.ndarray:
@@ -166,6 +183,17 @@ class EpochState:
         if n == 0:
             return np.zeros(0)
         return np.full(n, self.bandwidth_budget_hz / n)
+
+
+#: the fields of :class:`EpochState` with a fixed default (``extra`` gets a new dict each time)
+_OPTIONAL = {
+    "key": None,
+    "load_s": None,
+    "warm": None,
+    "batch_cap": None,
+    "batch_factor2": None,
+    "queued_same": None,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,7 +243,7 @@ def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Deci
     """
     if not isinstance(dec, Decision):
         raise _invalid("type", f"policy {name!r} returned {type(dec).__name__}, not a Decision")
-    n = state.n_tasks
+    n = state.task_id.shape[0]
     srv = dec.server
     if srv.shape != (n,) or dec.bandwidth_hz.shape != (n,):
         raise _invalid(
@@ -223,7 +251,19 @@ def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Deci
             f"policy {name!r}: decision arrays must have shape ({n},), got "
             f"server {srv.shape}, bandwidth_hz {dec.bandwidth_hz.shape}",
         )
-    if n:
+    if n == 1:  # the usual epoch: the same rules on scalars (numpy calls cost more than the check)
+        s = int(srv[0])
+        if s >= 0 and s < state.slots.shape[0] and state.feasible[0, s]:
+            b = float(dec.bandwidth_hz[0])
+            if state.ideal_radio or (
+                math.isfinite(b)
+                and b >= state.min_bandwidth_hz * (1 - 1e-9)
+                and b <= state.bandwidth_budget_hz * (1 + 1e-9)
+            ):
+                n = 0  # valid: only the info check is left
+        elif s in (DROP, DEFER):
+            n = 0
+    if n:  # the general rules (and the messages of any broken one)
         m = state.n_servers
         lo, hi = int(srv.min()), int(srv.max())
         if lo < DEFER or hi >= m:

@@ -140,6 +140,7 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         # per-model rows (model x server) for fast snapshot building
         self.t_step_T = np.ascontiguousarray(self.t_step.T)
         self.host_T = np.ascontiguousarray(self.host.T)
+        self.host_T.setflags(write=False)  # its rows are handed to policies as views
         self.all_up = True
         self.bh_lat = np.array([s.backhaul.latency_s for s in sc.servers], dtype=float)
         self.bh_rate = np.array([s.backhaul.rate_bps or np.inf for s in sc.servers], dtype=float)

@@ -14,6 +14,9 @@ from mecsim.sim.server import gpu_state_fields
 from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.traces import DISPATCHED
 
+#: epochs of at most this many tasks record their dispatch with Python floats, larger ones with arrays
+_SCALAR_MAX = 3
+
 
 class EpochMixin:
     """One scheduling epoch; part of :class:`~mecsim.sim.core.Simulation`."""
@@ -58,18 +61,27 @@ class EpochMixin:
         steps = c["steps"][loc].astype(float)
         bits = c["input_bits"][loc]
         out = c["output_bits"][loc]
-        if self.all_up:
-            feasible = self.host_T[mod]
-            service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
+        if len(ids) == 1 and self.all_up:
+            # one task (the usual epoch): rows as views and scalars, the same values
+            k = int(mod[0])
+            feasible = self.host_T[k : k + 1]  # read-only
+            service = float(steps[0]) * self.t_step_T[k : k + 1]  # inf where not hosted
+            b, o = float(bits[0]), float(out[0])
+            backhaul = (self.bh_lat + b * self.inv_bh_rate)[None, :]
+            ret = (self.bh_lat + o * self.inv_bh_rate + (o / self.dl_rate + self.dl_lat))[None, :]
         else:
-            feasible = self.host_T[mod] & self.server_up
-            service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
-        backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
-        ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
+            if self.all_up:
+                feasible = self.host_T[mod]
+                service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
+            else:
+                feasible = self.host_T[mod] & self.server_up
+                service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
+            backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
+            ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
         gain = self.channel.gain_now(dev, now) if not self.sc.radio.ideal else np.ones(len(idx))
         names = self.model_names
         servers = self.servers
-        return EpochState(
+        return EpochState._build(
             now=now,
             epoch=self.epoch_index,
             task_id=idx,
@@ -157,12 +169,18 @@ class EpochMixin:
         t_dec = self.env.now
         srv = dec.server
         idx = state.task_id
-        lo, hi = int(srv.min()), int(srv.max())
+        if len(ids) == 1:
+            lo = hi = int(srv[0])
+        else:
+            lo, hi = int(srv.min()), int(srv.max())
         if lo >= 0:  # the usual case: every task dispatched
             deferred: list[int] = []
             drop_ids: Any = ()
             n_go = len(idx)
-            c["epoch"][idx - self._base] = self.epoch_index
+            if len(ids) == 1:
+                c["epoch"][ids[0] - self._base] = self.epoch_index
+            else:
+                c["epoch"][idx - self._base] = self.epoch_index
             self._dispatch(state, idx, srv, dec.bandwidth_hz, t_dec)
         elif hi == DEFER:  # every task waits (e.g. a central queue with no free slot)
             deferred = list(ids)
@@ -207,37 +225,23 @@ class EpochMixin:
         gids = tids  # global ids (for the events); tids: buffer rows
         if self._base:
             tids = tids - self._base
-        dev = c["device"][tids].astype(np.int64)
+        dev = c["device"][tids]
         bits = c["input_bits"][tids]
         if self.uplink is not None:  # reallocated: the uplink manager ends the uploads
-            self._dispatch_reallocated(gids, tids, dev, bits, srv, t)
+            self._dispatch_reallocated(gids, tids, dev.astype(np.int64), bits, srv, t)
             return
-        if self.sc.radio.ideal:
-            up = np.zeros(len(tids))
+        ideal = self.sc.radio.ideal
+        up = None if ideal else self.channel.upload_durations(dev, bits, bw, t)
+        if len(tids) <= _SCALAR_MAX:
+            arrivals = self._record_dispatch_scalar(tids, dev, bits, srv, bw, up, t)
         else:
-            up = self.channel.upload_durations(dev, bits, bw, t)
-            for end, b in zip((t + up).tolist(), bw.tolist(), strict=True):
-                heapq.heappush(self.held, (end, b))
-                self.held_bw += b
-        mod = c["model"][tids].astype(np.int64)
-        expected = c["steps"][tids] * self.t_step[srv, mod]
-        self.expected_service[tids] = expected
-        self.actual_service[tids] = expected * c["service_factor"][tids]
-        arrive = t + up + self.bh_lat[srv] + bits * self.inv_bh_rate[srv]
-        c["server"][tids] = srv
-        c["bandwidth_hz"][tids] = bw
-        c["t_decision"][tids] = t
-        c["t_upload_start"][tids] = t
-        c["t_upload_end"][tids] = t + up
-        c["t_server_arrival"][tids] = arrive
-        c["energy_tx_j"][tids] += self.tx_power_w[dev] * up
-        c["state"][tids] = DISPATCHED
+            arrivals = self._record_dispatch_arrays(tids, dev, bits, srv, bw, up, t)
         env = self.env
         servers = self.servers
         t_end = self.t_end
         now_arrivals = []
         srv_l = srv.tolist()
-        for tid, j, ta, ex in zip(gids.tolist(), srv_l, arrive.tolist(), expected.tolist(), strict=True):
+        for tid, j, ta, ex in zip(gids.tolist(), srv_l, *arrivals, strict=True):
             s = servers[j]
             s.transit += 1
             s.transit_work += ex
@@ -252,6 +256,90 @@ class EpochMixin:
             self.monitor(servers[j])
         for s, tid in now_arrivals:
             s.arrive(tid)
+
+    def _record_dispatch_arrays(
+        self,
+        rows: np.ndarray,
+        dev: np.ndarray,
+        bits: np.ndarray,
+        srv: np.ndarray,
+        bw: np.ndarray,
+        up: np.ndarray | None,
+        t: float,
+    ) -> tuple[list[float], list[float]]:
+        """Write the dispatch records of the tasks at buffer ``rows`` (arrays, for larger epochs);
+        return their server-arrival times and expected service times."""
+        c = self.tasks.cols
+        if up is None:
+            up = np.zeros(len(rows))
+        else:
+            for end, b in zip((t + up).tolist(), bw.tolist(), strict=True):
+                heapq.heappush(self.held, (end, b))
+                self.held_bw += b
+        mod = c["model"][rows].astype(np.int64)
+        expected = c["steps"][rows] * self.t_step[srv, mod]
+        self.expected_service[rows] = expected
+        self.actual_service[rows] = expected * c["service_factor"][rows]
+        arrive = t + up + self.bh_lat[srv] + bits * self.inv_bh_rate[srv]
+        c["server"][rows] = srv
+        c["bandwidth_hz"][rows] = bw
+        c["t_decision"][rows] = t
+        c["t_upload_start"][rows] = t
+        c["t_upload_end"][rows] = t + up
+        c["t_server_arrival"][rows] = arrive
+        c["energy_tx_j"][rows] += self.tx_power_w[dev] * up
+        c["state"][rows] = DISPATCHED
+        return arrive.tolist(), expected.tolist()
+
+    def _record_dispatch_scalar(
+        self,
+        rows: np.ndarray,
+        dev: np.ndarray,
+        bits: np.ndarray,
+        srv: np.ndarray,
+        bw: np.ndarray,
+        up: np.ndarray | None,
+        t: float,
+    ) -> tuple[list[float], list[float]]:
+        """As :meth:`_record_dispatch_arrays`, task by task with Python floats (cheaper for the
+        one or two tasks of most epochs; the same IEEE operations in the same order, so the
+        same values)."""
+        c = self.tasks.cols
+        model, steps, factor = c["model"], c["steps"], c["service_factor"]
+        c_srv, c_bw, c_dec, c_up0, c_up1 = (
+            c["server"],
+            c["bandwidth_hz"],
+            c["t_decision"],
+            c["t_upload_start"],
+            c["t_upload_end"],
+        )
+        c_arr, c_etx, c_state = c["t_server_arrival"], c["energy_tx_j"], c["state"]
+        t_step, bh_lat, inv_bh, ptx = self.t_step, self.bh_lat, self.inv_bh_rate, self.tx_power_w
+        exp_s, act_s = self.expected_service, self.actual_service
+        held = self.held
+        up_l = [0.0] * len(rows) if up is None else up.tolist()
+        arrive_l, exp_l = [], []
+        for r, d, nb, j, b, u in zip(
+            rows.tolist(), dev.tolist(), bits.tolist(), srv.tolist(), bw.tolist(), up_l, strict=True
+        ):
+            if up is not None:
+                heapq.heappush(held, (t + u, b))
+                self.held_bw += b
+            ex = int(steps[r]) * float(t_step[j, model[r]])
+            exp_s[r] = ex
+            act_s[r] = ex * float(factor[r])
+            ta = t + u + float(bh_lat[j]) + nb * float(inv_bh[j])
+            c_srv[r] = j
+            c_bw[r] = b
+            c_dec[r] = t
+            c_up0[r] = t
+            c_up1[r] = t + u
+            c_arr[r] = ta
+            c_etx[r] += float(ptx[d]) * u
+            c_state[r] = DISPATCHED
+            arrive_l.append(ta)
+            exp_l.append(ex)
+        return arrive_l, exp_l
 
     def _dispatch_reallocated(
         self, gids: np.ndarray, rows: np.ndarray, dev: np.ndarray, bits: np.ndarray, srv: np.ndarray, t: float
