@@ -268,10 +268,10 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         i = tid - self._base
         c["t_service_end"][i] = now
         c["energy_server_j"][i] += srv.power_w * (now - c["t_service_start"][i])
-        out = c["output_bits"][i]
+        out = float(c["output_bits"][i])
         j = srv.j
         c["t_complete"][i] = (
-            now + self.bh_lat[j] + out * self.inv_bh_rate[j] + out / self.dl_rate + self.dl_lat
+            now + float(self.bh_lat[j]) + out * float(self.inv_bh_rate[j]) + out / self.dl_rate + self.dl_lat
         )
         c["state"][i] = SERVED
 
