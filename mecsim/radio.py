@@ -7,6 +7,20 @@ device), generated in chunks of blocks on demand (the stream jumps to any chunk)
 sees the same channel realisation on the same seed (common random numbers) and memory stays flat
 however long the run.
 
+Large groups: the devices of a group of more than :data:`~mecsim.streams.PER_DEVICE_MAX` (64)
+devices share one fading stream per group, keyed by :func:`~mecsim.streams.group_key`
+(``2_000_000 + g``), interleaved by chunk: chunk c of the group's local device i is the draws
+``[(c n + i) C, (c n + i + 1) C)`` of that stream (n devices, C blocks per chunk). PCG64 jumps
+to any position in a few operations, so a device costs nothing until it first uploads, and a
+new device costs no new generator (a per-device generator costs about 20 us to seed, which at
+10,000 devices was most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the
+realisation differs from per-device streams. Groups of at most 64 devices keep their per-device
+streams exactly. Shadowing is one normal draw per device from the run's ``shadowing`` stream,
+drawn for all devices at once (a vectorised O(devices) set-up of a few ns per device).
+Mobile devices' waypoints are drawn lazily from per-device ``mobility`` streams created on first
+use, and only the trajectories asked since the last clean-up are trimmed, so per-epoch work grows
+with the devices in the epoch, not with all devices.
+
 An upload of D bits with share b that starts at t0 sends ``b log2(1 + p g_k / (N0 b))`` bits per
 second during block k and ends when the D bits are through; on a static channel that is exactly
 ``D / (b log2(1 + p g / (N0 b)))``.
@@ -14,13 +28,15 @@ second during block k and ends when the D bits are through; on a static channel 
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from mecsim.scenario import Mobility, Radio
-from mecsim.streams import Streams
+from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
 _CHUNK = 512  # coherence blocks per fading chunk (5.12 s at Tc = 10 ms)
 
@@ -46,24 +62,45 @@ def shannon_rate(bandwidth_hz: np.ndarray, snr_per_hz: np.ndarray) -> np.ndarray
 
 
 class Trajectory:
-    """Random-waypoint motion of one device inside a disc; waypoints are generated lazily."""
+    """Random-waypoint motion of one device inside a disc; waypoints are generated lazily.
 
-    def __init__(self, mob: Mobility, start_xy: np.ndarray, rng: np.random.Generator) -> None:
+    Args:
+        mob: the group's mobility section.
+        start_xy: the start position (m).
+        rng: the device's generator, or a function that makes it (called when the first waypoint
+            is drawn, so that a device never asked for its position costs no generator).
+    """
+
+    def __init__(
+        self,
+        mob: Mobility,
+        start_xy: np.ndarray,
+        rng: np.random.Generator | Callable[[], np.random.Generator],
+    ) -> None:
         self.mob = mob
-        self.rng = rng
+        self._rng = rng
         self.t = [0.0]
         self.x = [float(start_xy[0])]
         self.y = [float(start_xy[1])]
         self._arr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._last: tuple[float, np.ndarray] = (math.nan, np.zeros(1))  # last one-time query
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The device's mobility generator (made on first use)."""
+        if not isinstance(self._rng, np.random.Generator):
+            self._rng = self._rng()
+        return self._rng
 
     def _extend(self, until: float) -> None:
         mob = self.mob
+        rng = self.rng
         while self.t[-1] <= until:
-            r = mob.radius_m * math.sqrt(self.rng.random())
-            a = 2 * math.pi * self.rng.random()
+            r = mob.radius_m * math.sqrt(rng.random())
+            a = 2 * math.pi * rng.random()
             nx, ny = r * math.cos(a), r * math.sin(a)
             sp = mob.speed_mps
-            v = self.rng.uniform(sp[0], sp[1]) if isinstance(sp, tuple) else float(sp)
+            v = rng.uniform(sp[0], sp[1]) if isinstance(sp, tuple) else float(sp)
             dist = math.hypot(nx - self.x[-1], ny - self.y[-1])
             t_arr = self.t[-1] + dist / v
             self.t.append(t_arr)
@@ -77,6 +114,9 @@ class Trajectory:
     def distance(self, times: np.ndarray) -> np.ndarray:
         """Distance from the access point at the given times (m)."""
         times = np.asarray(times, dtype=float)
+        if times.shape == (1,) and times[0] == self._last[0]:
+            # asked again at the same instant (an epoch's gains, then its uploads)
+            return self._last[1].copy()
         if times.size:
             hi = float(times.max())
             if hi >= self.t[-1]:
@@ -90,7 +130,10 @@ class Trajectory:
         if self._arr is None:
             self._arr = (np.asarray(self.t), np.asarray(self.x), np.asarray(self.y))
         t, x, y = self._arr
-        return np.hypot(np.interp(times, t, x), np.interp(times, t, y))
+        dist = np.hypot(np.interp(times, t, x), np.interp(times, t, y))
+        if times.shape == (1,):
+            self._last = (float(times[0]), dist.copy())
+        return dist
 
     def forget_before(self, t: float) -> None:
         """Drop the waypoints wholly before time t (keeps memory and lookups flat)."""
@@ -111,6 +154,10 @@ class Channel:
         tx_power_w: transmit power of each device (W).
         mobility: per device, a :class:`Trajectory` or None (static).
         streams: the run's random streams.
+        groups: the sizes of the device groups in device order (summing to the number of
+            devices): the devices of a group of more than
+            :data:`~mecsim.streams.PER_DEVICE_MAX` share one fading stream (see the module
+            docstring). None: every device has its own fading stream.
     """
 
     def __init__(
@@ -120,13 +167,14 @@ class Channel:
         tx_power_w: np.ndarray,
         mobility: list[Trajectory | None],
         streams: Streams,
+        groups: Sequence[int] | None = None,
     ) -> None:
         self.radio = radio
         self.tx_power_w = np.asarray(tx_power_w, dtype=float)
         self.n0 = float(dbm_to_w(radio.noise_dbm_per_hz + radio.noise_figure_db))
         self.distance0 = np.asarray(distance_m, dtype=float)
         self.mobility = mobility
-        self.any_mobile = any(m is not None for m in mobility)
+        self.any_mobile = mobility.count(None) < len(mobility)  # a C loop, not a Python one
         n_dev = len(distance_m)
         sh_std = radio.path_loss.shadowing_std_db
         sh_db = streams.get("shadowing").normal(0.0, sh_std, n_dev) if sh_std > 0 else np.zeros(n_dev)
@@ -138,6 +186,22 @@ class Channel:
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
         self._last: dict[int, tuple[int, np.ndarray]] = {}
         self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, origin state, position]
+        # large groups (more than PER_DEVICE_MAX devices): (first device, count, group index),
+        # in device order, and their shared fading streams: group -> [generator, position]
+        self._large: list[tuple[int, int, int]] = []
+        self._large_first: list[int] = []
+        self._group_gen: dict[int, list[Any]] = {}
+        if groups is not None:
+            if sum(groups) != n_dev:
+                raise ValueError(f"groups sum to {sum(groups)} devices, not {n_dev}")
+            first = 0
+            for g, cnt in enumerate(groups):
+                if cnt > PER_DEVICE_MAX:
+                    self._large.append((first, int(cnt), g))
+                    self._large_first.append(first)
+                first += int(cnt)
+        #: mobile devices whose trajectory was asked since the last :meth:`forget_before`
+        self._moved: set[int] = set()
         #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
         #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -174,6 +238,10 @@ class Channel:
         PCG64), turned into Exp(1) by inversion, so the stream can jump straight to any chunk
         (``advance``): a device idle for hours costs nothing, and a new chunk costs no new
         generator."""
+        if self._large:
+            k = bisect.bisect_right(self._large_first, device) - 1
+            if k >= 0 and device < self._large[k][0] + self._large[k][1]:
+                return self._draw_shared_chunk(device, c, *self._large[k])
         entry = self._fade_gen.get(device)
         if entry is None:
             gen = self.streams.keyed("fading", device)
@@ -190,12 +258,31 @@ class Channel:
         entry[2] = at + _CHUNK
         return -np.log1p(-gen.random(_CHUNK))
 
+    def _draw_shared_chunk(self, device: int, c: int, first: int, count: int, g: int) -> np.ndarray:
+        """|h|^2 of chunk c of a device of a large group: draws ``[(c count + i) _CHUNK, ...)``
+        of the group's one fading stream (i: the device's index in the group), one uniform
+        double each turned into Exp(1) by inversion, as :meth:`_draw_chunk`. The stream jumps
+        there with ``advance``, forwards or backwards (PCG64 is an LCG on 128-bit states: going
+        back k draws is advancing 2^128 - k)."""
+        entry = self._group_gen.get(g)
+        if entry is None:
+            entry = [self.streams.keyed("fading", group_key(g)), 0]
+            self._group_gen[g] = entry
+        gen, pos = entry
+        at = (c * count + (device - first)) * _CHUNK
+        if at != pos:
+            gen.bit_generator.advance((at - pos) % 2**128)
+        entry[1] = at + _CHUNK
+        return -np.log1p(-gen.random(_CHUNK))
+
     def forget_before(self, t: float) -> None:
-        """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat)."""
-        if self.any_mobile:
-            for traj in self.mobility:
-                if traj is not None:
-                    traj.forget_before(t)
+        """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat).
+        Only the trajectories asked since the last call can have grown: only they are trimmed."""
+        if self._moved:
+            mob = self.mobility
+            for d in self._moved:
+                mob[d].forget_before(t)  # type: ignore[union-attr]
+            self._moved.clear()
         if not self.fading:
             return
         floor = int(t / self.tc) // _CHUNK
@@ -203,12 +290,15 @@ class Channel:
             self._chunk_floor = floor
             for key in [k for k in self._chunks if k[1] < floor]:
                 del self._chunks[key]
+            for d in [d for d, (c, _) in self._last.items() if c < floor]:
+                del self._last[d]
 
     def large_scale_gain(self, device: int, times: np.ndarray) -> np.ndarray:
         """Path loss and shadowing (linear) of a device at the given times."""
         traj = self.mobility[device]
         if traj is None:
             return self.static_gain[device] * np.ones(np.shape(times))
+        self._moved.add(device)
         pl = path_loss_db(traj.distance(times), self.radio)
         return 10.0 ** (-pl / 10.0) * self.shadow[device]
 
@@ -235,6 +325,7 @@ class Channel:
             mob = self.mobility
             rows = [i for i, d in enumerate(devs) if mob[d] is not None]
             if rows:
+                self._moved.update(devs[i] for i in rows)
                 at = np.array([t])
                 dist = np.array([mob[devs[i]].distance(at)[0] for i in rows])  # type: ignore[union-attr]
                 g[rows] = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
@@ -260,7 +351,6 @@ class Channel:
         devices = np.asarray(devices, dtype=np.int64)
         bits = np.asarray(bits, dtype=float)
         bw = np.asarray(bandwidth, dtype=float)
-        out = np.zeros(len(devices))
         snr0 = self.tx_power_w[devices] / self.n0
         if not self.fading and not self.any_mobile and not self.outages:
             r = shannon_rate(bw, snr0 * self.static_gain[devices])
@@ -274,29 +364,36 @@ class Channel:
         rest = []
         c0, r0_idx = divmod(k0, _CHUNK)
         t_out = k0 * tc if math.isfinite(tc) else t0
+        mobility, fading, outages, chunk = self.mobility, self.fading, self.outages, self._chunk
+        dev_l = devices.tolist()
+        sg = self.static_gain[devices].tolist()
+        times: list[float] = []
         for i, (d, n_bits, b, a) in enumerate(
-            zip(devices.tolist(), bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
+            zip(dev_l, bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
         ):
             if n_bits <= 0:
+                times.append(0.0)
                 continue
-            traj = self.mobility[d]
-            g0 = self.static_gain[d] if traj is None else float(self.large_scale_gain(d, np.array([t0]))[0])
-            if self.fading:
-                g0 *= self._chunk(d, c0)[r0_idx]
-            if d in self.outages and self.in_outage(d, t_out):
+            g0 = sg[i] if mobility[d] is None else float(self.large_scale_gain(d, np.array([t0]))[0])
+            if fading:
+                g0 *= float(chunk(d, c0)[r0_idx])
+            if outages and d in outages and self.in_outage(d, t_out):
                 g0 = 0.0
             r0 = b * math.log2(1.0 + a * g0 / b) if b > 0 else 0.0
             if r0 > 0 and r0 * first >= n_bits:
-                out[i] = n_bits / r0
-            elif self.fading and d not in self.outages and b > 0:
+                times.append(n_bits / r0)
+                continue
+            if fading and d not in outages and b > 0:
                 # over a few blocks: walk them with floats
                 dt = self._walk_blocks(d, n_bits, b, a, k0, r0 * first, t0)
-                if dt is None:
-                    rest.append(i)
-                else:
-                    out[i] = dt
-            else:
-                rest.append(i)
+                if dt is not None:
+                    times.append(dt)
+                    continue
+            times.append(0.0)
+            rest.append(i)
+        out = np.array(times)
+        if not rest:
+            return out
         rows = np.array(rest, dtype=np.int64)  # uploads still going
         sent = np.zeros(len(rows))
         k = k0
@@ -350,13 +447,18 @@ class Channel:
         """Upload time of a device (fading, no outage) that needs more than its first block,
         walking up to 16 blocks with plain floats; None if it needs more."""
         tc = self.tc
+        k1 = k0 + 1
         if self.mobility[d] is None:
-            ls = [self.static_gain[d]] * 16
+            ls = [float(self.static_gain[d])] * 16
         else:  # path loss at each block's start, in one call
-            ls = self.large_scale_gain(d, np.arange(k0 + 1, k0 + 17) * tc).tolist()
-        for n, k in enumerate(range(k0 + 1, k0 + 17)):
-            c, r = divmod(k, _CHUNK)
-            rate = b * math.log2(1.0 + a * ls[n] * self._chunk(d, c)[r] / b)
+            ls = self.large_scale_gain(d, np.arange(k1, k1 + 16) * tc).tolist()
+        c, r = divmod(k1, _CHUNK)
+        h = self._chunk(d, c)[r : r + 16].tolist()  # |h|^2 of the 16 blocks, as floats
+        for n in range(16):
+            if n == len(h):  # the walk goes on into the next chunk
+                h += self._chunk(d, c + 1)[: 16 - n].tolist()
+            k = k1 + n
+            rate = b * math.log2(1.0 + a * ls[n] * h[n] / b)
             got = sent + rate * tc
             if got >= n_bits:
                 return k * tc + (n_bits - sent) / rate - t0
