@@ -7,13 +7,16 @@ device), generated in chunks of blocks on demand (the stream jumps to any chunk)
 sees the same channel realisation on the same seed (common random numbers) and memory stays flat
 however long the run.
 
+Blocks are drawn and kept in chunks of 64 (0.64 s at Tc = 10 ms: a device that uploads once in
+a while draws few blocks it never uses), a run of missing chunks in one call.
+
 Large groups: the devices of a group of more than :data:`~mecsim.streams.PER_DEVICE_MAX` (64)
 devices share one fading stream per group, keyed by :func:`~mecsim.streams.group_key`
-(``2_000_000 + g``), interleaved by chunk: chunk c of the group's local device i is the draws
-``[(c n + i) C, (c n + i + 1) C)`` of that stream (n devices, C blocks per chunk). PCG64 jumps
-to any position in a few operations, so a device costs nothing until it first uploads, and a
-new device costs no new generator (a per-device generator costs about 20 us to seed, which at
-10,000 devices was most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the
+(``2_000_000 + g``), interleaved by turns of 512 blocks: block ``512 s + j`` of the group's
+device i is draw ``(s n + i) 512 + j`` of that stream (n devices). PCG64 jumps to any position
+in a few operations, so a device costs nothing until it first uploads, and a new device costs no
+new generator (a per-device generator costs about 20 us to seed, which at 10,000 devices was
+most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the
 realisation differs from per-device streams. Groups of at most 64 devices keep their per-device
 streams exactly. Shadowing is one normal draw per device from the run's ``shadowing`` stream,
 drawn for all devices at once (a vectorised O(devices) set-up of a few ns per device).
@@ -38,7 +41,18 @@ import numpy as np
 from mecsim.scenario import Mobility, Radio
 from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
-_CHUNK = 512  # coherence blocks per fading chunk (5.12 s at Tc = 10 ms)
+_CHUNK = 64  # coherence blocks per fading chunk, the unit drawn and kept (0.64 s at Tc = 10 ms)
+_SPAN = 512  # blocks of one device per turn of a large group's interleaved fading stream
+_PER_SPAN = _SPAN // _CHUNK
+
+
+def _draw_at(entry: list[Any], at: int, n: int) -> np.ndarray:
+    """Exp(1) values of draws ``[at, at + n)`` of the stream ``entry = [generator, position]``."""
+    gen, pos = entry
+    if at != pos:
+        gen.bit_generator.advance((at - pos) % 2**128)
+    entry[1] = at + n
+    return -np.log1p(-gen.random(n))
 
 
 def dbm_to_w(dbm: float | np.ndarray) -> float | np.ndarray:
@@ -185,7 +199,7 @@ class Channel:
         self.streams = streams
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
         self._last: dict[int, tuple[int, np.ndarray]] = {}
-        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, origin state, position]
+        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, position]
         # large groups (more than PER_DEVICE_MAX devices): (first device, count, group index),
         # in device order, and their shared fading streams: group -> [generator, position]
         self._large: list[tuple[int, int, int]] = []
@@ -217,63 +231,82 @@ class Channel:
         lo, hi = int(chunk_ids.min()), int(chunk_ids.max())
         if lo == hi:
             return self._chunk(device, lo)[blocks - lo * _CHUNK]
-        parts = np.concatenate([self._chunk(device, c) for c in range(lo, hi + 1)])
-        return parts[blocks - lo * _CHUNK]
+        return self._span(device, lo, hi)[blocks - lo * _CHUNK]
 
     def _chunk(self, device: int, c: int) -> np.ndarray:
+        """|h|^2 of blocks ``[c _CHUNK, (c + 1) _CHUNK)`` of a device (drawn on first use)."""
         last = self._last.get(device)
         if last is not None and last[0] == c:  # the common case: the device's current chunk
             return last[1]
         key = (device, c)
         arr = self._chunks.get(key)
         if arr is None:
-            arr = self._draw_chunk(device, c)
+            arr = self._draw(device, c, 1)
             self._chunks[key] = arr
         self._last[device] = (c, arr)
         return arr
 
-    def _draw_chunk(self, device: int, c: int) -> np.ndarray:
-        """|h|^2 of blocks [c _CHUNK, (c+1) _CHUNK) of a device: draws c _CHUNK .. of the
-        device's one fading stream. Each block takes one uniform double (one 64-bit output of
-        PCG64), turned into Exp(1) by inversion, so the stream can jump straight to any chunk
-        (``advance``): a device idle for hours costs nothing, and a new chunk costs no new
-        generator."""
-        if self._large:
-            k = bisect.bisect_right(self._large_first, device) - 1
-            if k >= 0 and device < self._large[k][0] + self._large[k][1]:
-                return self._draw_shared_chunk(device, c, *self._large[k])
-        entry = self._fade_gen.get(device)
-        if entry is None:
-            gen = self.streams.keyed("fading", device)
-            entry = [gen, gen.bit_generator.state, 0]
-            self._fade_gen[device] = entry
-        gen, origin, pos = entry
-        at = c * _CHUNK
-        bg = gen.bit_generator
-        if at < pos:  # asked again for a chunk already forgotten: restart from the origin
-            bg.state = origin
-            pos = 0
-        if at > pos:
-            bg.advance(at - pos)
-        entry[2] = at + _CHUNK
-        return -np.log1p(-gen.random(_CHUNK))
+    def _span(self, device: int, lo: int, hi: int) -> np.ndarray:
+        """|h|^2 of chunks lo..hi of a device, end to end; each run of chunks not yet drawn is
+        drawn in one call (a long upload in a deep fade may need thousands of blocks)."""
+        parts = []
+        chunks = self._chunks
+        c = lo
+        while c <= hi:
+            arr = chunks.get((device, c))
+            if arr is not None:
+                parts.append(arr)
+                c += 1
+                continue
+            e = c
+            while e < hi and (device, e + 1) not in chunks:
+                e += 1
+            vals = self._draw(device, c, e - c + 1)
+            for j in range(e - c + 1):
+                chunks[(device, c + j)] = vals[j * _CHUNK : (j + 1) * _CHUNK]
+            parts.append(vals)
+            c = e + 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _draw_shared_chunk(self, device: int, c: int, first: int, count: int, g: int) -> np.ndarray:
-        """|h|^2 of chunk c of a device of a large group: draws ``[(c count + i) _CHUNK, ...)``
-        of the group's one fading stream (i: the device's index in the group), one uniform
-        double each turned into Exp(1) by inversion, as :meth:`_draw_chunk`. The stream jumps
-        there with ``advance``, forwards or backwards (PCG64 is an LCG on 128-bit states: going
-        back k draws is advancing 2^128 - k)."""
+    def _large_group(self, device: int) -> tuple[int, int, int] | None:
+        """(first device, count, group) of the device's group if it is large, else None."""
+        if not self._large:
+            return None
+        k = bisect.bisect_right(self._large_first, device) - 1
+        if k >= 0 and device < self._large[k][0] + self._large[k][1]:
+            return self._large[k]
+        return None
+
+    def _draw(self, device: int, c: int, m: int) -> np.ndarray:
+        """|h|^2 of chunks c .. c + m - 1 of a device, end to end.
+
+        Each block takes one uniform double (one 64-bit output of PCG64), turned into Exp(1) by
+        inversion, so a stream can jump straight to any block (``advance``; forwards or
+        backwards, as PCG64 is an LCG on 128-bit states and going back k draws is advancing
+        2^128 - k): a device idle for hours costs nothing, and a new chunk no new generator.
+        A device of a small group: block k is draw k of its own stream. Device i of a large
+        group of n devices: block ``s _SPAN + j`` (j < _SPAN) is draw ``(s n + i) _SPAN + j``
+        of the group's stream.
+        """
+        big = self._large_group(device)
+        if big is None:
+            entry = self._fade_gen.get(device)
+            if entry is None:
+                entry = self._fade_gen[device] = [self.streams.keyed("fading", device), 0]
+            return _draw_at(entry, c * _CHUNK, m * _CHUNK)
+        first, count, g = big
         entry = self._group_gen.get(g)
         if entry is None:
-            entry = [self.streams.keyed("fading", group_key(g)), 0]
-            self._group_gen[g] = entry
-        gen, pos = entry
-        at = (c * count + (device - first)) * _CHUNK
-        if at != pos:
-            gen.bit_generator.advance((at - pos) % 2**128)
-        entry[1] = at + _CHUNK
-        return -np.log1p(-gen.random(_CHUNK))
+            entry = self._group_gen[g] = [self.streams.keyed("fading", group_key(g)), 0]
+        i = device - first
+        parts = []
+        while m > 0:  # one draw per turn of the interleaved stream
+            turn, sub = divmod(c, _PER_SPAN)
+            take = min(m, _PER_SPAN - sub)
+            parts.append(_draw_at(entry, (turn * count + i) * _SPAN + sub * _CHUNK, take * _CHUNK))
+            c += take
+            m -= take
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def forget_before(self, t: float) -> None:
         """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat).

@@ -19,7 +19,7 @@ from scipy import stats
 
 import mecsim
 from mecsim.arrivals import TaskSource, _Group, superposed
-from mecsim.radio import _CHUNK, Channel, Trajectory, dbm_to_w
+from mecsim.radio import _CHUNK, _SPAN, Channel, Trajectory, dbm_to_w
 from mecsim.scenario import load_scenario, merged_profiles
 from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
@@ -259,12 +259,26 @@ def test_large_group_fading_is_fixed_by_device_and_block_whatever_the_order_aske
     fb = [b._chunk(d, c).copy() for d, c in reversed(asks)][::-1]
     for x, y in zip(fa, fb, strict=True):
         np.testing.assert_array_equal(x, y)
-    # the layout: chunk c of local device i is draws [(c n + i) C, ...) of the group's stream
+    # the layout: block s _SPAN + j of local device i is draw (s n + i) _SPAN + j of the group's
+    # stream; chunk 7 of device 900 (local 896) starts at block 7 _CHUNK
+    s, j = divmod(7 * _CHUNK, _SPAN)
     ref = Streams(9).keyed("fading", group_key(1))
-    ref.bit_generator.advance((7 * n + 896) * _CHUNK)
+    ref.bit_generator.advance((s * n + 896) * _SPAN + j)
     np.testing.assert_array_equal(fa[1], -np.log1p(-ref.random(_CHUNK)))
     b.forget_before(1e6)  # forgotten chunks are drawn again, identically
     np.testing.assert_array_equal(b._chunk(900, 7), fa[1])
+
+
+@pytest.mark.parametrize("groups,device", [([5], 3), ([3, 1000], 700)], ids=["own stream", "shared"])
+def test_long_spans_drawn_at_once_equal_the_blocks_drawn_one_by_one(groups, device):
+    """A long upload draws a run of chunks in one call (crossing turns of the shared stream):
+    the same values as block by block, in any order."""
+    a, b = _channel(groups), _channel(groups)
+    blocks = np.arange(100, 100 + 40 * _CHUNK)  # crosses several turns of _SPAN blocks
+    b._chunk(device, 5)  # one chunk in the middle already drawn
+    span = b._fade(device, blocks)
+    one = np.array([a._fade(device, np.array([k]))[0] for k in blocks[::-1]])[::-1]
+    np.testing.assert_array_equal(span, one)
 
 
 def test_large_group_fading_is_iid_exp1_across_devices_and_blocks():
