@@ -7,8 +7,9 @@ device), generated in chunks of blocks on demand (the stream jumps to any chunk)
 sees the same channel realisation on the same seed (common random numbers) and memory stays flat
 however long the run.
 
-Blocks are drawn and kept in chunks of 64 (0.64 s at Tc = 10 ms: a device that uploads once in
-a while draws few blocks it never uses), a run of missing chunks in one call.
+Each device keeps one window of drawn blocks, extended as an upload goes on and drawn anew (at
+least 64 blocks, 0.64 s at Tc = 10 ms) when asked elsewhere: a device that uploads once in a
+while draws few blocks it never uses, and a long upload draws its blocks a batch at a time.
 
 Large groups: the devices of a group of more than :data:`~mecsim.streams.PER_DEVICE_MAX` (64)
 devices share one fading stream per group, keyed by :func:`~mecsim.streams.group_key`
@@ -41,9 +42,8 @@ import numpy as np
 from mecsim.scenario import Mobility, Radio
 from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
-_CHUNK = 64  # coherence blocks per fading chunk, the unit drawn and kept (0.64 s at Tc = 10 ms)
+_CHUNK = 64  # fewest fading blocks drawn at a time for a device (0.64 s at Tc = 10 ms)
 _SPAN = 512  # blocks of one device per turn of a large group's interleaved fading stream
-_PER_SPAN = _SPAN // _CHUNK
 
 
 def _draw_at(entry: list[Any], at: int, n: int) -> np.ndarray:
@@ -197,8 +197,7 @@ class Channel:
         self.fading = radio.fading.model == "rayleigh"
         self.tc = radio.fading.coherence_time_s
         self.streams = streams
-        self._chunks: dict[tuple[int, int], np.ndarray] = {}
-        self._last: dict[int, tuple[int, np.ndarray]] = {}
+        self._win: dict[int, tuple[int, np.ndarray]] = {}  # device -> (first block, |h|^2 values)
         self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, position]
         # large groups (more than PER_DEVICE_MAX devices): (first device, count, group index),
         # in device order, and their shared fading streams: group -> [generator, position]
@@ -216,6 +215,8 @@ class Channel:
                 first += int(cnt)
         #: mobile devices whose trajectory was asked since the last :meth:`forget_before`
         self._moved: set[int] = set()
+        #: (t, {mobile device: large-scale gain at t}) of the last :meth:`gain_now`
+        self._ls_now: tuple[float, dict[int, float]] = (math.nan, {})
         #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
         #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -226,47 +227,42 @@ class Channel:
 
     # -- gains --------------------------------------------------------------------------------
     def _fade(self, device: int, blocks: np.ndarray) -> np.ndarray:
-        """|h|^2 of device for the given block indices (all within a few chunks)."""
-        chunk_ids = blocks // _CHUNK
-        lo, hi = int(chunk_ids.min()), int(chunk_ids.max())
-        if lo == hi:
-            return self._chunk(device, lo)[blocks - lo * _CHUNK]
-        return self._span(device, lo, hi)[blocks - lo * _CHUNK]
+        """|h|^2 of device for the given block indices (a few seconds apart at most: every block
+        in between is drawn)."""
+        lo, hi = int(blocks.min()), int(blocks.max())
+        return self._blocks(device, lo, hi)[blocks - lo]
 
-    def _chunk(self, device: int, c: int) -> np.ndarray:
-        """|h|^2 of blocks ``[c _CHUNK, (c + 1) _CHUNK)`` of a device (drawn on first use)."""
-        last = self._last.get(device)
-        if last is not None and last[0] == c:  # the common case: the device's current chunk
-            return last[1]
-        key = (device, c)
-        arr = self._chunks.get(key)
-        if arr is None:
-            arr = self._draw(device, c, 1)
-            self._chunks[key] = arr
-        self._last[device] = (c, arr)
-        return arr
+    def _block(self, device: int, k: int) -> float:
+        """|h|^2 of block k of a device."""
+        win = self._win.get(device)
+        if win is not None:
+            s, arr = win
+            if s <= k < s + len(arr):
+                return arr[k - s]
+        return self._blocks(device, k, k)[0]
 
-    def _span(self, device: int, lo: int, hi: int) -> np.ndarray:
-        """|h|^2 of chunks lo..hi of a device, end to end; each run of chunks not yet drawn is
-        drawn in one call (a long upload in a deep fade may need thousands of blocks)."""
-        parts = []
-        chunks = self._chunks
-        c = lo
-        while c <= hi:
-            arr = chunks.get((device, c))
-            if arr is not None:
-                parts.append(arr)
-                c += 1
-                continue
-            e = c
-            while e < hi and (device, e + 1) not in chunks:
-                e += 1
-            vals = self._draw(device, c, e - c + 1)
-            for j in range(e - c + 1):
-                chunks[(device, c + j)] = vals[j * _CHUNK : (j + 1) * _CHUNK]
-            parts.append(vals)
-            c = e + 1
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def _blocks(self, device: int, lo: int, hi: int) -> np.ndarray:
+        """|h|^2 of blocks lo..hi of a device: a view into the device's window of drawn blocks.
+
+        Each device keeps one window (first block, values): a request inside it is a slice; one
+        that starts inside it and ends beyond extends it (the blocks before ``lo`` are let go);
+        any other request draws a new window of at least ``_CHUNK`` blocks. A long upload in a
+        deep fade draws its thousands of blocks a batch at a time, each batch in one call.
+        """
+        win = self._win.get(device)
+        if win is not None:
+            s, arr = win
+            e = s + len(arr)
+            if s <= lo and hi < e:
+                return arr[lo - s : hi - s + 1]
+            if s <= lo <= e:
+                new = self._draw(device, e, max(hi + 1 - e, _CHUNK))
+                arr = np.concatenate((arr[lo - s :], new)) if lo < e else new
+                self._win[device] = (lo, arr)
+                return arr[: hi - lo + 1]
+        arr = self._draw(device, lo, max(hi + 1 - lo, _CHUNK))
+        self._win[device] = (lo, arr)
+        return arr[: hi - lo + 1]
 
     def _large_group(self, device: int) -> tuple[int, int, int] | None:
         """(first device, count, group) of the device's group if it is large, else None."""
@@ -277,13 +273,13 @@ class Channel:
             return self._large[k]
         return None
 
-    def _draw(self, device: int, c: int, m: int) -> np.ndarray:
-        """|h|^2 of chunks c .. c + m - 1 of a device, end to end.
+    def _draw(self, device: int, k: int, n: int) -> np.ndarray:
+        """|h|^2 of blocks k .. k + n - 1 of a device.
 
         Each block takes one uniform double (one 64-bit output of PCG64), turned into Exp(1) by
         inversion, so a stream can jump straight to any block (``advance``; forwards or
-        backwards, as PCG64 is an LCG on 128-bit states and going back k draws is advancing
-        2^128 - k): a device idle for hours costs nothing, and a new chunk no new generator.
+        backwards, as PCG64 is an LCG on 128-bit states and going back m draws is advancing
+        2^128 - m): a device idle for hours costs nothing, and a new window no new generator.
         A device of a small group: block k is draw k of its own stream. Device i of a large
         group of n devices: block ``s _SPAN + j`` (j < _SPAN) is draw ``(s n + i) _SPAN + j``
         of the group's stream.
@@ -293,19 +289,19 @@ class Channel:
             entry = self._fade_gen.get(device)
             if entry is None:
                 entry = self._fade_gen[device] = [self.streams.keyed("fading", device), 0]
-            return _draw_at(entry, c * _CHUNK, m * _CHUNK)
+            return _draw_at(entry, k, n)
         first, count, g = big
         entry = self._group_gen.get(g)
         if entry is None:
             entry = self._group_gen[g] = [self.streams.keyed("fading", group_key(g)), 0]
         i = device - first
         parts = []
-        while m > 0:  # one draw per turn of the interleaved stream
-            turn, sub = divmod(c, _PER_SPAN)
-            take = min(m, _PER_SPAN - sub)
-            parts.append(_draw_at(entry, (turn * count + i) * _SPAN + sub * _CHUNK, take * _CHUNK))
-            c += take
-            m -= take
+        while n > 0:  # one draw per turn of the interleaved stream
+            turn, j = divmod(k, _SPAN)
+            take = min(n, _SPAN - j)
+            parts.append(_draw_at(entry, (turn * count + i) * _SPAN + j, take))
+            k += take
+            n -= take
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def forget_before(self, t: float) -> None:
@@ -319,12 +315,11 @@ class Channel:
         if not self.fading:
             return
         floor = int(t / self.tc) // _CHUNK
-        if floor > self._chunk_floor:
+        if floor > self._chunk_floor:  # at most once per _CHUNK blocks
             self._chunk_floor = floor
-            for key in [k for k in self._chunks if k[1] < floor]:
-                del self._chunks[key]
-            for d in [d for d, (c, _) in self._last.items() if c < floor]:
-                del self._last[d]
+            k = floor * _CHUNK
+            for d in [d for d, (s, arr) in self._win.items() if s + len(arr) <= k]:
+                del self._win[d]
 
     def large_scale_gain(self, device: int, times: np.ndarray) -> np.ndarray:
         """Path loss and shadowing (linear) of a device at the given times."""
@@ -361,11 +356,14 @@ class Channel:
                 self._moved.update(devs[i] for i in rows)
                 at = np.array([t])
                 dist = np.array([mob[devs[i]].distance(at)[0] for i in rows])  # type: ignore[union-attr]
-                g[rows] = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
+                g[rows] = ls = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
+                # the epoch's uploads start now: they reuse these (numpy's elementwise results do
+                # not depend on the array's length, so these are large_scale_gain's values)
+                self._ls_now = (t, dict(zip([devs[i] for i in rows], ls.tolist(), strict=True)))
         if self.fading:
             k = int(t // self.tc)
-            c, r = divmod(k, _CHUNK)
-            g *= np.array([self._chunk(d, c)[r] for d in devs])
+            block = self._block
+            g *= np.array([block(d, k) for d in devs])
         if self.outages:
             g *= np.array([0.0 if self.in_outage(d, t) else 1.0 for d in devs])
         return g
@@ -395,11 +393,11 @@ class Channel:
         first = (k0 + 1) * tc - t0  # time left in the first block
         # Fast path (most uploads): done within the first block; plain floats, no arrays.
         rest = []
-        c0, r0_idx = divmod(k0, _CHUNK)
         t_out = k0 * tc if math.isfinite(tc) else t0
-        mobility, fading, outages, chunk = self.mobility, self.fading, self.outages, self._chunk
+        mobility, fading, outages, block = self.mobility, self.fading, self.outages, self._block
         dev_l = devices.tolist()
         sg = self.static_gain[devices].tolist()
+        ls_now = self._ls_now[1] if self._ls_now[0] == t0 else None
         times: list[float] = []
         for i, (d, n_bits, b, a) in enumerate(
             zip(dev_l, bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
@@ -407,9 +405,16 @@ class Channel:
             if n_bits <= 0:
                 times.append(0.0)
                 continue
-            g0 = sg[i] if mobility[d] is None else float(self.large_scale_gain(d, np.array([t0]))[0])
+            if mobility[d] is None:
+                g0 = sg[i]
+            else:
+                g0 = ls_now.get(d) if ls_now is not None else None
+                if g0 is None:
+                    g0 = float(self.large_scale_gain(d, np.array([t0]))[0])
+                else:
+                    self._moved.add(d)
             if fading:
-                g0 *= float(chunk(d, c0)[r0_idx])
+                g0 *= float(block(d, k0))
             if outages and d in outages and self.in_outage(d, t_out):
                 g0 = 0.0
             r0 = b * math.log2(1.0 + a * g0 / b) if b > 0 else 0.0
@@ -427,51 +432,51 @@ class Channel:
         out = np.array(times)
         if not rest:
             return out
-        rows = np.array(rest, dtype=np.int64)  # uploads still going
-        sent = np.zeros(len(rows))
-        k = k0
-        n_blocks = 8
-        if len(rows) and math.isfinite(tc):
-            # first batch: enough blocks for most uploads at the large-scale rate, so that one
-            # batch usually does
-            b0 = bw[rows]
-            with np.errstate(divide="ignore", invalid="ignore"):
+        # uploads still going: (tasks x blocks) arrays; a dead channel gives rate 0 and a task with
+        # no share inf, both handled below, so their warnings are silenced once here
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows = np.array(rest, dtype=np.int64)
+            sent = np.zeros(len(rows))
+            k = k0
+            n_blocks = 8
+            if math.isfinite(tc):
+                # first batch: enough blocks for most uploads at the large-scale rate, so that one
+                # batch usually does
+                b0 = bw[rows]
                 r_ls = b0 * np.log2(1.0 + snr0[rows] * self.static_gain[devices[rows]] / b0)
                 est = float(np.max(bits[rows] / r_ls)) / tc
-            if est < 32:
-                n_blocks = max(8, 1 << math.ceil(math.log2(2 * est + 8)))
-            else:
-                n_blocks = 128  # a long upload (or a deep fade): grow from here
-        while len(rows):
-            d = devices[rows]
-            ks = np.arange(k, k + n_blocks)
-            starts = np.maximum(ks * tc, t0)
-            g = self._block_gains(d, ks, starts)
-            b = bw[rows, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
+                if est < 32:
+                    n_blocks = max(8, 1 << math.ceil(math.log2(2 * est + 8)))
+                else:
+                    n_blocks = 128  # a long upload (or a deep fade): grow from here
+            while len(rows):
+                d = devices[rows]
+                ks = np.arange(k, k + n_blocks)
+                starts = np.maximum(ks * tc, t0)
+                g = self._block_gains(d, ks, starts)
+                b = bw[rows, None]
                 r = b * np.log2(1.0 + snr0[rows, None] * g / b)
-            dur = np.full(n_blocks, tc)
-            if k == k0:
-                dur[0] = first
-            cum = sent[:, None] + np.cumsum(r * dur, axis=1)
-            need = bits[rows]
-            done = cum[:, -1] >= need
-            if done.any():
-                i = np.flatnonzero(done)
-                idx = np.argmax(cum[i] >= need[i, None], axis=1)  # first block that completes
-                prev = np.where(idx > 0, cum[i, np.maximum(idx - 1, 0)], sent[i])
-                out[rows[i]] = starts[idx] + (need[i] - prev) / r[i, idx] - t0
-            sent = cum[:, -1]
-            elapsed = float(starts[-1] + dur[-1] - t0)
-            keep = ~done
-            if t0 + elapsed > self.horizon:  # beyond the run: extrapolate at the mean rate so far
-                i = np.flatnonzero(keep)
-                with np.errstate(divide="ignore", invalid="ignore"):
+                dur = np.full(n_blocks, tc)
+                if k == k0:
+                    dur[0] = first
+                cum = sent[:, None] + np.cumsum(r * dur, axis=1)
+                need = bits[rows]
+                done = cum[:, -1] >= need
+                if done.any():
+                    i = np.flatnonzero(done)
+                    idx = np.argmax(cum[i] >= need[i, None], axis=1)  # first block that completes
+                    prev = np.where(idx > 0, cum[i, np.maximum(idx - 1, 0)], sent[i])
+                    out[rows[i]] = starts[idx] + (need[i] - prev) / r[i, idx] - t0
+                sent = cum[:, -1]
+                elapsed = float(starts[-1] + dur[-1] - t0)
+                keep = ~done
+                if t0 + elapsed > self.horizon:  # beyond the run: extrapolate at the mean rate so far
+                    i = np.flatnonzero(keep)
                     out[rows[i]] = np.where(sent[i] > 0, elapsed * need[i] / sent[i], math.inf)
-                break
-            rows, sent = rows[keep], sent[keep]
-            k += n_blocks
-            n_blocks = min(n_blocks * 4, 65536)
+                    break
+                rows, sent = rows[keep], sent[keep]
+                k += n_blocks
+                n_blocks = min(n_blocks * 4, 65536)
         return out
 
     def _walk_blocks(
@@ -485,11 +490,8 @@ class Channel:
             ls = [float(self.static_gain[d])] * 16
         else:  # path loss at each block's start, in one call
             ls = self.large_scale_gain(d, np.arange(k1, k1 + 16) * tc).tolist()
-        c, r = divmod(k1, _CHUNK)
-        h = self._chunk(d, c)[r : r + 16].tolist()  # |h|^2 of the 16 blocks, as floats
+        h = self._blocks(d, k1, k1 + 15).tolist()  # |h|^2 of the 16 blocks, as floats
         for n in range(16):
-            if n == len(h):  # the walk goes on into the next chunk
-                h += self._chunk(d, c + 1)[: 16 - n].tolist()
             k = k1 + n
             rate = b * math.log2(1.0 + a * ls[n] * h[n] / b)
             got = sent + rate * tc
@@ -523,8 +525,8 @@ class Channel:
         return (r * dur[None, :]).sum(axis=1)
 
     def _block_gains(self, devices: np.ndarray, ks: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Gains (tasks x blocks) of the listed devices over coherence blocks ``ks`` starting at
-        ``starts``; an outage zeroes a block by its start."""
+        """Gains (tasks x blocks) of the listed devices over the run of consecutive coherence
+        blocks ``ks`` starting at ``starts``; an outage zeroes a block by its start."""
         tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
         n = len(devices)
         if self.any_mobile:
@@ -533,8 +535,9 @@ class Channel:
                 g[i] = self.large_scale_gain(d, starts)
         else:
             g = np.repeat(self.static_gain[devices][:, None], len(ks), axis=1)
-        if self.fading:
-            g *= np.stack([self._fade(d, ks) for d in devices.tolist()])
+        if self.fading:  # ks is a run of blocks: slices of the devices' windows
+            lo, hi = int(ks[0]), int(ks[-1])
+            g *= np.stack([self._blocks(d, lo, hi) for d in devices.tolist()])
         if self.outages:
             for i, d in enumerate(devices.tolist()):
                 if d in self.outages:

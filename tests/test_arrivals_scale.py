@@ -231,6 +231,11 @@ def test_large_group_runs_end_to_end_with_every_task_accounted_for():
 # -- fading streams of large groups ---------------------------------------------------------------
 
 
+def _blocks64(ch, device, c):
+    """|h|^2 of blocks [64 c, 64 c + 64) of a device."""
+    return ch._fade(device, np.arange(c * _CHUNK, (c + 1) * _CHUNK))
+
+
 def _channel(groups, seed=9):
     sc = load_scenario("paper-medium-v1")
     n = sum(groups)
@@ -245,18 +250,18 @@ def test_small_groups_keep_their_per_device_fading_streams():
     for d in (0, 63, 64, 66):
         ref = Streams(9).keyed("fading", d)
         ref.bit_generator.advance(3 * _CHUNK)
-        np.testing.assert_array_equal(ch._chunk(d, 3), -np.log1p(-ref.random(_CHUNK)))
-        np.testing.assert_array_equal(ch0._chunk(d, 3), ch._chunk(d, 3))
+        np.testing.assert_array_equal(_blocks64(ch, d, 3), -np.log1p(-ref.random(_CHUNK)))
+        np.testing.assert_array_equal(_blocks64(ch0, d, 3), _blocks64(ch, d, 3))
         # the same devices in one large group draw from the shared stream instead
-        assert not np.array_equal(plain._chunk(d, 3), ch._chunk(d, 3))
+        assert not np.array_equal(_blocks64(plain, d, 3), _blocks64(ch, d, 3))
 
 
 def test_large_group_fading_is_fixed_by_device_and_block_whatever_the_order_asked():
     n = 1000
     a, b = _channel([4, n]), _channel([4, n])
     asks = [(4, 0), (900, 7), (4, 1), (5, 0), (1003, 3), (500, 2), (900, 0), (4, 0)]
-    fa = [a._chunk(d, c).copy() for d, c in asks]
-    fb = [b._chunk(d, c).copy() for d, c in reversed(asks)][::-1]
+    fa = [_blocks64(a, d, c).copy() for d, c in asks]
+    fb = [_blocks64(b, d, c).copy() for d, c in reversed(asks)][::-1]
     for x, y in zip(fa, fb, strict=True):
         np.testing.assert_array_equal(x, y)
     # the layout: block s _SPAN + j of local device i is draw (s n + i) _SPAN + j of the group's
@@ -266,16 +271,16 @@ def test_large_group_fading_is_fixed_by_device_and_block_whatever_the_order_aske
     ref.bit_generator.advance((s * n + 896) * _SPAN + j)
     np.testing.assert_array_equal(fa[1], -np.log1p(-ref.random(_CHUNK)))
     b.forget_before(1e6)  # forgotten chunks are drawn again, identically
-    np.testing.assert_array_equal(b._chunk(900, 7), fa[1])
+    np.testing.assert_array_equal(_blocks64(b, 900, 7), fa[1])
 
 
 @pytest.mark.parametrize("groups,device", [([5], 3), ([3, 1000], 700)], ids=["own stream", "shared"])
 def test_long_spans_drawn_at_once_equal_the_blocks_drawn_one_by_one(groups, device):
-    """A long upload draws a run of chunks in one call (crossing turns of the shared stream):
+    """A long upload draws its blocks a batch at a time (crossing turns of the shared stream):
     the same values as block by block, in any order."""
     a, b = _channel(groups), _channel(groups)
     blocks = np.arange(100, 100 + 40 * _CHUNK)  # crosses several turns of _SPAN blocks
-    b._chunk(device, 5)  # one chunk in the middle already drawn
+    _blocks64(b, device, 5)  # a window in the middle already drawn
     span = b._fade(device, blocks)
     one = np.array([a._fade(device, np.array([k]))[0] for k in blocks[::-1]])[::-1]
     np.testing.assert_array_equal(span, one)
@@ -284,10 +289,10 @@ def test_long_spans_drawn_at_once_equal_the_blocks_drawn_one_by_one(groups, devi
 def test_large_group_fading_is_iid_exp1_across_devices_and_blocks():
     n = 2000
     ch = _channel([n])
-    x = np.concatenate([ch._chunk(d, c) for d in range(0, n, 7) for c in (0, 1, 50)])
+    x = np.concatenate([_blocks64(ch, d, c) for d in range(0, n, 7) for c in (0, 1, 50)])
     assert stats.kstest(x, "expon").pvalue > 1e-3
     # neighbours in the interleaved stream are independent: lag-1 correlation across devices
-    first = np.array([ch._chunk(d, 2)[0] for d in range(n)])
+    first = np.array([_blocks64(ch, d, 2)[0] for d in range(n)])
     assert abs(np.corrcoef(first[:-1], first[1:])[0, 1]) < 4 / np.sqrt(n)
     # negative control: the KS check rejects Exp(1.25)
     assert stats.kstest(1.25 * x, "expon").pvalue < 1e-3
