@@ -3,13 +3,11 @@
 Each device's uplink gain is piecewise constant on a global grid of coherence blocks
 ``[k Tc, (k+1) Tc)``: ``g = 10^(-PL(d)/10) * shadowing * |h_k|^2`` with ``|h_k|^2 ~ Exp(1)``
 (Rayleigh). The fading of block k of device d is the k-th draw of a stream keyed by (seed,
-device), generated in chunks of blocks on demand (the stream jumps to any chunk), so every policy
-sees the same channel realisation on the same seed (common random numbers) and memory stays flat
-however long the run.
-
-Each device keeps one window of drawn blocks, extended as an upload goes on and drawn anew (at
-least 64 blocks, 0.64 s at Tc = 10 ms) when asked elsewhere: a device that uploads once in a
-while draws few blocks it never uses, and a long upload draws its blocks a batch at a time.
+device), generated on demand (the stream jumps to any block), so every policy sees the same
+channel realisation on the same seed (common random numbers) and memory stays flat however long
+the run. Each device keeps one window of drawn blocks, extended as an upload goes on and drawn
+anew (at least 64 blocks, 0.64 s at Tc = 10 ms) when asked elsewhere: a device that uploads once
+in a while draws few blocks it never uses, and a long upload draws its blocks a batch at a time.
 
 Large groups: the devices of a group of more than :data:`~mecsim.streams.PER_DEVICE_MAX` (64)
 devices share one fading stream per group, keyed by :func:`~mecsim.streams.group_key`
@@ -17,13 +15,13 @@ devices share one fading stream per group, keyed by :func:`~mecsim.streams.group
 device i is draw ``(s n + i) 512 + j`` of that stream (n devices). PCG64 jumps to any position
 in a few operations, so a device costs nothing until it first uploads, and a new device costs no
 new generator (a per-device generator costs about 20 us to seed, which at 10,000 devices was
-most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the
-realisation differs from per-device streams. Groups of at most 64 devices keep their per-device
-streams exactly. Shadowing is one normal draw per device from the run's ``shadowing`` stream,
-drawn for all devices at once (a vectorised O(devices) set-up of a few ns per device).
-Mobile devices' waypoints are drawn lazily from per-device ``mobility`` streams created on first
-use, and only the trajectories asked since the last clean-up are trimmed, so per-epoch work grows
-with the devices in the epoch, not with all devices.
+most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the realisation differs from
+per-device streams. Groups of at most 64 devices keep their per-device streams exactly.
+Shadowing is one normal draw per device from the run's ``shadowing`` stream, drawn for all
+devices at once (a vectorised O(devices) set-up of a few ns per device). Mobile devices'
+waypoints are drawn lazily from per-device ``mobility`` streams created on first use, and only
+the trajectories asked since the last clean-up are trimmed, so per-epoch work grows with the
+devices in the epoch, not with all devices.
 
 An upload of D bits with share b that starts at t0 sends ``b log2(1 + p g_k / (N0 b))`` bits per
 second during block k and ends when the D bits are through; on a static channel that is exactly
@@ -305,7 +303,7 @@ class Channel:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def forget_before(self, t: float) -> None:
-        """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat).
+        """Drop fading windows and waypoints that lie wholly before time t (keeps memory flat).
         Only the trajectories asked since the last call can have grown: only they are trimmed."""
         if self._moved:
             mob = self.mobility

@@ -318,3 +318,33 @@ def test_trajectory_makes_its_generator_on_first_use_with_the_same_path():
     t = np.linspace(0, 3000, 50)
     np.testing.assert_array_equal(lazy.distance(t), eager.distance(t))
     assert made == [1]
+
+
+def test_a_large_group_keeps_state_only_for_the_devices_that_had_tasks():
+    """The set-up and per-epoch cost of 100,000 devices (a mobile group among them) does not
+    grow with the devices: no per-device generators or trajectories' streams at set-up, fading
+    windows and mobility streams only for the devices that uploaded."""
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+
+    mob = {"model": "random-waypoint", "speed_mps": [0.5, 1.5], "radius_m": 400}
+    sc = load_scenario(
+        "paper-medium-v1",
+        duration_s=60.0,
+        warmup_s=0,
+        devices=[_group(90_000, 2.0 / 90_000), _group(10_000, 0.5 / 10_000, mobility=mob)],
+    )
+    sim = Simulation(sc, make_policy("greedy"), 1)
+    ch = sim.channel
+    assert not sim.source.devices and len(sim.source.groups) == 2
+    assert not ch._fade_gen and not ch._group_gen and not ch._win
+    assert all(
+        tr._rng is not None and not isinstance(tr._rng, np.random.Generator) for tr in ch.mobility[90_000:]
+    )
+    sim.run()
+    used = set(sim.tasks.cols["device"][: sim.tasks.n].tolist())
+    assert 80 < len(used) < 200
+    assert not ch._fade_gen and set(ch._group_gen) == {0, 1}
+    assert set(ch._win) <= used
+    made = {d for d in range(90_000, 100_000) if isinstance(ch.mobility[d]._rng, np.random.Generator)}
+    assert made and made <= used
