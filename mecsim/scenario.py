@@ -213,7 +213,8 @@ class Mobility(_Model):
 
 
 class PoissonArrivals(_Model):
-    """Poisson arrivals at ``rate_per_s`` per device."""
+    """Poisson arrivals at ``rate_per_s`` per device. A group of more than 64 devices draws them
+    as one superposed process of rate ``count x rate_per_s`` (see :class:`DeviceGroup`)."""
 
     process: Literal["poisson"]
     rate_per_s: _bounded(0, 1e6, low_open=True)
