@@ -3,9 +3,25 @@
 Each device's uplink gain is piecewise constant on a global grid of coherence blocks
 ``[k Tc, (k+1) Tc)``: ``g = 10^(-PL(d)/10) * shadowing * |h_k|^2`` with ``|h_k|^2 ~ Exp(1)``
 (Rayleigh). The fading of block k of device d is the k-th draw of a stream keyed by (seed,
-device), generated in chunks of blocks on demand (the stream jumps to any chunk), so every policy
-sees the same channel realisation on the same seed (common random numbers) and memory stays flat
-however long the run.
+device), generated on demand (the stream jumps to any block), so every policy sees the same
+channel realisation on the same seed (common random numbers) and memory stays flat however long
+the run. Each device keeps one window of drawn blocks, extended as an upload goes on and drawn
+anew (at least 64 blocks, 0.64 s at Tc = 10 ms) when asked elsewhere: a device that uploads once
+in a while draws few blocks it never uses, and a long upload draws its blocks a batch at a time.
+
+Large groups: the devices of a group of more than :data:`~mecsim.streams.PER_DEVICE_MAX` (64)
+devices share one fading stream per group, keyed by :func:`~mecsim.streams.group_key`
+(``2_000_000 + g``), interleaved by turns of 512 blocks: block ``512 s + j`` of the group's
+device i is draw ``(s n + i) 512 + j`` of that stream (n devices). PCG64 jumps to any position
+in a few operations, so a device costs nothing until it first uploads, and a new device costs no
+new generator (a per-device generator costs about 20 us to seed, which at 10,000 devices was
+most of a task's cost). The law is the same (i.i.d. Exp(1) blocks); the realisation differs from
+per-device streams. Groups of at most 64 devices keep their per-device streams exactly.
+Shadowing is one normal draw per device from the run's ``shadowing`` stream, drawn for all
+devices at once (a vectorised O(devices) set-up of a few ns per device). Mobile devices'
+waypoints are drawn lazily from per-device ``mobility`` streams created on first use, and only
+the trajectories asked since the last clean-up are trimmed, so per-epoch work grows with the
+devices in the epoch, not with all devices.
 
 An upload of D bits with share b that starts at t0 sends ``b log2(1 + p g_k / (N0 b))`` bits per
 second during block k and ends when the D bits are through; on a static channel that is exactly
@@ -14,15 +30,27 @@ second during block k and ends when the D bits are through; on a static channel 
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from mecsim.scenario import Mobility, Radio
-from mecsim.streams import Streams
+from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
-_CHUNK = 512  # coherence blocks per fading chunk (5.12 s at Tc = 10 ms)
+_CHUNK = 64  # fewest fading blocks drawn at a time for a device (0.64 s at Tc = 10 ms)
+_SPAN = 512  # blocks of one device per turn of a large group's interleaved fading stream
+
+
+def _draw_at(entry: list[Any], at: int, n: int) -> np.ndarray:
+    """Exp(1) values of draws ``[at, at + n)`` of the stream ``entry = [generator, position]``."""
+    gen, pos = entry
+    if at != pos:
+        gen.bit_generator.advance((at - pos) % 2**128)
+    entry[1] = at + n
+    return -np.log1p(-gen.random(n))
 
 
 def dbm_to_w(dbm: float | np.ndarray) -> float | np.ndarray:
@@ -46,24 +74,45 @@ def shannon_rate(bandwidth_hz: np.ndarray, snr_per_hz: np.ndarray) -> np.ndarray
 
 
 class Trajectory:
-    """Random-waypoint motion of one device inside a disc; waypoints are generated lazily."""
+    """Random-waypoint motion of one device inside a disc; waypoints are generated lazily.
 
-    def __init__(self, mob: Mobility, start_xy: np.ndarray, rng: np.random.Generator) -> None:
+    Args:
+        mob: the group's mobility section.
+        start_xy: the start position (m).
+        rng: the device's generator, or a function that makes it (called when the first waypoint
+            is drawn, so that a device never asked for its position costs no generator).
+    """
+
+    def __init__(
+        self,
+        mob: Mobility,
+        start_xy: np.ndarray,
+        rng: np.random.Generator | Callable[[], np.random.Generator],
+    ) -> None:
         self.mob = mob
-        self.rng = rng
+        self._rng = rng
         self.t = [0.0]
         self.x = [float(start_xy[0])]
         self.y = [float(start_xy[1])]
         self._arr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._last: tuple[float, np.ndarray] = (math.nan, np.zeros(1))  # last one-time query
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The device's mobility generator (made on first use)."""
+        if not isinstance(self._rng, np.random.Generator):
+            self._rng = self._rng()
+        return self._rng
 
     def _extend(self, until: float) -> None:
         mob = self.mob
+        rng = self.rng
         while self.t[-1] <= until:
-            r = mob.radius_m * math.sqrt(self.rng.random())
-            a = 2 * math.pi * self.rng.random()
+            r = mob.radius_m * math.sqrt(rng.random())
+            a = 2 * math.pi * rng.random()
             nx, ny = r * math.cos(a), r * math.sin(a)
             sp = mob.speed_mps
-            v = self.rng.uniform(sp[0], sp[1]) if isinstance(sp, tuple) else float(sp)
+            v = rng.uniform(sp[0], sp[1]) if isinstance(sp, tuple) else float(sp)
             dist = math.hypot(nx - self.x[-1], ny - self.y[-1])
             t_arr = self.t[-1] + dist / v
             self.t.append(t_arr)
@@ -77,6 +126,9 @@ class Trajectory:
     def distance(self, times: np.ndarray) -> np.ndarray:
         """Distance from the access point at the given times (m)."""
         times = np.asarray(times, dtype=float)
+        if times.shape == (1,) and times[0] == self._last[0]:
+            # asked again at the same instant (an epoch's gains, then its uploads)
+            return self._last[1].copy()
         if times.size:
             hi = float(times.max())
             if hi >= self.t[-1]:
@@ -90,7 +142,10 @@ class Trajectory:
         if self._arr is None:
             self._arr = (np.asarray(self.t), np.asarray(self.x), np.asarray(self.y))
         t, x, y = self._arr
-        return np.hypot(np.interp(times, t, x), np.interp(times, t, y))
+        dist = np.hypot(np.interp(times, t, x), np.interp(times, t, y))
+        if times.shape == (1,):
+            self._last = (float(times[0]), dist.copy())
+        return dist
 
     def forget_before(self, t: float) -> None:
         """Drop the waypoints wholly before time t (keeps memory and lookups flat)."""
@@ -111,6 +166,10 @@ class Channel:
         tx_power_w: transmit power of each device (W).
         mobility: per device, a :class:`Trajectory` or None (static).
         streams: the run's random streams.
+        groups: the sizes of the device groups in device order (summing to the number of
+            devices): the devices of a group of more than
+            :data:`~mecsim.streams.PER_DEVICE_MAX` share one fading stream (see the module
+            docstring). None: every device has its own fading stream.
     """
 
     def __init__(
@@ -120,13 +179,14 @@ class Channel:
         tx_power_w: np.ndarray,
         mobility: list[Trajectory | None],
         streams: Streams,
+        groups: Sequence[int] | None = None,
     ) -> None:
         self.radio = radio
         self.tx_power_w = np.asarray(tx_power_w, dtype=float)
         self.n0 = float(dbm_to_w(radio.noise_dbm_per_hz + radio.noise_figure_db))
         self.distance0 = np.asarray(distance_m, dtype=float)
         self.mobility = mobility
-        self.any_mobile = any(m is not None for m in mobility)
+        self.any_mobile = mobility.count(None) < len(mobility)  # a C loop, not a Python one
         n_dev = len(distance_m)
         sh_std = radio.path_loss.shadowing_std_db
         sh_db = streams.get("shadowing").normal(0.0, sh_std, n_dev) if sh_std > 0 else np.zeros(n_dev)
@@ -135,9 +195,26 @@ class Channel:
         self.fading = radio.fading.model == "rayleigh"
         self.tc = radio.fading.coherence_time_s
         self.streams = streams
-        self._chunks: dict[tuple[int, int], np.ndarray] = {}
-        self._last: dict[int, tuple[int, np.ndarray]] = {}
-        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, origin state, position]
+        self._win: dict[int, tuple[int, np.ndarray]] = {}  # device -> (first block, |h|^2 values)
+        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, position]
+        # large groups (more than PER_DEVICE_MAX devices): (first device, count, group index),
+        # in device order, and their shared fading streams: group -> [generator, position]
+        self._large: list[tuple[int, int, int]] = []
+        self._large_first: list[int] = []
+        self._group_gen: dict[int, list[Any]] = {}
+        if groups is not None:
+            if sum(groups) != n_dev:
+                raise ValueError(f"groups sum to {sum(groups)} devices, not {n_dev}")
+            first = 0
+            for g, cnt in enumerate(groups):
+                if cnt > PER_DEVICE_MAX:
+                    self._large.append((first, int(cnt), g))
+                    self._large_first.append(first)
+                first += int(cnt)
+        #: mobile devices whose trajectory was asked since the last :meth:`forget_before`
+        self._moved: set[int] = set()
+        #: (t, {mobile device: large-scale gain at t}) of the last :meth:`gain_now`
+        self._ls_now: tuple[float, dict[int, float]] = (math.nan, {})
         #: channel outages per device: (start, end) pairs; the gain is 0 inside them, applied
         #: per coherence block (by the block's start; 10 ms blocks when there is no fading)
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -148,67 +225,106 @@ class Channel:
 
     # -- gains --------------------------------------------------------------------------------
     def _fade(self, device: int, blocks: np.ndarray) -> np.ndarray:
-        """|h|^2 of device for the given block indices (all within a few chunks)."""
-        chunk_ids = blocks // _CHUNK
-        lo, hi = int(chunk_ids.min()), int(chunk_ids.max())
-        if lo == hi:
-            return self._chunk(device, lo)[blocks - lo * _CHUNK]
-        parts = np.concatenate([self._chunk(device, c) for c in range(lo, hi + 1)])
-        return parts[blocks - lo * _CHUNK]
+        """|h|^2 of device for the given block indices (a few seconds apart at most: every block
+        in between is drawn)."""
+        lo, hi = int(blocks.min()), int(blocks.max())
+        return self._blocks(device, lo, hi)[blocks - lo]
 
-    def _chunk(self, device: int, c: int) -> np.ndarray:
-        last = self._last.get(device)
-        if last is not None and last[0] == c:  # the common case: the device's current chunk
-            return last[1]
-        key = (device, c)
-        arr = self._chunks.get(key)
-        if arr is None:
-            arr = self._draw_chunk(device, c)
-            self._chunks[key] = arr
-        self._last[device] = (c, arr)
-        return arr
+    def _block(self, device: int, k: int) -> float:
+        """|h|^2 of block k of a device."""
+        win = self._win.get(device)
+        if win is not None:
+            s, arr = win
+            if s <= k < s + len(arr):
+                return arr[k - s]
+        return self._blocks(device, k, k)[0]
 
-    def _draw_chunk(self, device: int, c: int) -> np.ndarray:
-        """|h|^2 of blocks [c _CHUNK, (c+1) _CHUNK) of a device: draws c _CHUNK .. of the
-        device's one fading stream. Each block takes one uniform double (one 64-bit output of
-        PCG64), turned into Exp(1) by inversion, so the stream can jump straight to any chunk
-        (``advance``): a device idle for hours costs nothing, and a new chunk costs no new
-        generator."""
-        entry = self._fade_gen.get(device)
+    def _blocks(self, device: int, lo: int, hi: int) -> np.ndarray:
+        """|h|^2 of blocks lo..hi of a device: a view into the device's window of drawn blocks.
+
+        Each device keeps one window (first block, values): a request inside it is a slice; one
+        that starts inside it and ends beyond extends it (the blocks before ``lo`` are let go);
+        any other request draws a new window of at least ``_CHUNK`` blocks. A long upload in a
+        deep fade draws its thousands of blocks a batch at a time, each batch in one call.
+        """
+        win = self._win.get(device)
+        if win is not None:
+            s, arr = win
+            e = s + len(arr)
+            if s <= lo and hi < e:
+                return arr[lo - s : hi - s + 1]
+            if s <= lo <= e:
+                new = self._draw(device, e, max(hi + 1 - e, _CHUNK))
+                arr = np.concatenate((arr[lo - s :], new)) if lo < e else new
+                self._win[device] = (lo, arr)
+                return arr[: hi - lo + 1]
+        arr = self._draw(device, lo, max(hi + 1 - lo, _CHUNK))
+        self._win[device] = (lo, arr)
+        return arr[: hi - lo + 1]
+
+    def _large_group(self, device: int) -> tuple[int, int, int] | None:
+        """(first device, count, group) of the device's group if it is large, else None."""
+        if not self._large:
+            return None
+        k = bisect.bisect_right(self._large_first, device) - 1
+        if k >= 0 and device < self._large[k][0] + self._large[k][1]:
+            return self._large[k]
+        return None
+
+    def _draw(self, device: int, k: int, n: int) -> np.ndarray:
+        """|h|^2 of blocks k .. k + n - 1 of a device.
+
+        Each block takes one uniform double (one 64-bit output of PCG64), turned into Exp(1) by
+        inversion, so a stream can jump straight to any block (``advance``; forwards or
+        backwards, as PCG64 is an LCG on 128-bit states and going back m draws is advancing
+        2^128 - m): a device idle for hours costs nothing, and a new window no new generator.
+        A device of a small group: block k is draw k of its own stream. Device i of a large
+        group of n devices: block ``s _SPAN + j`` (j < _SPAN) is draw ``(s n + i) _SPAN + j``
+        of the group's stream.
+        """
+        big = self._large_group(device)
+        if big is None:
+            entry = self._fade_gen.get(device)
+            if entry is None:
+                entry = self._fade_gen[device] = [self.streams.keyed("fading", device), 0]
+            return _draw_at(entry, k, n)
+        first, count, g = big
+        entry = self._group_gen.get(g)
         if entry is None:
-            gen = self.streams.keyed("fading", device)
-            entry = [gen, gen.bit_generator.state, 0]
-            self._fade_gen[device] = entry
-        gen, origin, pos = entry
-        at = c * _CHUNK
-        bg = gen.bit_generator
-        if at < pos:  # asked again for a chunk already forgotten: restart from the origin
-            bg.state = origin
-            pos = 0
-        if at > pos:
-            bg.advance(at - pos)
-        entry[2] = at + _CHUNK
-        return -np.log1p(-gen.random(_CHUNK))
+            entry = self._group_gen[g] = [self.streams.keyed("fading", group_key(g)), 0]
+        i = device - first
+        parts = []
+        while n > 0:  # one draw per turn of the interleaved stream
+            turn, j = divmod(k, _SPAN)
+            take = min(n, _SPAN - j)
+            parts.append(_draw_at(entry, (turn * count + i) * _SPAN + j, take))
+            k += take
+            n -= take
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def forget_before(self, t: float) -> None:
-        """Drop fading chunks and waypoints that lie wholly before time t (keeps memory flat)."""
-        if self.any_mobile:
-            for traj in self.mobility:
-                if traj is not None:
-                    traj.forget_before(t)
+        """Drop fading windows and waypoints that lie wholly before time t (keeps memory flat).
+        Only the trajectories asked since the last call can have grown: only they are trimmed."""
+        if self._moved:
+            mob = self.mobility
+            for d in self._moved:
+                mob[d].forget_before(t)  # type: ignore[union-attr]
+            self._moved.clear()
         if not self.fading:
             return
         floor = int(t / self.tc) // _CHUNK
-        if floor > self._chunk_floor:
+        if floor > self._chunk_floor:  # at most once per _CHUNK blocks
             self._chunk_floor = floor
-            for key in [k for k in self._chunks if k[1] < floor]:
-                del self._chunks[key]
+            k = floor * _CHUNK
+            for d in [d for d, (s, arr) in self._win.items() if s + len(arr) <= k]:
+                del self._win[d]
 
     def large_scale_gain(self, device: int, times: np.ndarray) -> np.ndarray:
         """Path loss and shadowing (linear) of a device at the given times."""
         traj = self.mobility[device]
         if traj is None:
             return self.static_gain[device] * np.ones(np.shape(times))
+        self._moved.add(device)
         pl = path_loss_db(traj.distance(times), self.radio)
         return 10.0 ** (-pl / 10.0) * self.shadow[device]
 
@@ -235,13 +351,17 @@ class Channel:
             mob = self.mobility
             rows = [i for i, d in enumerate(devs) if mob[d] is not None]
             if rows:
+                self._moved.update(devs[i] for i in rows)
                 at = np.array([t])
                 dist = np.array([mob[devs[i]].distance(at)[0] for i in rows])  # type: ignore[union-attr]
-                g[rows] = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
+                g[rows] = ls = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
+                # the epoch's uploads start now: they reuse these (numpy's elementwise results do
+                # not depend on the array's length, so these are large_scale_gain's values)
+                self._ls_now = (t, dict(zip([devs[i] for i in rows], ls.tolist(), strict=True)))
         if self.fading:
             k = int(t // self.tc)
-            c, r = divmod(k, _CHUNK)
-            g *= np.array([self._chunk(d, c)[r] for d in devs])
+            block = self._block
+            g *= np.array([block(d, k) for d in devs])
         if self.outages:
             g *= np.array([0.0 if self.in_outage(d, t) else 1.0 for d in devs])
         return g
@@ -260,7 +380,6 @@ class Channel:
         devices = np.asarray(devices, dtype=np.int64)
         bits = np.asarray(bits, dtype=float)
         bw = np.asarray(bandwidth, dtype=float)
-        out = np.zeros(len(devices))
         snr0 = self.tx_power_w[devices] / self.n0
         if not self.fading and not self.any_mobile and not self.outages:
             r = shannon_rate(bw, snr0 * self.static_gain[devices])
@@ -272,76 +391,90 @@ class Channel:
         first = (k0 + 1) * tc - t0  # time left in the first block
         # Fast path (most uploads): done within the first block; plain floats, no arrays.
         rest = []
-        c0, r0_idx = divmod(k0, _CHUNK)
         t_out = k0 * tc if math.isfinite(tc) else t0
+        mobility, fading, outages, block = self.mobility, self.fading, self.outages, self._block
+        dev_l = devices.tolist()
+        sg = self.static_gain[devices].tolist()
+        ls_now = self._ls_now[1] if self._ls_now[0] == t0 else None
+        times: list[float] = []
         for i, (d, n_bits, b, a) in enumerate(
-            zip(devices.tolist(), bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
+            zip(dev_l, bits.tolist(), bw.tolist(), snr0.tolist(), strict=True)
         ):
             if n_bits <= 0:
+                times.append(0.0)
                 continue
-            traj = self.mobility[d]
-            g0 = self.static_gain[d] if traj is None else float(self.large_scale_gain(d, np.array([t0]))[0])
-            if self.fading:
-                g0 *= self._chunk(d, c0)[r0_idx]
-            if d in self.outages and self.in_outage(d, t_out):
+            if mobility[d] is None:
+                g0 = sg[i]
+            else:
+                g0 = ls_now.get(d) if ls_now is not None else None
+                if g0 is None:
+                    g0 = float(self.large_scale_gain(d, np.array([t0]))[0])
+                else:
+                    self._moved.add(d)
+            if fading:
+                g0 *= float(block(d, k0))
+            if outages and d in outages and self.in_outage(d, t_out):
                 g0 = 0.0
             r0 = b * math.log2(1.0 + a * g0 / b) if b > 0 else 0.0
             if r0 > 0 and r0 * first >= n_bits:
-                out[i] = n_bits / r0
-            elif self.fading and d not in self.outages and b > 0:
+                times.append(n_bits / r0)
+                continue
+            if fading and d not in outages and b > 0:
                 # over a few blocks: walk them with floats
                 dt = self._walk_blocks(d, n_bits, b, a, k0, r0 * first, t0)
-                if dt is None:
-                    rest.append(i)
-                else:
-                    out[i] = dt
-            else:
-                rest.append(i)
-        rows = np.array(rest, dtype=np.int64)  # uploads still going
-        sent = np.zeros(len(rows))
-        k = k0
-        n_blocks = 8
-        if len(rows) and math.isfinite(tc):
-            # first batch: enough blocks for most uploads at the large-scale rate, so that one
-            # batch usually does
-            b0 = bw[rows]
-            with np.errstate(divide="ignore", invalid="ignore"):
+                if dt is not None:
+                    times.append(dt)
+                    continue
+            times.append(0.0)
+            rest.append(i)
+        out = np.array(times)
+        if not rest:
+            return out
+        # uploads still going: (tasks x blocks) arrays; a dead channel gives rate 0 and a task with
+        # no share inf, both handled below, so their warnings are silenced once here
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows = np.array(rest, dtype=np.int64)
+            sent = np.zeros(len(rows))
+            k = k0
+            n_blocks = 8
+            if math.isfinite(tc):
+                # first batch: enough blocks for most uploads at the large-scale rate, so that one
+                # batch usually does
+                b0 = bw[rows]
                 r_ls = b0 * np.log2(1.0 + snr0[rows] * self.static_gain[devices[rows]] / b0)
                 est = float(np.max(bits[rows] / r_ls)) / tc
-            if est < 32:
-                n_blocks = max(8, 1 << math.ceil(math.log2(2 * est + 8)))
-            else:
-                n_blocks = 128  # a long upload (or a deep fade): grow from here
-        while len(rows):
-            d = devices[rows]
-            ks = np.arange(k, k + n_blocks)
-            starts = np.maximum(ks * tc, t0)
-            g = self._block_gains(d, ks, starts)
-            b = bw[rows, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
+                if est < 32:
+                    n_blocks = max(8, 1 << math.ceil(math.log2(2 * est + 8)))
+                else:
+                    n_blocks = 128  # a long upload (or a deep fade): grow from here
+            while len(rows):
+                d = devices[rows]
+                ks = np.arange(k, k + n_blocks)
+                starts = np.maximum(ks * tc, t0)
+                g = self._block_gains(d, ks, starts)
+                b = bw[rows, None]
                 r = b * np.log2(1.0 + snr0[rows, None] * g / b)
-            dur = np.full(n_blocks, tc)
-            if k == k0:
-                dur[0] = first
-            cum = sent[:, None] + np.cumsum(r * dur, axis=1)
-            need = bits[rows]
-            done = cum[:, -1] >= need
-            if done.any():
-                i = np.flatnonzero(done)
-                idx = np.argmax(cum[i] >= need[i, None], axis=1)  # first block that completes
-                prev = np.where(idx > 0, cum[i, np.maximum(idx - 1, 0)], sent[i])
-                out[rows[i]] = starts[idx] + (need[i] - prev) / r[i, idx] - t0
-            sent = cum[:, -1]
-            elapsed = float(starts[-1] + dur[-1] - t0)
-            keep = ~done
-            if t0 + elapsed > self.horizon:  # beyond the run: extrapolate at the mean rate so far
-                i = np.flatnonzero(keep)
-                with np.errstate(divide="ignore", invalid="ignore"):
+                dur = np.full(n_blocks, tc)
+                if k == k0:
+                    dur[0] = first
+                cum = sent[:, None] + np.cumsum(r * dur, axis=1)
+                need = bits[rows]
+                done = cum[:, -1] >= need
+                if done.any():
+                    i = np.flatnonzero(done)
+                    idx = np.argmax(cum[i] >= need[i, None], axis=1)  # first block that completes
+                    prev = np.where(idx > 0, cum[i, np.maximum(idx - 1, 0)], sent[i])
+                    out[rows[i]] = starts[idx] + (need[i] - prev) / r[i, idx] - t0
+                sent = cum[:, -1]
+                elapsed = float(starts[-1] + dur[-1] - t0)
+                keep = ~done
+                if t0 + elapsed > self.horizon:  # beyond the run: extrapolate at the mean rate so far
+                    i = np.flatnonzero(keep)
                     out[rows[i]] = np.where(sent[i] > 0, elapsed * need[i] / sent[i], math.inf)
-                break
-            rows, sent = rows[keep], sent[keep]
-            k += n_blocks
-            n_blocks = min(n_blocks * 4, 65536)
+                    break
+                rows, sent = rows[keep], sent[keep]
+                k += n_blocks
+                n_blocks = min(n_blocks * 4, 65536)
         return out
 
     def _walk_blocks(
@@ -350,13 +483,15 @@ class Channel:
         """Upload time of a device (fading, no outage) that needs more than its first block,
         walking up to 16 blocks with plain floats; None if it needs more."""
         tc = self.tc
+        k1 = k0 + 1
         if self.mobility[d] is None:
-            ls = [self.static_gain[d]] * 16
+            ls = [float(self.static_gain[d])] * 16
         else:  # path loss at each block's start, in one call
-            ls = self.large_scale_gain(d, np.arange(k0 + 1, k0 + 17) * tc).tolist()
-        for n, k in enumerate(range(k0 + 1, k0 + 17)):
-            c, r = divmod(k, _CHUNK)
-            rate = b * math.log2(1.0 + a * ls[n] * self._chunk(d, c)[r] / b)
+            ls = self.large_scale_gain(d, np.arange(k1, k1 + 16) * tc).tolist()
+        h = self._blocks(d, k1, k1 + 15).tolist()  # |h|^2 of the 16 blocks, as floats
+        for n in range(16):
+            k = k1 + n
+            rate = b * math.log2(1.0 + a * ls[n] * h[n] / b)
             got = sent + rate * tc
             if got >= n_bits:
                 return k * tc + (n_bits - sent) / rate - t0
@@ -388,8 +523,8 @@ class Channel:
         return (r * dur[None, :]).sum(axis=1)
 
     def _block_gains(self, devices: np.ndarray, ks: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Gains (tasks x blocks) of the listed devices over coherence blocks ``ks`` starting at
-        ``starts``; an outage zeroes a block by its start."""
+        """Gains (tasks x blocks) of the listed devices over the run of consecutive coherence
+        blocks ``ks`` starting at ``starts``; an outage zeroes a block by its start."""
         tc = self.tc if self.fading else (0.01 if self.outages else 10.0 if self.any_mobile else math.inf)
         n = len(devices)
         if self.any_mobile:
@@ -398,8 +533,9 @@ class Channel:
                 g[i] = self.large_scale_gain(d, starts)
         else:
             g = np.repeat(self.static_gain[devices][:, None], len(ks), axis=1)
-        if self.fading:
-            g *= np.stack([self._fade(d, ks) for d in devices.tolist()])
+        if self.fading:  # ks is a run of blocks: slices of the devices' windows
+            lo, hi = int(ks[0]), int(ks[-1])
+            g *= np.stack([self._blocks(d, lo, hi) for d in devices.tolist()])
         if self.outages:
             for i, d in enumerate(devices.tolist()):
                 if d in self.outages:

@@ -213,7 +213,8 @@ class Mobility(_Model):
 
 
 class PoissonArrivals(_Model):
-    """Poisson arrivals at ``rate_per_s`` per device."""
+    """Poisson arrivals at ``rate_per_s`` per device. A group of more than 64 devices draws them
+    as one superposed process of rate ``count x rate_per_s`` (see :class:`DeviceGroup`)."""
 
     process: Literal["poisson"]
     rate_per_s: _bounded(0, 1e6, low_open=True)
@@ -317,7 +318,17 @@ class Workload(_Model):
 
 
 class DeviceGroup(_Model):
-    """``count`` identical IoT devices."""
+    """``count`` identical IoT devices.
+
+    ``arrivals`` is the request process of each device (Poisson, MMPP or a replayed trace shared
+    by the group). A Poisson group of more than 64 devices
+    (:data:`mecsim.streams.PER_DEVICE_MAX`) is simulated as one superposed Poisson process of
+    rate ``count x rate_per_s`` whose arrivals go to devices uniformly at random: the same law as
+    independent per-device processes, at a cost that does not grow with ``count``, but a
+    different realisation from per-device streams (see :mod:`mecsim.arrivals`). Such a group's
+    fading also comes from one stream per group (see :mod:`mecsim.radio`). Groups of at most 64
+    devices and MMPP groups draw per device.
+    """
 
     name: str = "devices"
     count: Int = Field(default=1, ge=1, le=100_000)

@@ -4,6 +4,12 @@ Each concern draws from its own stream, keyed by a fixed name and optional integ
 draws to one concern never shifts another's: the arrivals and channels of a seed are the same
 whatever the policy does (common random numbers across policies).
 
+Large device groups: a group of more than :data:`PER_DEVICE_MAX` devices does not get one stream
+per device and concern (tens of thousands of generators would cost more than the run). Its Poisson
+arrivals are one superposed process per group (see :mod:`mecsim.arrivals`) and its fading blocks
+one interleaved stream per group (see :mod:`mecsim.radio`), both keyed by
+:func:`group_key`. Groups of at most :data:`PER_DEVICE_MAX` devices keep their per-device streams.
+
 Example:
     >>> from mecsim.streams import Streams
     >>> a = Streams(7).get("arrivals").random()
@@ -28,6 +34,20 @@ STREAM_IDS = {
     "solver": 9,
     "faults": 10,
 }
+
+
+#: Device groups of at most this many devices draw from per-device streams (arrivals, workload,
+#: jitter, fading); larger groups draw from streams keyed by the group (:func:`group_key`).
+PER_DEVICE_MAX = 64
+
+#: Key offset of per-group streams of large groups (trace groups use 1_000_000 + group index).
+GROUP_KEY_BASE = 2_000_000
+
+
+def group_key(group: int) -> int:
+    """The stream key of device group ``group`` (index in ``scenario.devices``) when it has more
+    than :data:`PER_DEVICE_MAX` devices."""
+    return GROUP_KEY_BASE + int(group)
 
 
 class Streams:

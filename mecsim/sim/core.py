@@ -20,6 +20,7 @@ and drops them from memory (see :meth:`Simulation._stream_tick`). Without stream
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -96,7 +97,9 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
 
         # devices ----------------------------------------------------------------------------
         pl_rng = self.streams.get("placement")
-        dist, power, traj = [], [], []
+        dist: list[np.ndarray] = []
+        power: list[np.ndarray] = []
+        traj: list[Trajectory | None] = []
         d_idx = 0
         for grp in sc.devices:
             # one draw per device and coordinate, in the order a per-device loop would make them:
@@ -111,19 +114,27 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
             else:
                 d_arr = np.full(n, float(dm))
                 ang_arr = 2 * math.pi * pl_rng.random(n)
-            dist.extend(d_arr.tolist())
-            power.extend([float(dbm_to_w(grp.tx_power_dbm))] * n)
+            dist.append(d_arr)
+            power.append(np.full(n, float(dbm_to_w(grp.tx_power_dbm))))
             if grp.mobility.model == "random-waypoint":
-                for d, ang in zip(d_arr.tolist(), ang_arr.tolist(), strict=True):
+                # a device's mobility stream is made when its first waypoint is drawn
+                for k, (d, ang) in enumerate(zip(d_arr.tolist(), ang_arr.tolist(), strict=True)):
                     xy = np.array([d * math.cos(ang), d * math.sin(ang)])
-                    traj.append(Trajectory(grp.mobility, xy, self.streams.keyed("mobility", d_idx)))
-                    d_idx += 1
+                    rng = functools.partial(self.streams.keyed, "mobility", d_idx + k)
+                    traj.append(Trajectory(grp.mobility, xy, rng))
             else:
                 traj.extend([None] * n)
-                d_idx += n
-        self.tx_power_w = np.array(power)
-        self.device_distance_m = np.array(dist)
-        self.channel = Channel(sc.radio, self.device_distance_m, self.tx_power_w, traj, self.streams)
+            d_idx += n
+        self.tx_power_w = np.concatenate(power) if power else np.zeros(0)
+        self.device_distance_m = np.concatenate(dist) if dist else np.zeros(0)
+        self.channel = Channel(
+            sc.radio,
+            self.device_distance_m,
+            self.tx_power_w,
+            traj,
+            self.streams,
+            groups=[grp.count for grp in sc.devices],
+        )
         self.channel.horizon = sc.duration_s + sc.drain_s
         for f in sc.faults.channels:
             self.channel.add_outage(f.device, f.start_s, f.end_s)

@@ -12,7 +12,9 @@ Each round measures, one after the other (so that load from other processes hits
 4. mecsim ``paper-medium-v1`` with ``qubo-sa`` (the hybrid policy): tasks per CPU second;
 5. ``paper-medium-v1`` with its devices replaced by N static devices sharing a fixed total rate
    (2.86 tasks/s, as paper-medium), greedy, N = 10, 100, 1,000, 10,000: CPU time per task,
-   set-up included.
+   set-up included, each run after a full garbage collection (Python's collection of the
+   objects left by the runs before, charged to whichever run happens to trigger it, had made the
+   first of these runs about 25% slower than the others).
 
 The ratios use CPU time (``time.process_time``) of this process, the fairest clock on a shared
 machine; the median over rounds is printed. ``--memory`` adds peak RSS of fresh processes. The
@@ -22,6 +24,7 @@ last lines are the four ratios with their targets, and the load average seen.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -142,6 +145,7 @@ def main() -> None:
         ratios["qubo"].append(n_q / cpu_q / bare)
         per_task = {}
         for n_dev in (10, 100, 1000, 10_000):
+            gc.collect()
             c, m = mecsim_run("paper-medium-v1", "greedy", scale_s, **many_devices(n_dev))
             per_task[n_dev] = c / m
         ratios["flat"].append(max(per_task.values()) / min(per_task.values()))
