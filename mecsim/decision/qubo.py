@@ -61,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,18 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
     gain = np.where(neg, -congestion, 0.0).sum(axis=2).T - lin  # -inf where there is no variable
     b = max(b, float(gain[np.isfinite(gain)].max()))
     return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
+
+
+def _unique_rows(reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(reads, axis=0, return_index=True)`` for 0/1 rows: the distinct rows in
+    lexicographic order and the first index of each. Rows of at most 62 values are compared as
+    the integers they spell (same order, much less overhead)."""
+    k = reads.shape[1]
+    if k > 62:
+        return np.unique(reads, axis=0, return_index=True)
+    weights = np.left_shift(np.int64(1), np.arange(k - 1, -1, -1, dtype=np.int64))
+    _, first = np.unique(reads.astype(np.int64) @ weights, return_index=True)
+    return reads[first], first
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,34 +317,62 @@ class SelectionQUBO:
         except ValueError:
             missing = [v for v in labels if v not in sampleset.variables]
             raise SolverError(f"the sample set has no value for variable {missing[0]!r}") from None
-        vi = np.array([v[0] for v in labels], dtype=np.int64)
-        vj = np.array([v[1] for v in labels], dtype=np.int64)
         record = sampleset.record
         reads = np.asarray(record.sample)[:, cols]
-        energy = np.asarray(record.energy, dtype=float)
         if sampleset.vartype is dimod.SPIN:
             reads = (reads + 1) // 2
+        return self.decode_arrays(reads, record.energy, limit)
+
+    def decode_arrays(
+        self, reads: np.ndarray, energy: np.ndarray, limit: int | None = None
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """:meth:`decode_reads` of samples given as arrays.
+
+        Args:
+            reads: ``num_reads x num_variables`` 0/1 values, columns in the order of
+                ``bqm.variables``.
+            energy: the energy of each read.
+            limit: decode only the ``limit`` lowest-energy distinct reads.
+
+        Raises:
+            SolverError: no reads, or not one column per variable.
+        """
+        reads = np.asarray(reads)
+        energy = np.asarray(energy, dtype=float)
+        vi, vj = self._variable_cells
+        if reads.ndim != 2 or reads.shape[0] == 0 or reads.shape[1] != vi.size:
+            raise SolverError(
+                f"expected reads of shape (k >= 1, {vi.size}) over the model's variables, got {reads.shape}"
+            )
         # Distinct reads, lowest energy first (stable, so ties keep the sampler's order).
-        _, first = np.unique(reads, axis=0, return_index=True)
+        _, first = _unique_rows(reads)
         order = first[np.argsort(energy[first], kind="stable")]
         if limit is not None:
             order = order[: max(1, int(limit))]
+        x = np.zeros((order.size, self.n_tasks, self.n_servers), dtype=np.int64)
+        x[:, vi, vj] = reads[order]
+        ones = x.sum(axis=2)
+        servers = np.where(self.placeable, np.argmax(x, axis=2), DEFER).astype(np.int64)
+        broken = self.placeable & (ones != 1)
         out = []
-        for r in order:
-            x = np.zeros((self.n_tasks, self.n_servers), dtype=np.int64)
-            x[vi, vj] = reads[r]
-            ones = x.sum(axis=1)
-            server = np.where(self.placeable, np.argmax(x, axis=1), DEFER).astype(np.int64)
-            broken = self.placeable & (ones != 1)
-            server[broken] = -1
-            self._insert_greedily(server, np.flatnonzero(broken))
-            info = {
-                "feasible_before_repair": not bool(broken.any()),
-                "repairs": int(broken.sum()),
-                "best_energy": float(energy[r]),
-            }
+        for k, r in enumerate(order):
+            server = servers[k]
+            info = {"feasible_before_repair": True, "repairs": 0, "best_energy": float(energy[r])}
+            if broken[k].any():
+                server[broken[k]] = -1
+                self._insert_greedily(server, np.flatnonzero(broken[k]))
+                info["feasible_before_repair"] = False
+                info["repairs"] = int(broken[k].sum())
             out.append((server, info))
         return out
+
+    @functools.cached_property
+    def _variable_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(task, server)`` index arrays of the variables, in the order of ``bqm.variables``."""
+        labels = list(self.bqm.variables)
+        vi = np.fromiter((v[0] for v in labels), dtype=np.int64, count=len(labels))
+        vj = np.fromiter((v[1] for v in labels), dtype=np.int64, count=len(labels))
+        return vi, vj
 
     def greedy_assignment(self) -> np.ndarray:
         """Cheapest-insertion assignment of every placeable task, starting from none placed."""
@@ -505,6 +546,20 @@ def add_gpu_terms(
     return linear, cong
 
 
+def _pairs_within_groups(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(p, q)``, ``p < q``, of positions in the same group, for consecutive groups
+    of the given sizes (positions ``0 .. sum(sizes) - 1``), ordered by ``p`` then ``q``."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    pos = np.arange(total)
+    end = np.repeat(np.cumsum(sizes), sizes)  # one past the last position of p's group
+    after = end - pos - 1  # partners of p later in its group
+    first = np.repeat(pos, after)
+    runs = np.cumsum(after) - after
+    second = first + 1 + np.arange(first.size) - np.repeat(runs, after)
+    return first, second
+
+
 def build_selection_qubo(
     state: EpochState,
     bandwidth_hz: np.ndarray,
@@ -610,40 +665,32 @@ def build_selection_qubo(
 
     # Variables in (task, server) order; index arrays let the BQM be built in one call.
     vi, vj = np.nonzero(variable)
-    index = np.full((n, m), -1, dtype=np.int64)
-    index[vi, vj] = np.arange(vi.size)
-    labels = [(int(i), int(j)) for i, j in zip(vi, vj, strict=True)]
+    labels = list(zip(vi.tolist(), vj.tolist(), strict=True))
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
-    rows, cols, data = [], [], []
-    for i in range(n):  # one-hot pairs within each task
-        v = index[i][index[i] >= 0]
-        if v.size > 1:
-            r, c = np.triu_indices(v.size, 1)
-            rows.append(v[r])
-            cols.append(v[c])
-            data.append(np.full(r.size, 2.0 * a))
-    for j in range(m):  # congestion pairs within each server
-        tasks = np.flatnonzero(variable[:, j])
-        if tasks.size > 1:
-            r, c = np.triu_indices(tasks.size, 1)
-            w = cong[j, tasks[r], tasks[c]]
-            keep = w != 0  # zero-length services add no interaction worth storing
-            rows.append(index[tasks[r[keep]], j])
-            cols.append(index[tasks[c[keep]], j])
-            data.append(w[keep])
-    if not rows:
-        rows, cols, data = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    # One-hot pairs: the variables of one task are consecutive (task-major order).
+    r1, c1 = _pairs_within_groups(variable.sum(axis=1))
+    # Congestion pairs: the variables of one server, in task order (a stable sort by server).
+    by_server = np.argsort(vj, kind="stable")
+    r2, c2 = _pairs_within_groups(variable.sum(axis=0))
+    r2, c2 = by_server[r2], by_server[c2]
+    w = cong[vj[r2], vi[r2], vi[c2]]
+    keep = w != 0  # zero-length services add no interaction worth storing
     bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
         lin_bias,
-        (np.concatenate(rows), np.concatenate(cols), np.concatenate(data)),
+        (
+            np.concatenate([r1, r2[keep]]),
+            np.concatenate([c1, c2[keep]]),
+            np.concatenate([np.full(r1.size, 2.0 * a), w[keep]]),
+        ),
         a * int(placeable.sum()),
         dimod.BINARY,
         variable_order=labels,
     )
-    one_hot = tuple(tuple((i, int(j)) for j in np.flatnonzero(variable[i])) for i in range(n))
-    for arr in (linear, cong, service, slots, placeable):
+    ends = np.cumsum(variable.sum(axis=1)).tolist()
+    one_hot = tuple(tuple(labels[e0:e1]) for e0, e1 in zip([0, *ends][:-1], ends, strict=True))
+    for arr in (linear, cong, service, slots, placeable, vi, vj):
         arr.setflags(write=False)
-    return SelectionQUBO(
+    q = SelectionQUBO(
         bqm=bqm,
         one_hot=one_hot,
         penalty=a,
@@ -654,3 +701,5 @@ def build_selection_qubo(
         slots=slots,
         placeable=placeable,
     )
+    q.__dict__["_variable_cells"] = (vi, vj)  # the cached property, known here
+    return q

@@ -418,7 +418,13 @@ class QuboPolicy(BasePolicy):
         if not reads:
             return self._fall_back(state, q, bw, info, error)
 
-        polished = [local_search(q, r) if self.local_search else (r, 0) for r in reads]
+        # Reads that repair to the same assignment polish to the same one (the local search is
+        # deterministic); the first of them is the one min() would keep, so the rest are skipped.
+        distinct: list[np.ndarray] = []
+        for r in reads:
+            if not any(np.array_equal(r, d) for d in distinct):
+                distinct.append(r)
+        polished = [local_search(q, r) if self.local_search else (r, 0) for r in distinct]
         # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
         server, moves = min(polished, key=lambda sm: q.objective(sm[0]))
         info["objective"] = q.objective(server)
@@ -450,18 +456,31 @@ class QuboPolicy(BasePolicy):
             kwargs["initial_angles"] = self._angles
         start = time.perf_counter()
         try:
-            sampleset = self.sampler.sample(q.bqm, **kwargs)
-            sampleset.resolve()  # some samplers return futures: wait inside the timed region
-            wall = time.perf_counter() - start
-            self._record_sampler_info(sampleset, info)
+            # Samplers with an array path (SA: FastSimulatedAnnealingSampler.sample_arrays) give
+            # the samples of their sample set without building it; the others give the set.
+            as_arrays = getattr(self.sampler, "sample_arrays", None)
+            arrays = as_arrays(q.bqm, **kwargs) if as_arrays is not None else None
+            if arrays is None:
+                sampleset = self.sampler.sample(q.bqm, **kwargs)
+                sampleset.resolve()  # some samplers return futures: wait inside the timed region
+                wall = time.perf_counter() - start
+                self._record_sampler_info(sampleset.info, info)
+                n_reads = len(sampleset)
+            else:
+                wall = time.perf_counter() - start
+                self._record_sampler_info(arrays[2], info)
+                n_reads = len(arrays[0])
             info["solve_wall_s"] = wall
-            if len(sampleset) == 0:
+            if n_reads == 0:
                 return [], "SolverError: the sampler returned an empty sample set"
             if self.time_budget_s is not None and wall > self.time_budget_s:
                 return [], (
                     f"TimeoutError: the solve took {wall:.4g} s, over time_budget_s={self.time_budget_s:g}"
                 )
-            decoded = q.decode_reads(sampleset, limit=self.candidates)
+            if arrays is None:
+                decoded = q.decode_reads(sampleset, limit=self.candidates)
+            else:
+                decoded = q.decode_arrays(arrays[0], arrays[1], limit=self.candidates)
         except Exception as exc:  # any solver failure falls back, recorded, never raised
             info["solve_wall_s"] = time.perf_counter() - start
             return [], _one_line(exc)
@@ -511,8 +530,9 @@ class QuboPolicy(BasePolicy):
         "qpu_time_s",
     )
 
-    def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
-        sinfo = getattr(sampleset, "info", {}) or {}
+    def _record_sampler_info(self, sampler_info: dict[str, Any] | None, info: dict[str, Any]) -> None:
+        """Copy the scalar entries of a sample set's ``info`` named in :attr:`SAMPLER_INFO_KEYS`."""
+        sinfo = sampler_info or {}
         if self.warm_start and "angles" in sinfo and sinfo.get("mode", "optimize") != "fixed":
             self._angles = sinfo["angles"]
         for key in self.SAMPLER_INFO_KEYS:
@@ -578,7 +598,7 @@ class QuboPolicy(BasePolicy):
                 total_wall += time.perf_counter() - start
                 if len(ss) == 0:
                     return [], f"SolverError: the sampler returned an empty sample set (group {g})"
-                self._record_sampler_info(ss, info)
+                self._record_sampler_info(getattr(ss, "info", None), info)
                 best = ss.first.sample
             except Exception as exc:
                 info["solve_wall_s"] = total_wall + time.perf_counter() - start
