@@ -175,6 +175,20 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
     return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
 
 
+_UPPER: dict[int, np.ndarray] = {}
+
+
+def _upper_mask(p: int) -> np.ndarray:
+    """``p x p`` mask of the entries above the diagonal (kept for small ``p``)."""
+    mask = _UPPER.get(p)
+    if mask is None:
+        mask = np.triu(np.ones((p, p), dtype=bool), 1)
+        mask.setflags(write=False)
+        if p <= 64:
+            _UPPER[p] = mask
+    return mask
+
+
 def _unique_rows(reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(reads, axis=0, return_index=True)`` for 0/1 rows: the distinct rows in
     lexicographic order and the first index of each. Rows of at most 62 values are compared as
@@ -229,19 +243,34 @@ class SelectionQUBO:
         """Number of servers m."""
         return int(self.linear_cost.shape[1])
 
+    @functools.cached_property
+    def _placed(self) -> np.ndarray:
+        """Indices of the placeable tasks (read-only)."""
+        idx = np.flatnonzero(self.placeable)
+        idx.setflags(write=False)
+        return idx
+
     def _check_assignment(self, server: np.ndarray) -> np.ndarray:
+        return self._checked(server)[0]
+
+    def _checked(self, server: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(server, placeable indices, their servers, their linear costs)``, or ValueError."""
         server = np.asarray(server, dtype=np.int64)
         if server.shape != (self.n_tasks,):
             raise ValueError(f"assignment has shape {server.shape}, expected ({self.n_tasks},)")
-        idx = np.flatnonzero(self.placeable)
+        idx = self._placed
         sv = server[idx]
+        if sv.size == 0:
+            return server, idx, sv, np.zeros(0)
+        if sv.min() >= 0 and sv.max() < self.n_servers:
+            cost = self.linear_cost[idx, sv]
+            if np.isfinite(cost).all():
+                return server, idx, sv, cost
         bad = (sv < 0) | (sv >= self.n_servers)
         if not bad.any():
             bad = ~np.isfinite(self.linear_cost[idx, sv])
-        if bad.any():
-            i = int(idx[np.argmax(bad)])
-            raise ValueError(f"task {i} is assigned to server {int(server[i])}, which it cannot use")
-        return server
+        i = int(idx[np.argmax(bad)])
+        raise ValueError(f"task {i} is assigned to server {int(server[i])}, which it cannot use")
 
     def objective(self, server: np.ndarray) -> float:
         """The completion-time objective ``L`` of an assignment, computed from the cost arrays.
@@ -252,16 +281,14 @@ class SelectionQUBO:
         Raises:
             ValueError: a placeable task is unassigned or on a server it cannot use.
         """
-        server = self._check_assignment(server)
-        idx = np.flatnonzero(self.placeable)
+        server, idx, sv, cost = self._checked(server)
         if idx.size == 0:
             return 0.0
-        sv = server[idx]
-        total = float(self.linear_cost[idx, sv].sum())
+        total = float(cost.sum())
         # Pairs sharing a server: Q[s_i, i, k] where s_i == s_k, each unordered pair once.
-        same = sv[:, None] == sv[None, :]
+        same = (sv[:, None] == sv[None, :]) & _upper_mask(idx.size)
         pair = self.congestion[sv[:, None], idx[:, None], idx[None, :]]
-        total += float(np.triu(np.where(same, pair, 0.0), 1).sum())
+        total += float(np.where(same, pair, 0.0).sum())
         return total
 
     def marginal_cost(self, server: np.ndarray) -> np.ndarray:
@@ -423,12 +450,15 @@ def local_search(
         ``(server, n_moves)``: the improved assignment (a new array) and the moves applied.
     """
     server = q._check_assignment(server).copy()
-    idx = np.flatnonzero(q.placeable)
+    idx = q._placed
     p = idx.size
     if p == 0:
         return server, 0
-    lin = q.linear_cost[idx]
-    cq = q.congestion[:, idx][:, :, idx]
+    if p == q.n_tasks:  # every task placeable: the arrays as they are (same values, no copies)
+        lin, cq = q.linear_cost, q.congestion
+    else:
+        lin = q.linear_cost[idx]
+        cq = q.congestion[:, idx][:, :, idx]
     s = server[idx].copy()
     ar = np.arange(p)
     x = np.zeros((p, q.n_servers))
@@ -560,6 +590,43 @@ def _pairs_within_groups(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
+#: Structures of recent variable masks (:func:`_structure`), keyed by the mask; small masks only.
+_STRUCTURES: dict[tuple[tuple[int, ...], bytes], tuple[Any, ...]] = {}
+_STRUCTURES_MAX = 1024
+_STRUCTURE_MAX_CELLS = 512
+
+
+def _structure(variable: np.ndarray) -> tuple[Any, ...]:
+    """What the QUBO's shape depends on, from the ``n x m`` mask of the pairs with a variable:
+    ``(vi, vj, labels, one_hot, r1, c1, r2, c2)`` with the variables in (task, server) order
+    (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the labels of each
+    task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one server (first
+    index lower). Epochs repeat a few masks (the tasks present and the servers that host their
+    models), so recent small ones are kept (read-only arrays, tuples)."""
+    key = (variable.shape, variable.tobytes())
+    hit = _STRUCTURES.get(key)
+    if hit is not None:
+        return hit
+    vi, vj = np.nonzero(variable)
+    labels = tuple(zip(vi.tolist(), vj.tolist(), strict=True))
+    ends = np.cumsum(variable.sum(axis=1)).tolist()
+    one_hot = tuple(labels[e0:e1] for e0, e1 in zip([0, *ends][:-1], ends, strict=True))
+    # One-hot pairs: the variables of one task are consecutive (task-major order).
+    r1, c1 = _pairs_within_groups(variable.sum(axis=1))
+    # Congestion pairs: the variables of one server, in task order (a stable sort by server).
+    by_server = np.argsort(vj, kind="stable")
+    r2, c2 = _pairs_within_groups(variable.sum(axis=0))
+    r2, c2 = by_server[r2], by_server[c2]
+    for arr in (vi, vj, r1, c1, r2, c2):
+        arr.setflags(write=False)
+    out = (vi, vj, labels, one_hot, r1, c1, r2, c2)
+    if variable.size <= _STRUCTURE_MAX_CELLS:
+        if len(_STRUCTURES) >= _STRUCTURES_MAX:
+            _STRUCTURES.clear()
+        _STRUCTURES[key] = out
+    return out
+
+
 def build_selection_qubo(
     state: EpochState,
     bandwidth_hz: np.ndarray,
@@ -663,16 +730,8 @@ def build_selection_qubo(
         if not (np.isfinite(a) and a >= 0):
             raise ValueError(f"penalty must be finite and non-negative, got {penalty!r}")
 
-    # Variables in (task, server) order; index arrays let the BQM be built in one call.
-    vi, vj = np.nonzero(variable)
-    labels = list(zip(vi.tolist(), vj.tolist(), strict=True))
+    vi, vj, labels, one_hot, r1, c1, r2, c2 = _structure(variable)
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
-    # One-hot pairs: the variables of one task are consecutive (task-major order).
-    r1, c1 = _pairs_within_groups(variable.sum(axis=1))
-    # Congestion pairs: the variables of one server, in task order (a stable sort by server).
-    by_server = np.argsort(vj, kind="stable")
-    r2, c2 = _pairs_within_groups(variable.sum(axis=0))
-    r2, c2 = by_server[r2], by_server[c2]
     w = cong[vj[r2], vi[r2], vi[c2]]
     keep = w != 0  # zero-length services add no interaction worth storing
     bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
@@ -686,9 +745,7 @@ def build_selection_qubo(
         dimod.BINARY,
         variable_order=labels,
     )
-    ends = np.cumsum(variable.sum(axis=1)).tolist()
-    one_hot = tuple(tuple(labels[e0:e1]) for e0, e1 in zip([0, *ends][:-1], ends, strict=True))
-    for arr in (linear, cong, service, slots, placeable, vi, vj):
+    for arr in (linear, cong, service, slots, placeable):
         arr.setflags(write=False)
     q = SelectionQUBO(
         bqm=bqm,

@@ -426,8 +426,10 @@ class QuboPolicy(BasePolicy):
                 distinct.append(r)
         polished = [local_search(q, r) if self.local_search else (r, 0) for r in distinct]
         # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
-        server, moves = min(polished, key=lambda sm: q.objective(sm[0]))
-        info["objective"] = q.objective(server)
+        objectives = [q.objective(sm[0]) for sm in polished]
+        best = min(range(len(polished)), key=objectives.__getitem__)
+        server, moves = polished[best]
+        info["objective"] = objectives[best]
         info["local_search_moves"] = int(moves)
         if fut is not None:
             placed = np.flatnonzero(server >= 0)
