@@ -274,3 +274,16 @@ def test_decode_breaks_energy_ties_by_row_order_not_read_order():
         assert first.tolist() == [1, 0]
     sampler_order_first = reads[[1, 0]][0]  # what a read-order decoder would start from
     assert sampler_order_first.tolist() != [0, 1, 1, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lo=st.floats(1e-9, 1e3),
+    ratio=st.floats(1.0, 1e6),
+    num=st.integers(2, 1500),
+)
+def test_geomspace_replica_equals_numpy(lo, ratio, num):
+    from mecsim.decision.solvers import _geomspace
+
+    hi = lo * ratio
+    assert np.array_equal(_geomspace(lo, hi, num), np.geomspace(lo, hi, num=num))

@@ -197,7 +197,10 @@ def _unique_rows(reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if k > 62:
         return np.unique(reads, axis=0, return_index=True)
     weights = np.left_shift(np.int64(1), np.arange(k - 1, -1, -1, dtype=np.int64))
-    _, first = np.unique(reads.astype(np.int64) @ weights, return_index=True)
+    seen: dict[int, int] = {}
+    for i, key in enumerate((reads.astype(np.int64) @ weights).tolist()):
+        seen.setdefault(key, i)  # the first read with each value
+    first = np.array([seen[key] for key in sorted(seen)], dtype=np.intp)
     return reads[first], first
 
 

@@ -331,19 +331,20 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
         # sorts when they can be sorted (SampleSet.from_samples, sort_labels=True).
         column_of = None
         try:
-            reindex, variables = zip(*sorted(enumerate(labels), key=lambda tup: tup[1]), strict=True)
+            variables = sorted(labels)  # labels are distinct: the same order as dimod's sort
         except TypeError:
-            variables = tuple(labels)
-        else:
-            if list(variables) != labels:
-                column_of = np.argsort(np.asarray(reindex))  # sorted column of each bqm variable
+            variables = labels
+        if variables != labels:
+            reindex = sorted(range(n), key=labels.__getitem__)
+            column_of = np.argsort(np.asarray(reindex))  # sorted column of each bqm variable
         rs = getattr(self._local, "rs", None)
         if rs is None:
             rs = self._local.rs = np.random.RandomState()
         rs.seed(args["seed"])  # the same legacy seeding as RandomState(seed)
-        states = rs.choice(_SPIN_VALUES, size=(args["reads"], n))
+        # RandomState.choice(values, size) draws randint(0, len(values), size) (a frozen stream)
+        states = _SPIN_VALUES[rs.randint(0, 2, size=(args["reads"], n))]
         if column_of is not None:
-            states = np.ascontiguousarray(states[:, list(reindex)])
+            states = np.ascontiguousarray(states[:, reindex])
             h, (row, col, quad), offset = spin.to_numpy_vectors(variable_order=list(variables))
         else:
             h, (row, col, quad), offset = spin.to_numpy_vectors()
@@ -355,7 +356,7 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
         elif args["kind"] == "linear":
             schedule = np.linspace(*beta_range, num=args["betas"])
         else:
-            schedule = np.geomspace(*beta_range, num=args["betas"])
+            schedule = _geomspace(beta_range[0], beta_range[1], args["betas"])
         t_sample = time.perf_counter_ns()
         samples, energies = _simulated_annealing(
             args["reads"],
@@ -382,6 +383,18 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
             },
         }
         return samples, energies + offset, list(variables), column_of, info
+
+
+def _geomspace(start: float, stop: float, num: int) -> np.ndarray:
+    """``np.geomspace(start, stop, num)`` for ``0 < start``, ``0 < stop``, ``num >= 2``, in the
+    same operations (log10 ends, a linspace of ``num`` points with its end set, powers of 10, the
+    ends set back) without the generic overhead (tests compare it with numpy's)."""
+    lo, hi = np.log10(float(start)), np.log10(float(stop))
+    y = np.arange(num, dtype=float) * ((hi - lo) / (num - 1)) + lo
+    y[-1] = hi
+    out = np.power(10.0, y)
+    out[0], out[-1] = start, stop
+    return out
 
 
 #: The spin values in the order the library's random initial states draw from.
