@@ -224,9 +224,11 @@ class SelectionQUBO:
         slots: ``m`` slot counts ``c_j``.
         placeable: ``n`` bools: the task has at least one variable (tasks without any are
             decoded as :data:`DEFER`).
+        terms: the model as arrays, ``(linear, (row, col, bias), offset)`` over the variables in
+            (task, server) order, each pair once: what ``bqm`` is built from (on first use) and
+            what :meth:`ising` converts.
     """
 
-    bqm: dimod.BinaryQuadraticModel
     one_hot: tuple[tuple[tuple[int, int], ...], ...]
     penalty: float
     safe_penalty: float
@@ -235,6 +237,51 @@ class SelectionQUBO:
     service_s: np.ndarray
     slots: np.ndarray
     placeable: np.ndarray
+    terms: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]
+
+    @functools.cached_property
+    def bqm(self) -> dimod.BinaryQuadraticModel:
+        """The BINARY model (built from :attr:`terms` when first asked for)."""
+        linear, quadratic, offset = self.terms
+        labels = [v for group in self.one_hot for v in group]
+        return dimod.BinaryQuadraticModel.from_numpy_vectors(
+            linear, quadratic, offset, dimod.BINARY, variable_order=labels
+        )
+
+    @property
+    def n_variables(self) -> int:
+        """Number of binary variables (``bqm.num_variables``)."""
+        return int(self.terms[0].size)
+
+    @property
+    def n_interactions(self) -> int:
+        """Number of pair terms (``bqm.num_interactions``)."""
+        return int(self.terms[1][0].size)
+
+    def ising(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+        """The model in spin form, as ``bqm.change_vartype("SPIN").to_numpy_vectors()`` gives it.
+
+        Same numbers in the same order, computed from :attr:`terms` without building the BQM:
+        dimod substitutes ``x = (s + 1) / 2`` variable by variable (linear ``b / 2`` plus
+        ``J / 4`` of each neighbour in index order, offset accumulated in the same sequence)
+        and lists the pairs ``(v, u)``, ``u < v``, ordered by ``v`` then ``u``. The operations
+        are repeated here in that order, so the floats are identical (tests/test_qubo_fast_paths.py
+        compares them with dimod's on random models); the annealer then sees exactly what the
+        library's ``sample`` would give it.
+        """
+        linear, (rows, cols, bias), offset = self.terms
+        hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
+        order = np.lexsort((lo, hi))
+        irow, icol, b = hi[order], lo[order], bias[order]
+        # Each pair as seen from both ends, by variable then neighbour: dimod's adjacency order.
+        v = np.concatenate([irow, icol])
+        u = np.concatenate([icol, irow])
+        both = np.concatenate([b, b])
+        seq = np.lexsort((u, v))
+        h = linear * 0.5
+        np.add.at(h, v[seq], 0.25 * both[seq])  # in index order: the same sequence of sums
+        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * both[seq]]))[-1]
+        return h, (irow, icol, b * 0.25), float(off)
 
     @property
     def n_tasks(self) -> int:
@@ -737,7 +784,7 @@ def build_selection_qubo(
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
     w = cong[vj[r2], vi[r2], vi[c2]]
     keep = w != 0  # zero-length services add no interaction worth storing
-    bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
+    terms = (
         lin_bias,
         (
             np.concatenate([r1, r2[keep]]),
@@ -745,13 +792,10 @@ def build_selection_qubo(
             np.concatenate([np.full(r1.size, 2.0 * a), w[keep]]),
         ),
         a * int(placeable.sum()),
-        dimod.BINARY,
-        variable_order=labels,
     )
-    for arr in (linear, cong, service, slots, placeable):
+    for arr in (linear, cong, service, slots, placeable, lin_bias, *terms[1]):
         arr.setflags(write=False)
     q = SelectionQUBO(
-        bqm=bqm,
         one_hot=one_hot,
         penalty=a,
         safe_penalty=safe,
@@ -760,6 +804,7 @@ def build_selection_qubo(
         service_s=service,
         slots=slots,
         placeable=placeable,
+        terms=terms,
     )
     q.__dict__["_variable_cells"] = (vi, vj)  # the cached property, known here
     return q

@@ -146,6 +146,14 @@ class ConfiguredSampler(dimod.ComposedSampler):
         fast = getattr(self._child, "sample_arrays", None)
         return None if fast is None else fast(bqm, **{**self.defaults, **parameters})
 
+    def sample_ising_arrays(
+        self, ising: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float], **parameters: Any
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+        """The child's ``sample_ising_arrays`` with the defaults (see
+        :meth:`FastSimulatedAnnealingSampler.sample_ising_arrays`); None when it has none."""
+        fast = getattr(self._child, "sample_ising_arrays", None)
+        return None if fast is None else fast(ising, **{**self.defaults, **parameters})
+
     def __repr__(self) -> str:
         return f"<ConfiguredSampler {self.name!r} {self.defaults}>"
 
@@ -274,9 +282,34 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
             samples = (samples + 1) // 2
         return samples, energies, info
 
-    def _array_args(self, bqm: dimod.BinaryQuadraticModel, p: dict[str, Any]) -> dict[str, Any] | None:
+    def sample_ising_arrays(
+        self,
+        ising: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float],
+        **parameters: Any,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+        """:meth:`sample_arrays` of a model given in spin form, as arrays.
+
+        Args:
+            ising: ``(h, (row, col, J), offset)`` exactly as
+                ``bqm.change_vartype("SPIN").to_numpy_vectors()`` gives them for a model whose
+                labels are in sorted order (e.g. :meth:`mecsim.decision.qubo.SelectionQUBO.ising`).
+            **parameters: as for :meth:`sample`.
+
+        Returns:
+            ``(spin samples, energies, info)``, columns in the order of ``h``: what
+            :meth:`sample_arrays` returns for that model before the change back to its vartype;
+            None for the calls :meth:`sample` hands to the library.
+        """
+        h, (row, col, quad), offset = ising
+        args = self._array_args(len(h), parameters)
+        if args is None:
+            return None
+        samples, energies, info = self._run(args, h, row, col, quad, offset, None, time.perf_counter_ns())
+        return samples, energies, info
+
+    def _array_args(self, n_variables: int, p: dict[str, Any]) -> dict[str, Any] | None:
         """The annealer's arguments from ``sample``'s parameters, or None (library path)."""
-        if _simulated_annealing is None or not set(p) <= _ARRAY_PATH_KEYS or bqm.num_variables == 0:
+        if _simulated_annealing is None or not set(p) <= _ARRAY_PATH_KEYS or n_variables == 0:
             return None
         if any(p.get(k) is not None for k in ("interrupt_function", "beta_schedule", "initial_states")):
             return None
@@ -320,7 +353,7 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
     ) -> tuple[np.ndarray, np.ndarray, list[Any], np.ndarray | None, dict[str, Any]] | None:
         """Spin samples, energies, their variable order, the column of each of ``bqm.variables``
         in it (None: the same order) and the info, as the library's ``sample`` gets them."""
-        args = self._array_args(bqm, parameters)
+        args = self._array_args(bqm.num_variables, parameters)
         if args is None:
             return None
         start = time.perf_counter_ns()
@@ -337,20 +370,42 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
         if variables != labels:
             reindex = sorted(range(n), key=labels.__getitem__)
             column_of = np.argsort(np.asarray(reindex))  # sorted column of each bqm variable
+        if column_of is not None:
+            h, (row, col, quad), offset = spin.to_numpy_vectors(variable_order=list(variables))
+            # fast_beta_range(bqm) works on the unsorted arrays: keep its sums in that order
+            beta = fast_beta_range(spin) if args["beta_range"] is None else None
+            samples, energies, info = self._run(args, h, row, col, quad, offset, reindex, start, beta)
+        else:
+            h, (row, col, quad), offset = spin.to_numpy_vectors()
+            samples, energies, info = self._run(args, h, row, col, quad, offset, None, start)
+        return samples, energies, list(variables), column_of, info
+
+    def _run(
+        self,
+        args: dict[str, Any],
+        h: np.ndarray,
+        row: np.ndarray,
+        col: np.ndarray,
+        quad: np.ndarray,
+        offset: float,
+        reindex: list[int] | None,
+        start: int,
+        beta_range: list[float] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Initial states, schedule and the annealer on the Ising arrays (variables in the order
+        of ``h``; ``reindex``: the model's column of each, when that order is not the model's)."""
         rs = getattr(self._local, "rs", None)
         if rs is None:
             rs = self._local.rs = np.random.RandomState()
         rs.seed(args["seed"])  # the same legacy seeding as RandomState(seed)
         # RandomState.choice(values, size) draws randint(0, len(values), size) (a frozen stream)
-        states = _SPIN_VALUES[rs.randint(0, 2, size=(args["reads"], n))]
-        if column_of is not None:
+        states = _SPIN_VALUES[rs.randint(0, 2, size=(args["reads"], len(h)))]
+        if reindex is not None:  # drawn in the model's order, annealed in sorted order
             states = np.ascontiguousarray(states[:, reindex])
-            h, (row, col, quad), offset = spin.to_numpy_vectors(variable_order=list(variables))
-        else:
-            h, (row, col, quad), offset = spin.to_numpy_vectors()
-        beta_range = args["beta_range"]
-        if beta_range is None:  # fast_beta_range(bqm), from the arrays in hand when they match it
-            beta_range = _beta_range(h, row, col, quad) if column_of is None else fast_beta_range(spin)
+        if args["beta_range"] is not None:
+            beta_range = args["beta_range"]
+        elif beta_range is None:
+            beta_range = _beta_range(h, row, col, quad)
         if args["betas"] == 1:
             schedule = np.array([beta_range[-1]], dtype=float)
         elif args["kind"] == "linear":
@@ -382,7 +437,7 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
                 "postprocessing_ns": time.perf_counter_ns() - t_post,
             },
         }
-        return samples, energies + offset, list(variables), column_of, info
+        return samples, energies + offset, info
 
 
 def _geomspace(start: float, stop: float, num: int) -> np.ndarray:

@@ -63,7 +63,7 @@ from mecsim.decision.qubo import (
     build_selection_qubo,
     local_search,
 )
-from mecsim.decision.solvers import get_sampler
+from mecsim.decision.solvers import ConfiguredSampler, get_sampler
 from mecsim.errors import PolicyError
 from mecsim.policies.base import BasePolicy, make_policy
 from mecsim.registry import POLICIES
@@ -239,6 +239,11 @@ class QuboPolicy(BasePolicy):
         self.solver_label = solver if isinstance(solver, str) else type(solver).__name__
         self.solver_params = dict(solver_params or {})
         self.sampler = get_sampler(solver, **self.solver_params)
+        # Samplers that anneal the spin form given as arrays (SA) skip building the BQM.
+        child = self.sampler
+        while isinstance(child, ConfiguredSampler):
+            child = child.children[0]
+        self._ising_path = hasattr(child, "sample_ising_arrays")
         self.bandwidth_param = bandwidth
         self.bandwidth = AUTO_BANDWIDTH["preallocated"] if bandwidth == "auto" else bandwidth
         self.future_weight = float(future_weight)
@@ -394,24 +399,24 @@ class QuboPolicy(BasePolicy):
         q = build_selection_qubo(
             state, bw, penalty=self.penalty, penalty_scale=self.penalty_scale, future_cost=fut
         )
-        info["variables"] = int(q.bqm.num_variables)
-        info["interactions"] = int(q.bqm.num_interactions)
+        info["variables"] = q.n_variables
+        info["interactions"] = q.n_interactions
         # One draw per epoch whatever happens, so the stream does not depend on the solver.
         seed = int(self.rng.integers(2**31 - 1))
 
-        if q.bqm.num_variables == 0:  # nobody can be placed: nothing to solve
+        if q.n_variables == 0:  # nobody can be placed: nothing to solve
             return Decision(bw, np.full(n, DEFER, dtype=np.int64), info)
 
         reads: list[np.ndarray] = []
         error: str | None = None
-        if self.max_variables is not None and q.bqm.num_variables > self.max_variables:
+        if self.max_variables is not None and q.n_variables > self.max_variables:
             error = (
-                f"SolverError: the QUBO has {q.bqm.num_variables} variables, more than "
+                f"SolverError: the QUBO has {q.n_variables} variables, more than "
                 f"max_variables={self.max_variables}"
             )
         else:
             limit = self._group_limit()
-            if limit is not None and q.bqm.num_variables > limit:
+            if limit is not None and q.n_variables > limit:
                 reads, error = self._solve_in_groups(q, seed, info, limit)
             else:
                 reads, error = self._solve(q, seed, info)
@@ -458,10 +463,17 @@ class QuboPolicy(BasePolicy):
             kwargs["initial_angles"] = self._angles
         start = time.perf_counter()
         try:
-            # Samplers with an array path (SA: FastSimulatedAnnealingSampler.sample_arrays) give
-            # the samples of their sample set without building it; the others give the set.
-            as_arrays = getattr(self.sampler, "sample_arrays", None)
-            arrays = as_arrays(q.bqm, **kwargs) if as_arrays is not None else None
+            # Samplers with an array path (SA: FastSimulatedAnnealingSampler) give the samples
+            # of their sample set without building it, from the spin form of the model when
+            # they take it (then no BQM is built either); the others give the set.
+            arrays = None
+            if self._ising_path:
+                spins = self.sampler.sample_ising_arrays(q.ising(), **kwargs)
+                if spins is not None:
+                    arrays = ((spins[0] + 1) // 2, spins[1], spins[2])
+            if arrays is None:
+                as_arrays = getattr(self.sampler, "sample_arrays", None)
+                arrays = as_arrays(q.bqm, **kwargs) if as_arrays is not None else None
             if arrays is None:
                 sampleset = self.sampler.sample(q.bqm, **kwargs)
                 sampleset.resolve()  # some samplers return futures: wait inside the timed region
