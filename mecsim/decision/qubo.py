@@ -511,9 +511,12 @@ def local_search(
         cq = q.congestion[:, idx][:, :, idx]
     s = server[idx].copy()
     ar = np.arange(p)
-    x = np.zeros((p, q.n_servers))
-    x[ar, s] = 1.0
-    g = np.einsum("jik,kj->ij", cq, x)  # congestion of i with the others on j
+    if p == 1:  # no others: the einsum below would give exact zeros (0 * 1 summed)
+        g = np.zeros((1, q.n_servers))
+    else:
+        x = np.zeros((p, q.n_servers))
+        x[ar, s] = 1.0
+        g = np.einsum("jik,kj->ij", cq, x)  # congestion of i with the others on j
     limit = 10 * p if max_moves is None else max_moves
     moves = 0
     while moves < limit:

@@ -8,7 +8,10 @@ Per epoch, :class:`QuboPolicy`
    the admitted ones;
 2. builds the selection QUBO (:func:`mecsim.decision.qubo.build_selection_qubo`), optionally
    with the future-priced linear terms ``future_weight x F`` (:mod:`mecsim.decision.future`);
-3. samples it with a dimod sampler (seeded from the policy's random stream);
+3. samples it with a dimod sampler (seeded from the policy's random stream); SA gets the
+   model's spin form as arrays and returns arrays
+   (:meth:`~mecsim.decision.solvers.FastSimulatedAnnealingSampler.sample_ising_arrays`: the
+   library's anneal on the inputs its ``sample`` would build, without the dimod objects);
 4. decodes the lowest-energy distinct reads (``candidates``, default all 8 SA reads), repairing
    broken one-hots greedily;
 5. optionally polishes each with a local search (move one task / swap two) and keeps the
@@ -425,11 +428,10 @@ class QuboPolicy(BasePolicy):
 
         # Reads that repair to the same assignment polish to the same one (the local search is
         # deterministic); the first of them is the one min() would keep, so the rest are skipped.
-        distinct: list[np.ndarray] = []
-        for r in reads:
-            if not any(np.array_equal(r, d) for d in distinct):
-                distinct.append(r)
-        polished = [local_search(q, r) if self.local_search else (r, 0) for r in distinct]
+        distinct: dict[bytes, np.ndarray] = {}
+        for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
+            distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
+        polished = [local_search(q, r) if self.local_search else (r, 0) for r in distinct.values()]
         # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
         objectives = [q.objective(sm[0]) for sm in polished]
         best = min(range(len(polished)), key=objectives.__getitem__)
@@ -550,7 +552,9 @@ class QuboPolicy(BasePolicy):
         if self.warm_start and "angles" in sinfo and sinfo.get("mode", "optimize") != "fixed":
             self._angles = sinfo["angles"]
         for key in self.SAMPLER_INFO_KEYS:
-            val = sinfo.get(key)
+            if key not in sinfo:  # (SA's info has none of them)
+                continue
+            val = sinfo[key]
             if isinstance(val, bool | int | float | str | np.integer | np.floating | np.bool_):
                 old = info.get(f"sampler_{key}")
                 # over several subproblems keep the totals of counts and times, the last of the rest
