@@ -331,7 +331,10 @@ class SelectionQUBO:
         Raises:
             ValueError: a placeable task is unassigned or on a server it cannot use.
         """
-        server, idx, sv, cost = self._checked(server)
+        return self._objective(*self._checked(server)[1:])
+
+    def _objective(self, idx: np.ndarray, sv: np.ndarray, cost: np.ndarray) -> float:
+        """:meth:`objective` of checked input: placeable tasks, their servers and linear costs."""
         if idx.size == 0:
             return 0.0
         total = float(cost.sum())
@@ -432,10 +435,10 @@ class SelectionQUBO:
         servers = np.where(self.placeable, np.argmax(x, axis=2), DEFER).astype(np.int64)
         broken = self.placeable & (ones != 1)
         out = []
-        for k, r in enumerate(order):
+        for k, (r, needs_repair) in enumerate(zip(order, broken.any(axis=1).tolist(), strict=True)):
             server = servers[k]
             info = {"feasible_before_repair": True, "repairs": 0, "best_energy": float(energy[r])}
-            if broken[k].any():
+            if needs_repair:
                 server[broken[k]] = -1
                 self._insert_greedily(server, np.flatnonzero(broken[k]))
                 info["feasible_before_repair"] = False
@@ -499,7 +502,13 @@ def local_search(
     Returns:
         ``(server, n_moves)``: the improved assignment (a new array) and the moves applied.
     """
-    server = q._check_assignment(server).copy()
+    return _descend(q, q._check_assignment(server).copy(), swaps, max_moves)
+
+
+def _descend(
+    q: SelectionQUBO, server: np.ndarray, swaps: bool, max_moves: int | None
+) -> tuple[np.ndarray, int]:
+    """:func:`local_search` of a checked assignment (changed in place and returned)."""
     idx = q._placed
     p = idx.size
     if p == 0:
@@ -645,8 +654,8 @@ def _pairs_within_groups(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 #: Structures of recent variable masks (:func:`_structure`), keyed by the mask; small masks only.
 _STRUCTURES: dict[tuple[tuple[int, ...], bytes], tuple[Any, ...]] = {}
-_STRUCTURES_MAX = 1024
-_STRUCTURE_MAX_CELLS = 512
+_STRUCTURES_MAX = 256
+_STRUCTURE_MAX_CELLS = 256
 
 
 def _structure(variable: np.ndarray) -> tuple[Any, ...]:

@@ -63,8 +63,8 @@ from mecsim.decision.future import DEFAULT_RHO_MAX, DEFAULT_WINDOW_S, ArrivalEst
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
+    _descend,
     build_selection_qubo,
-    local_search,
 )
 from mecsim.decision.solvers import ConfiguredSampler, get_sampler
 from mecsim.errors import PolicyError
@@ -431,9 +431,17 @@ class QuboPolicy(BasePolicy):
         distinct: dict[bytes, np.ndarray] = {}
         for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
             distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
-        polished = [local_search(q, r) if self.local_search else (r, 0) for r in distinct.values()]
+        # Each start is checked once (local_search and objective would each check it again; the
+        # descent only moves tasks to usable servers, so what it returns is valid too).
+        polished = [
+            _descend(q, q._check_assignment(r).copy(), True, None)
+            if self.local_search
+            else (q._check_assignment(r), 0)
+            for r in distinct.values()
+        ]
         # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
-        objectives = [q.objective(sm[0]) for sm in polished]
+        idx = q._placed
+        objectives = [q._objective(idx, sm[0][idx], q.linear_cost[idx, sm[0][idx]]) for sm in polished]
         best = min(range(len(polished)), key=objectives.__getitem__)
         server, moves = polished[best]
         info["objective"] = objectives[best]
