@@ -331,3 +331,16 @@ def test_ising_form_negative_control():
         naive = lin * 0.5 + 0.25 * (np.bincount(r, b, lin.size) + np.bincount(c, b, lin.size))
         differs |= not np.array_equal(naive, q.ising()[0])
     assert differs
+
+
+def test_fast_sampler_and_policy_still_pickle():
+    """The array path keeps no unpicklable state (sweeps may ship policies to workers)."""
+    import pickle
+
+    from mecsim.policies.base import make_policy
+
+    sampler = pickle.loads(pickle.dumps(get_sampler("sa")))
+    bqm = random_bqm(1, 5, "BINARY", "ints")
+    a, b = sampler.sample(bqm, seed=4), get_sampler("sa").sample(bqm, seed=4)
+    assert_same_sampleset(a, b)
+    pickle.loads(pickle.dumps(make_policy("qubo-sa")))

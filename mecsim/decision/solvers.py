@@ -243,10 +243,6 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
       reject) go to the library's ``sample`` unchanged.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._local = threading.local()  # one re-seedable RandomState per thread
-
     def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
         """Anneal; see :meth:`dwave.samplers.SimulatedAnnealingSampler.sample`."""
         out = self._anneal(bqm, parameters)
@@ -394,9 +390,9 @@ class FastSimulatedAnnealingSampler(SimulatedAnnealingSampler):
     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Initial states, schedule and the annealer on the Ising arrays (variables in the order
         of ``h``; ``reindex``: the model's column of each, when that order is not the model's)."""
-        rs = getattr(self._local, "rs", None)
+        rs = getattr(_THREAD_LOCAL, "rs", None)
         if rs is None:
-            rs = self._local.rs = np.random.RandomState()
+            rs = _THREAD_LOCAL.rs = np.random.RandomState()
         rs.seed(args["seed"])  # the same legacy seeding as RandomState(seed)
         # RandomState.choice(values, size) draws randint(0, len(values), size) (a frozen stream)
         states = _SPIN_VALUES[rs.randint(0, 2, size=(args["reads"], len(h)))]
@@ -451,6 +447,10 @@ def _geomspace(start: float, stop: float, num: int) -> np.ndarray:
     out[0], out[-1] = start, stop
     return out
 
+
+#: One re-seedable RandomState per thread for the initial states (re-seeded at every call, so it
+#: can be shared by every sampler; kept out of the samplers so that they still pickle).
+_THREAD_LOCAL = threading.local()
 
 #: The spin values in the order the library's random initial states draw from.
 _SPIN_VALUES = np.array([-1, 1], dtype=np.int8)
