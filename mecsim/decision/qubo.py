@@ -61,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +175,35 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
     return b * (1.0 + _SAFE_MARGIN) if b > 0 else 1.0
 
 
+_UPPER: dict[int, np.ndarray] = {}
+
+
+def _upper_mask(p: int) -> np.ndarray:
+    """``p x p`` mask of the entries above the diagonal (kept for small ``p``)."""
+    mask = _UPPER.get(p)
+    if mask is None:
+        mask = np.triu(np.ones((p, p), dtype=bool), 1)
+        mask.setflags(write=False)
+        if p <= 64:
+            _UPPER[p] = mask
+    return mask
+
+
+def _unique_rows(reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(reads, axis=0, return_index=True)`` for 0/1 rows: the distinct rows in
+    lexicographic order and the first index of each. Rows of at most 62 values are compared as
+    the integers they spell (same order, much less overhead)."""
+    k = reads.shape[1]
+    if k > 62:
+        return np.unique(reads, axis=0, return_index=True)
+    weights = np.left_shift(np.int64(1), np.arange(k - 1, -1, -1, dtype=np.int64))
+    seen: dict[int, int] = {}
+    for i, key in enumerate((reads.astype(np.int64) @ weights).tolist()):
+        seen.setdefault(key, i)  # the first read with each value
+    first = np.array([seen[key] for key in sorted(seen)], dtype=np.intp)
+    return reads[first], first
+
+
 @dataclass(frozen=True, eq=False)
 class SelectionQUBO:
     """The server-selection QUBO of one epoch and what is needed to read its samples.
@@ -194,9 +224,11 @@ class SelectionQUBO:
         slots: ``m`` slot counts ``c_j``.
         placeable: ``n`` bools: the task has at least one variable (tasks without any are
             decoded as :data:`DEFER`).
+        terms: the model as arrays, ``(linear, (row, col, bias), offset)`` over the variables in
+            (task, server) order, each pair once: what ``bqm`` is built from (on first use) and
+            what :meth:`ising` converts.
     """
 
-    bqm: dimod.BinaryQuadraticModel
     one_hot: tuple[tuple[tuple[int, int], ...], ...]
     penalty: float
     safe_penalty: float
@@ -205,6 +237,51 @@ class SelectionQUBO:
     service_s: np.ndarray
     slots: np.ndarray
     placeable: np.ndarray
+    terms: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]
+
+    @functools.cached_property
+    def bqm(self) -> dimod.BinaryQuadraticModel:
+        """The BINARY model (built from :attr:`terms` when first asked for)."""
+        linear, quadratic, offset = self.terms
+        labels = [v for group in self.one_hot for v in group]
+        return dimod.BinaryQuadraticModel.from_numpy_vectors(
+            linear, quadratic, offset, dimod.BINARY, variable_order=labels
+        )
+
+    @property
+    def n_variables(self) -> int:
+        """Number of binary variables (``bqm.num_variables``)."""
+        return int(self.terms[0].size)
+
+    @property
+    def n_interactions(self) -> int:
+        """Number of pair terms (``bqm.num_interactions``)."""
+        return int(self.terms[1][0].size)
+
+    def ising(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+        """The model in spin form, as ``bqm.change_vartype("SPIN").to_numpy_vectors()`` gives it.
+
+        Same numbers in the same order, computed from :attr:`terms` without building the BQM:
+        dimod substitutes ``x = (s + 1) / 2`` variable by variable (linear ``b / 2`` plus
+        ``J / 4`` of each neighbour in index order, offset accumulated in the same sequence)
+        and lists the pairs ``(v, u)``, ``u < v``, ordered by ``v`` then ``u``. The operations
+        are repeated here in that order, so the floats are identical (tests/test_qubo_fast_paths.py
+        compares them with dimod's on random models); the annealer then sees exactly what the
+        library's ``sample`` would give it.
+        """
+        linear, (rows, cols, bias), offset = self.terms
+        hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
+        order = np.lexsort((lo, hi))
+        irow, icol, b = hi[order], lo[order], bias[order]
+        # Each pair as seen from both ends, by variable then neighbour: dimod's adjacency order.
+        v = np.concatenate([irow, icol])
+        u = np.concatenate([icol, irow])
+        both = np.concatenate([b, b])
+        seq = np.lexsort((u, v))
+        h = linear * 0.5
+        np.add.at(h, v[seq], 0.25 * both[seq])  # in index order: the same sequence of sums
+        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * both[seq]]))[-1]
+        return h, (irow, icol, b * 0.25), float(off)
 
     @property
     def n_tasks(self) -> int:
@@ -216,19 +293,34 @@ class SelectionQUBO:
         """Number of servers m."""
         return int(self.linear_cost.shape[1])
 
+    @functools.cached_property
+    def _placed(self) -> np.ndarray:
+        """Indices of the placeable tasks (read-only)."""
+        idx = np.flatnonzero(self.placeable)
+        idx.setflags(write=False)
+        return idx
+
     def _check_assignment(self, server: np.ndarray) -> np.ndarray:
+        return self._checked(server)[0]
+
+    def _checked(self, server: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(server, placeable indices, their servers, their linear costs)``, or ValueError."""
         server = np.asarray(server, dtype=np.int64)
         if server.shape != (self.n_tasks,):
             raise ValueError(f"assignment has shape {server.shape}, expected ({self.n_tasks},)")
-        idx = np.flatnonzero(self.placeable)
+        idx = self._placed
         sv = server[idx]
+        if sv.size == 0:
+            return server, idx, sv, np.zeros(0)
+        if sv.min() >= 0 and sv.max() < self.n_servers:
+            cost = self.linear_cost[idx, sv]
+            if np.isfinite(cost).all():
+                return server, idx, sv, cost
         bad = (sv < 0) | (sv >= self.n_servers)
         if not bad.any():
             bad = ~np.isfinite(self.linear_cost[idx, sv])
-        if bad.any():
-            i = int(idx[np.argmax(bad)])
-            raise ValueError(f"task {i} is assigned to server {int(server[i])}, which it cannot use")
-        return server
+        i = int(idx[np.argmax(bad)])
+        raise ValueError(f"task {i} is assigned to server {int(server[i])}, which it cannot use")
 
     def objective(self, server: np.ndarray) -> float:
         """The completion-time objective ``L`` of an assignment, computed from the cost arrays.
@@ -239,16 +331,17 @@ class SelectionQUBO:
         Raises:
             ValueError: a placeable task is unassigned or on a server it cannot use.
         """
-        server = self._check_assignment(server)
-        idx = np.flatnonzero(self.placeable)
+        return self._objective(*self._checked(server)[1:])
+
+    def _objective(self, idx: np.ndarray, sv: np.ndarray, cost: np.ndarray) -> float:
+        """:meth:`objective` of checked input: placeable tasks, their servers and linear costs."""
         if idx.size == 0:
             return 0.0
-        sv = server[idx]
-        total = float(self.linear_cost[idx, sv].sum())
+        total = float(cost.sum())
         # Pairs sharing a server: Q[s_i, i, k] where s_i == s_k, each unordered pair once.
-        same = sv[:, None] == sv[None, :]
+        same = (sv[:, None] == sv[None, :]) & _upper_mask(idx.size)
         pair = self.congestion[sv[:, None], idx[:, None], idx[None, :]]
-        total += float(np.triu(np.where(same, pair, 0.0), 1).sum())
+        total += float(np.where(same, pair, 0.0).sum())
         return total
 
     def marginal_cost(self, server: np.ndarray) -> np.ndarray:
@@ -304,34 +397,62 @@ class SelectionQUBO:
         except ValueError:
             missing = [v for v in labels if v not in sampleset.variables]
             raise SolverError(f"the sample set has no value for variable {missing[0]!r}") from None
-        vi = np.array([v[0] for v in labels], dtype=np.int64)
-        vj = np.array([v[1] for v in labels], dtype=np.int64)
         record = sampleset.record
         reads = np.asarray(record.sample)[:, cols]
-        energy = np.asarray(record.energy, dtype=float)
         if sampleset.vartype is dimod.SPIN:
             reads = (reads + 1) // 2
+        return self.decode_arrays(reads, record.energy, limit)
+
+    def decode_arrays(
+        self, reads: np.ndarray, energy: np.ndarray, limit: int | None = None
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """:meth:`decode_reads` of samples given as arrays.
+
+        Args:
+            reads: ``num_reads x num_variables`` 0/1 values, columns in the order of
+                ``bqm.variables``.
+            energy: the energy of each read.
+            limit: decode only the ``limit`` lowest-energy distinct reads.
+
+        Raises:
+            SolverError: no reads, or not one column per variable.
+        """
+        reads = np.asarray(reads)
+        energy = np.asarray(energy, dtype=float)
+        vi, vj = self._variable_cells
+        if reads.ndim != 2 or reads.shape[0] == 0 or reads.shape[1] != vi.size:
+            raise SolverError(
+                f"expected reads of shape (k >= 1, {vi.size}) over the model's variables, got {reads.shape}"
+            )
         # Distinct reads, lowest energy first (stable, so ties keep the sampler's order).
-        _, first = np.unique(reads, axis=0, return_index=True)
+        _, first = _unique_rows(reads)
         order = first[np.argsort(energy[first], kind="stable")]
         if limit is not None:
             order = order[: max(1, int(limit))]
+        x = np.zeros((order.size, self.n_tasks, self.n_servers), dtype=np.int64)
+        x[:, vi, vj] = reads[order]
+        ones = x.sum(axis=2)
+        servers = np.where(self.placeable, np.argmax(x, axis=2), DEFER).astype(np.int64)
+        broken = self.placeable & (ones != 1)
         out = []
-        for r in order:
-            x = np.zeros((self.n_tasks, self.n_servers), dtype=np.int64)
-            x[vi, vj] = reads[r]
-            ones = x.sum(axis=1)
-            server = np.where(self.placeable, np.argmax(x, axis=1), DEFER).astype(np.int64)
-            broken = self.placeable & (ones != 1)
-            server[broken] = -1
-            self._insert_greedily(server, np.flatnonzero(broken))
-            info = {
-                "feasible_before_repair": not bool(broken.any()),
-                "repairs": int(broken.sum()),
-                "best_energy": float(energy[r]),
-            }
+        for k, (r, needs_repair) in enumerate(zip(order, broken.any(axis=1).tolist(), strict=True)):
+            server = servers[k]
+            info = {"feasible_before_repair": True, "repairs": 0, "best_energy": float(energy[r])}
+            if needs_repair:
+                server[broken[k]] = -1
+                self._insert_greedily(server, np.flatnonzero(broken[k]))
+                info["feasible_before_repair"] = False
+                info["repairs"] = int(broken[k].sum())
             out.append((server, info))
         return out
+
+    @functools.cached_property
+    def _variable_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(task, server)`` index arrays of the variables, in the order of ``bqm.variables``."""
+        labels = list(self.bqm.variables)
+        vi = np.fromiter((v[0] for v in labels), dtype=np.int64, count=len(labels))
+        vj = np.fromiter((v[1] for v in labels), dtype=np.int64, count=len(labels))
+        return vi, vj
 
     def greedy_assignment(self) -> np.ndarray:
         """Cheapest-insertion assignment of every placeable task, starting from none placed."""
@@ -381,18 +502,30 @@ def local_search(
     Returns:
         ``(server, n_moves)``: the improved assignment (a new array) and the moves applied.
     """
-    server = q._check_assignment(server).copy()
-    idx = np.flatnonzero(q.placeable)
+    return _descend(q, q._check_assignment(server).copy(), swaps, max_moves)
+
+
+def _descend(
+    q: SelectionQUBO, server: np.ndarray, swaps: bool, max_moves: int | None
+) -> tuple[np.ndarray, int]:
+    """:func:`local_search` of a checked assignment (changed in place and returned)."""
+    idx = q._placed
     p = idx.size
     if p == 0:
         return server, 0
-    lin = q.linear_cost[idx]
-    cq = q.congestion[:, idx][:, :, idx]
+    if p == q.n_tasks:  # every task placeable: the arrays as they are (same values, no copies)
+        lin, cq = q.linear_cost, q.congestion
+    else:
+        lin = q.linear_cost[idx]
+        cq = q.congestion[:, idx][:, :, idx]
     s = server[idx].copy()
     ar = np.arange(p)
-    x = np.zeros((p, q.n_servers))
-    x[ar, s] = 1.0
-    g = np.einsum("jik,kj->ij", cq, x)  # congestion of i with the others on j
+    if p == 1:  # no others: the einsum below would give exact zeros (0 * 1 summed)
+        g = np.zeros((1, q.n_servers))
+    else:
+        x = np.zeros((p, q.n_servers))
+        x[ar, s] = 1.0
+        g = np.einsum("jik,kj->ij", cq, x)  # congestion of i with the others on j
     limit = 10 * p if max_moves is None else max_moves
     moves = 0
     while moves < limit:
@@ -505,6 +638,57 @@ def add_gpu_terms(
     return linear, cong
 
 
+def _pairs_within_groups(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(p, q)``, ``p < q``, of positions in the same group, for consecutive groups
+    of the given sizes (positions ``0 .. sum(sizes) - 1``), ordered by ``p`` then ``q``."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    pos = np.arange(total)
+    end = np.repeat(np.cumsum(sizes), sizes)  # one past the last position of p's group
+    after = end - pos - 1  # partners of p later in its group
+    first = np.repeat(pos, after)
+    runs = np.cumsum(after) - after
+    second = first + 1 + np.arange(first.size) - np.repeat(runs, after)
+    return first, second
+
+
+#: Structures of recent variable masks (:func:`_structure`), keyed by the mask; small masks only.
+_STRUCTURES: dict[tuple[tuple[int, ...], bytes], tuple[Any, ...]] = {}
+_STRUCTURES_MAX = 256
+_STRUCTURE_MAX_CELLS = 256
+
+
+def _structure(variable: np.ndarray) -> tuple[Any, ...]:
+    """What the QUBO's shape depends on, from the ``n x m`` mask of the pairs with a variable:
+    ``(vi, vj, labels, one_hot, r1, c1, r2, c2)`` with the variables in (task, server) order
+    (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the labels of each
+    task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one server (first
+    index lower). Epochs repeat a few masks (the tasks present and the servers that host their
+    models), so recent small ones are kept (read-only arrays, tuples)."""
+    key = (variable.shape, variable.tobytes())
+    hit = _STRUCTURES.get(key)
+    if hit is not None:
+        return hit
+    vi, vj = np.nonzero(variable)
+    labels = tuple(zip(vi.tolist(), vj.tolist(), strict=True))
+    ends = np.cumsum(variable.sum(axis=1)).tolist()
+    one_hot = tuple(labels[e0:e1] for e0, e1 in zip([0, *ends][:-1], ends, strict=True))
+    # One-hot pairs: the variables of one task are consecutive (task-major order).
+    r1, c1 = _pairs_within_groups(variable.sum(axis=1))
+    # Congestion pairs: the variables of one server, in task order (a stable sort by server).
+    by_server = np.argsort(vj, kind="stable")
+    r2, c2 = _pairs_within_groups(variable.sum(axis=0))
+    r2, c2 = by_server[r2], by_server[c2]
+    for arr in (vi, vj, r1, c1, r2, c2):
+        arr.setflags(write=False)
+    out = (vi, vj, labels, one_hot, r1, c1, r2, c2)
+    if variable.size <= _STRUCTURE_MAX_CELLS:
+        if len(_STRUCTURES) >= _STRUCTURES_MAX:
+            _STRUCTURES.clear()
+        _STRUCTURES[key] = out
+    return out
+
+
 def build_selection_qubo(
     state: EpochState,
     bandwidth_hz: np.ndarray,
@@ -608,43 +792,22 @@ def build_selection_qubo(
         if not (np.isfinite(a) and a >= 0):
             raise ValueError(f"penalty must be finite and non-negative, got {penalty!r}")
 
-    # Variables in (task, server) order; index arrays let the BQM be built in one call.
-    vi, vj = np.nonzero(variable)
-    index = np.full((n, m), -1, dtype=np.int64)
-    index[vi, vj] = np.arange(vi.size)
-    labels = [(int(i), int(j)) for i, j in zip(vi, vj, strict=True)]
+    vi, vj, labels, one_hot, r1, c1, r2, c2 = _structure(variable)
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
-    rows, cols, data = [], [], []
-    for i in range(n):  # one-hot pairs within each task
-        v = index[i][index[i] >= 0]
-        if v.size > 1:
-            r, c = np.triu_indices(v.size, 1)
-            rows.append(v[r])
-            cols.append(v[c])
-            data.append(np.full(r.size, 2.0 * a))
-    for j in range(m):  # congestion pairs within each server
-        tasks = np.flatnonzero(variable[:, j])
-        if tasks.size > 1:
-            r, c = np.triu_indices(tasks.size, 1)
-            w = cong[j, tasks[r], tasks[c]]
-            keep = w != 0  # zero-length services add no interaction worth storing
-            rows.append(index[tasks[r[keep]], j])
-            cols.append(index[tasks[c[keep]], j])
-            data.append(w[keep])
-    if not rows:
-        rows, cols, data = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-    bqm = dimod.BinaryQuadraticModel.from_numpy_vectors(
+    w = cong[vj[r2], vi[r2], vi[c2]]
+    keep = w != 0  # zero-length services add no interaction worth storing
+    terms = (
         lin_bias,
-        (np.concatenate(rows), np.concatenate(cols), np.concatenate(data)),
+        (
+            np.concatenate([r1, r2[keep]]),
+            np.concatenate([c1, c2[keep]]),
+            np.concatenate([np.full(r1.size, 2.0 * a), w[keep]]),
+        ),
         a * int(placeable.sum()),
-        dimod.BINARY,
-        variable_order=labels,
     )
-    one_hot = tuple(tuple((i, int(j)) for j in np.flatnonzero(variable[i])) for i in range(n))
-    for arr in (linear, cong, service, slots, placeable):
+    for arr in (linear, cong, service, slots, placeable, lin_bias, *terms[1]):
         arr.setflags(write=False)
-    return SelectionQUBO(
-        bqm=bqm,
+    q = SelectionQUBO(
         one_hot=one_hot,
         penalty=a,
         safe_penalty=safe,
@@ -653,4 +816,7 @@ def build_selection_qubo(
         service_s=service,
         slots=slots,
         placeable=placeable,
+        terms=terms,
     )
+    q.__dict__["_variable_cells"] = (vi, vj)  # the cached property, known here
+    return q

@@ -8,7 +8,10 @@ Per epoch, :class:`QuboPolicy`
    the admitted ones;
 2. builds the selection QUBO (:func:`mecsim.decision.qubo.build_selection_qubo`), optionally
    with the future-priced linear terms ``future_weight x F`` (:mod:`mecsim.decision.future`);
-3. samples it with a dimod sampler (seeded from the policy's random stream);
+3. samples it with a dimod sampler (seeded from the policy's random stream); SA gets the
+   model's spin form as arrays and returns arrays
+   (:meth:`~mecsim.decision.solvers.FastSimulatedAnnealingSampler.sample_ising_arrays`: the
+   library's anneal on the inputs its ``sample`` would build, without the dimod objects);
 4. decodes the lowest-energy distinct reads (``candidates``, default all 8 SA reads), repairing
    broken one-hots greedily;
 5. optionally polishes each with a local search (move one task / swap two) and keeps the
@@ -60,10 +63,10 @@ from mecsim.decision.future import DEFAULT_RHO_MAX, DEFAULT_WINDOW_S, ArrivalEst
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
+    _descend,
     build_selection_qubo,
-    local_search,
 )
-from mecsim.decision.solvers import get_sampler
+from mecsim.decision.solvers import ConfiguredSampler, get_sampler
 from mecsim.errors import PolicyError
 from mecsim.policies.base import BasePolicy, make_policy
 from mecsim.registry import POLICIES
@@ -239,6 +242,11 @@ class QuboPolicy(BasePolicy):
         self.solver_label = solver if isinstance(solver, str) else type(solver).__name__
         self.solver_params = dict(solver_params or {})
         self.sampler = get_sampler(solver, **self.solver_params)
+        # Samplers that anneal the spin form given as arrays (SA) skip building the BQM.
+        child = self.sampler
+        while isinstance(child, ConfiguredSampler):
+            child = child.children[0]
+        self._ising_path = hasattr(child, "sample_ising_arrays")
         self.bandwidth_param = bandwidth
         self.bandwidth = AUTO_BANDWIDTH["preallocated"] if bandwidth == "auto" else bandwidth
         self.future_weight = float(future_weight)
@@ -394,34 +402,49 @@ class QuboPolicy(BasePolicy):
         q = build_selection_qubo(
             state, bw, penalty=self.penalty, penalty_scale=self.penalty_scale, future_cost=fut
         )
-        info["variables"] = int(q.bqm.num_variables)
-        info["interactions"] = int(q.bqm.num_interactions)
+        info["variables"] = q.n_variables
+        info["interactions"] = q.n_interactions
         # One draw per epoch whatever happens, so the stream does not depend on the solver.
         seed = int(self.rng.integers(2**31 - 1))
 
-        if q.bqm.num_variables == 0:  # nobody can be placed: nothing to solve
+        if q.n_variables == 0:  # nobody can be placed: nothing to solve
             return Decision(bw, np.full(n, DEFER, dtype=np.int64), info)
 
         reads: list[np.ndarray] = []
         error: str | None = None
-        if self.max_variables is not None and q.bqm.num_variables > self.max_variables:
+        if self.max_variables is not None and q.n_variables > self.max_variables:
             error = (
-                f"SolverError: the QUBO has {q.bqm.num_variables} variables, more than "
+                f"SolverError: the QUBO has {q.n_variables} variables, more than "
                 f"max_variables={self.max_variables}"
             )
         else:
             limit = self._group_limit()
-            if limit is not None and q.bqm.num_variables > limit:
+            if limit is not None and q.n_variables > limit:
                 reads, error = self._solve_in_groups(q, seed, info, limit)
             else:
                 reads, error = self._solve(q, seed, info)
         if not reads:
             return self._fall_back(state, q, bw, info, error)
 
-        polished = [local_search(q, r) if self.local_search else (r, 0) for r in reads]
+        # Reads that repair to the same assignment polish to the same one (the local search is
+        # deterministic); the first of them is the one min() would keep, so the rest are skipped.
+        distinct: dict[bytes, np.ndarray] = {}
+        for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
+            distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
+        # Each start is checked once (local_search and objective would each check it again; the
+        # descent only moves tasks to usable servers, so what it returns is valid too).
+        polished = [
+            _descend(q, q._check_assignment(r).copy(), True, None)
+            if self.local_search
+            else (q._check_assignment(r), 0)
+            for r in distinct.values()
+        ]
         # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
-        server, moves = min(polished, key=lambda sm: q.objective(sm[0]))
-        info["objective"] = q.objective(server)
+        idx = q._placed
+        objectives = [q._objective(idx, sm[0][idx], q.linear_cost[idx, sm[0][idx]]) for sm in polished]
+        best = min(range(len(polished)), key=objectives.__getitem__)
+        server, moves = polished[best]
+        info["objective"] = objectives[best]
         info["local_search_moves"] = int(moves)
         if fut is not None:
             placed = np.flatnonzero(server >= 0)
@@ -450,18 +473,38 @@ class QuboPolicy(BasePolicy):
             kwargs["initial_angles"] = self._angles
         start = time.perf_counter()
         try:
-            sampleset = self.sampler.sample(q.bqm, **kwargs)
-            sampleset.resolve()  # some samplers return futures: wait inside the timed region
-            wall = time.perf_counter() - start
-            self._record_sampler_info(sampleset, info)
+            # Samplers with an array path (SA: FastSimulatedAnnealingSampler) give the samples
+            # of their sample set without building it, from the spin form of the model when
+            # they take it (then no BQM is built either); the others give the set.
+            arrays = None
+            if self._ising_path:
+                spins = self.sampler.sample_ising_arrays(q.ising(), **kwargs)
+                if spins is not None:
+                    arrays = ((spins[0] + 1) // 2, spins[1], spins[2])
+            if arrays is None:
+                as_arrays = getattr(self.sampler, "sample_arrays", None)
+                arrays = as_arrays(q.bqm, **kwargs) if as_arrays is not None else None
+            if arrays is None:
+                sampleset = self.sampler.sample(q.bqm, **kwargs)
+                sampleset.resolve()  # some samplers return futures: wait inside the timed region
+                wall = time.perf_counter() - start
+                self._record_sampler_info(sampleset.info, info)
+                n_reads = len(sampleset)
+            else:
+                wall = time.perf_counter() - start
+                self._record_sampler_info(arrays[2], info)
+                n_reads = len(arrays[0])
             info["solve_wall_s"] = wall
-            if len(sampleset) == 0:
+            if n_reads == 0:
                 return [], "SolverError: the sampler returned an empty sample set"
             if self.time_budget_s is not None and wall > self.time_budget_s:
                 return [], (
                     f"TimeoutError: the solve took {wall:.4g} s, over time_budget_s={self.time_budget_s:g}"
                 )
-            decoded = q.decode_reads(sampleset, limit=self.candidates)
+            if arrays is None:
+                decoded = q.decode_reads(sampleset, limit=self.candidates)
+            else:
+                decoded = q.decode_arrays(arrays[0], arrays[1], limit=self.candidates)
         except Exception as exc:  # any solver failure falls back, recorded, never raised
             info["solve_wall_s"] = time.perf_counter() - start
             return [], _one_line(exc)
@@ -511,12 +554,15 @@ class QuboPolicy(BasePolicy):
         "qpu_time_s",
     )
 
-    def _record_sampler_info(self, sampleset: dimod.SampleSet, info: dict[str, Any]) -> None:
-        sinfo = getattr(sampleset, "info", {}) or {}
+    def _record_sampler_info(self, sampler_info: dict[str, Any] | None, info: dict[str, Any]) -> None:
+        """Copy the scalar entries of a sample set's ``info`` named in :attr:`SAMPLER_INFO_KEYS`."""
+        sinfo = sampler_info or {}
         if self.warm_start and "angles" in sinfo and sinfo.get("mode", "optimize") != "fixed":
             self._angles = sinfo["angles"]
         for key in self.SAMPLER_INFO_KEYS:
-            val = sinfo.get(key)
+            if key not in sinfo:  # (SA's info has none of them)
+                continue
+            val = sinfo[key]
             if isinstance(val, bool | int | float | str | np.integer | np.floating | np.bool_):
                 old = info.get(f"sampler_{key}")
                 # over several subproblems keep the totals of counts and times, the last of the rest
@@ -578,7 +624,7 @@ class QuboPolicy(BasePolicy):
                 total_wall += time.perf_counter() - start
                 if len(ss) == 0:
                     return [], f"SolverError: the sampler returned an empty sample set (group {g})"
-                self._record_sampler_info(ss, info)
+                self._record_sampler_info(getattr(ss, "info", None), info)
                 best = ss.first.sample
             except Exception as exc:
                 info["solve_wall_s"] = total_wall + time.perf_counter() - start
