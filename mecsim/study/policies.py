@@ -158,9 +158,11 @@ def prepare_rl(
 
         sc = load_scenario(source, **train_over)
         # The name holds everything the training depends on, so a model on disk is reused only
-        # when it is the one this call would train.
+        # when it is the one this call would train ("-val": stopped on validation checks).
         hp = hashlib.sha256(json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True).encode()).hexdigest()[:6]
-        path = (model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}.zip").resolve()
+        path = (
+            model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}-val.zip"
+        ).resolve()
         curve = path.with_name(path.stem + "-curve.csv")
         info = {
             "model": str(path),
@@ -179,6 +181,14 @@ def prepare_rl(
             info.update(
                 trained_steps=int(c.attrs.get("steps", c["step"].max())), episodes=len(c), curve=str(curve)
             )
+            val = _validation_csv(curve)
+            if val.is_file():  # the flatness verdict of the training, from its validation checks
+                from mecsim.rl.train import is_flat_validation
+
+                ev = pd.read_csv(val)
+                best = int(ev.drop(columns="step").mean(axis=1).idxmax())
+                flat = is_flat_validation(ev.drop(columns="step").to_numpy())
+                info.update(flat=flat, best_step=int(ev["step"].iloc[best]), validation=str(val))
         else:
             # Trained in chunks until the learning curve is flat, at most rl_steps decisions.
             rep = train_rl(
@@ -190,20 +200,25 @@ def prepare_rl(
                 episodes=rep.episodes,
                 trained_steps=rep.steps,
                 flat=rep.flat,
+                best_step=rep.best_step,
+                checks=len(rep.eval_steps),
                 curve=str(curve),
+                validation=str(_validation_csv(curve)),
                 first_returns=rep.episode_rewards[:3],
                 last_returns=rep.episode_rewards[-3:],
             )
             state = {
                 True: "flat at the end",
                 False: "NOT flat at the end (raise rl.steps)",
-                None: "too few training runs to tell whether it is flat",
+                None: "too few validation checks to tell whether it is flat (6 needed)",
             }[rep.flat]
+            change = "" if rep.best_step is None else f", kept the best check's policy (at {rep.best_step})"
             notes.append(
                 f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
                 f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
-                f"{rep.wall_s:.0f} s; "
-                f"learning curve: {state} (`models/{curve.with_suffix('.png').name}`)"
+                f"{rep.wall_s:.0f} s (with {len(rep.eval_steps)} validation checks on "
+                f"{len(rep.eval_seeds)} unseen seeds); learning curve: {state}{change} "
+                f"(`models/{curve.with_suffix('.png').name}`)"
             )
     digest = model_digest(path)
     info["digest"] = digest
@@ -216,9 +231,16 @@ def prepare_rl(
     return out, info
 
 
+def _validation_csv(curve: Path) -> Path:
+    """Where the validation checks of a learning curve are written (beside its CSV)."""
+    return curve.with_name(curve.stem + "-validation.csv")
+
+
 def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
-    """The RL learning curve as CSV and as a figure (return per decision of each training run,
-    with a moving average) next to the model."""
+    """The RL learning curve as CSV and as a figure next to the model: the return per decision
+    of each training run (with a moving average) and, when trained until flat, of the
+    deterministic policy at each validation check (mean over the fixed validation seeds; the
+    flatness test's curve), the validation checks in their own CSV (one column per seed)."""
     import numpy as np
     import pandas as pd
 
@@ -231,6 +253,11 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
         }
     )
     df.to_csv(csv, index=False)
+    ev = None
+    if rep.eval_steps:
+        ev = pd.DataFrame(rep.eval_reward_per_step, columns=[f"seed_{s}" for s in rep.eval_seeds])
+        ev.insert(0, "step", rep.eval_steps)
+        ev.to_csv(_validation_csv(csv), index=False)
     try:
         from mecsim.analysis import plots
 
@@ -247,9 +274,27 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
             color="C0",
             label=f"moving average of {w} runs",
         )
+    low = float(df["reward_per_step"].quantile(0.02)) if len(df) else -1.0
+    if ev is not None:
+        mean = ev.drop(columns="step").mean(axis=1)
+        ax.plot(
+            ev["step"],
+            mean,
+            "o-",
+            color="C1",
+            label=f"validation: mean of {len(rep.eval_seeds)} unseen seeds",
+        )
+        low = min(low, float(mean.min()))
+        if rep.best_step is not None:
+            kept = ev["step"] == rep.best_step
+            ax.plot(ev["step"][kept], mean[kept], "*", ms=14, color="C3", label="kept (best validation)")
+    hidden = int((df["reward_per_step"] < low - 0.1 * abs(low)).sum())
+    if hidden:  # a few runs of extreme load would squash the curve
+        ax.set_ylim(bottom=low - 0.1 * abs(low))
+        ax.plot([], [], " ", label=f"{hidden} training run(s) below the axis")
     ax.set_xlabel("training decisions (environment steps)")
     ax.set_ylabel("return per decision (minus expected latency, scaled)")
-    flat = {True: "flat at the end", False: "not flat at the end", None: "too few runs to tell"}[rep.flat]
+    flat = {True: "flat at the end", False: "not flat at the end", None: "too few checks to tell"}[rep.flat]
     ax.set_title(
         f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
         f"{rep.wall_s:.0f} s ({flat})",
