@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mecsim.errors import MecsimError, PolicyError
+from mecsim.traces import atomic_write
 
 __all__ = [
     "CompareError",
@@ -19,6 +20,7 @@ __all__ = [
     "parse_policies",
     "resolve_policies",
     "prepare_rl",
+    "pretrain_rl",
     "RL_SPEC",
     "DEFAULT_RL_STEPS",
 ]
@@ -172,7 +174,14 @@ def prepare_rl(
             "train_duration_s": sc.duration_s,
             "scenario": sc.name,
         }
-        if path.is_file() and curve.is_file():
+        side = path.with_name(path.stem + "-train.json")
+        if path.is_file() and curve.is_file() and side.is_file():
+            # Trained by pretrain_rl (a study trains its regimes' models in parallel first) or by
+            # an earlier call: the training's own record and note.
+            rec = json.loads(side.read_text())
+            info.update(rec["info"], reused=True)
+            notes.append(rec["note"] + f" (trained before the runs: {path.name})")
+        elif path.is_file() and curve.is_file():
             notes.append(f"rl: reused the model trained earlier with the same settings ({path.name})")
             info["reused"] = True
             import pandas as pd
@@ -213,13 +222,17 @@ def prepare_rl(
                 None: "too few validation checks to tell whether it is flat (6 needed)",
             }[rep.flat]
             change = "" if rep.best_step is None else f", kept the best check's policy (at {rep.best_step})"
-            notes.append(
+            note = (
                 f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
                 f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
                 f"{rep.wall_s:.0f} s (with {len(rep.eval_steps)} validation checks on "
                 f"{len(rep.eval_seeds)} unseen seeds); learning curve: {state}{change} "
                 f"(`models/{curve.with_suffix('.png').name}`)"
             )
+            notes.append(note)
+            rec = {k: v for k, v in info.items() if k not in ("model", "curve", "validation")}
+            text = json.dumps({"info": rec, "note": note}, indent=1, default=str)
+            atomic_write(side, lambda tmp: Path(tmp).write_text(text))
     digest = model_digest(path)
     info["digest"] = digest
     out = [
@@ -229,6 +242,32 @@ def prepare_rl(
         for p in policies
     ]
     return out, info
+
+
+def pretrain_rl(
+    source: Any,
+    overrides: dict[str, Any],
+    rl_steps: int,
+    rl_seed: int,
+    rl_duration_s: float | None,
+    model_dir: str,
+) -> str:
+    """Train the model :func:`prepare_rl` would train with these settings (a study calls this
+    for its regimes at once on the executor's workers; each comparison then finds its model).
+    Returns the model's path."""
+    _, info = prepare_rl(
+        [PolicyChoice("rl", RL_SPEC, {})],
+        source,
+        overrides,
+        None,
+        rl_steps,
+        rl_seed,
+        rl_duration_s,
+        Path(model_dir),
+        [],
+        False,
+    )
+    return str((info or {}).get("model"))
 
 
 def _validation_csv(curve: Path) -> Path:

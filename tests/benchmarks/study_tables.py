@@ -47,7 +47,8 @@ def rl_rows(study: dict) -> list[dict]:
                 "episodes": rl.get("episodes"),
                 "wall_s": rl.get("wall_s"),
                 "flat": rl.get("flat"),
-                "change": rl.get("flat_change"),
+                "best": rl.get("best_step"),
+                "checks": rl.get("checks"),
             }
         )
     return rows
@@ -70,14 +71,17 @@ def header(study: dict, overview: pd.DataFrame) -> str:
 
 def rl_table(study: dict) -> str:
     out = [
-        "| regime | decisions (budget) | training runs | wall (s) | flat | last change |",
-        "|---|---|---|---|---|---|",
+        "| regime | decisions (budget) | training runs | checks | policy kept at | wall (s) | flat |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rl_rows(study):
-        ch = "" if r["change"] is None else f"{100 * r['change']:+.1f}%"
+        best = "" if r["best"] is None else f"{r['best']:,}"
         flat = {True: "yes", False: "no", None: "too few checks"}[r["flat"]]
         steps = f"{r['steps']:,} ({r['budget']:,})"
-        out.append(f"| {r['regime']} | {steps} | {r['episodes']} | {r['wall_s']:.0f} | {flat} | {ch} |")
+        wall = f"{r['wall_s']:.0f}"
+        out.append(
+            f"| {r['regime']} | {steps} | {r['episodes']} | {r['checks']} | {best} | {wall} | {flat} |"
+        )
     return "\n".join(out)
 
 
