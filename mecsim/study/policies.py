@@ -304,7 +304,14 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
     except MecsimError:  # no matplotlib: the CSV is there
         return
     ax = fig.axes[0]
-    ax.plot(df["step"], df["reward_per_step"], ".", color="grey", alpha=0.6, label="one training run")
+    ax.plot(
+        df["step"],
+        df["reward_per_step"],
+        ".",
+        color="grey",
+        alpha=0.6,
+        label="one training run (sampled actions)",
+    )
     if len(df) >= 4:
         w = max(2, len(df) // 8)
         ax.plot(
@@ -321,7 +328,7 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
             mean,
             "o-",
             color="C1",
-            label=f"validation: mean of {len(rep.eval_seeds)} unseen seeds",
+            label=f"validation (most likely action): mean of {len(rep.eval_seeds)} unseen seeds",
         )
         low = min(low, float(mean.min()))
         if rep.best_step is not None:
@@ -335,7 +342,7 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
     ax.set_ylabel("return per decision (minus expected latency, scaled)")
     flat = {True: "flat at the end", False: "not flat at the end", None: "too few checks to tell"}[rep.flat]
     ax.set_title(
-        f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
+        f"RL learning curve, {scenario}\n{rep.steps} decisions, {rep.episodes} training runs, "
         f"{rep.wall_s:.0f} s ({flat})",
         fontsize="medium",
     )
