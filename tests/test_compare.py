@@ -391,3 +391,36 @@ def test_bad_study_file(tmp_path):
     bad.write_text(yaml.safe_dump({"name": "x", "studies": [entry]}))
     r = _cli("compare", str(bad), "--out", str(tmp_path / "o"), "--workers", "1")
     assert r.exit_code == 2 and "polices" in r.output
+
+
+def test_study_pretrains_rl_in_parallel_with_the_model_a_serial_study_trains(tmp_path):
+    """On Dask, a study trains its regimes' RL models at once before the comparisons; each
+    comparison then finds its model (no second training) with the training's record, and the
+    model is the very one the serial study (which trains inside each comparison) makes."""
+    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("distributed")
+    from mecsim.study import run_study
+
+    study = {
+        "name": "pretrain",
+        "seeds": 1,
+        "duration_s": 30,
+        "warmup_s": 5,
+        "reference": "greedy",
+        "hybrid": "greedy",
+        "rl": {"steps": 600, "seed": 0},
+        "studies": [
+            {"scenario": "smoke-v1", "policies": ["greedy", "rl"]},
+            {"scenario": "paper-small-v1", "policies": ["greedy", "rl"]},
+        ],
+    }
+    par = run_study(study, tmp_path / "par", workers=2, figures=False, progress=False)
+    ser = run_study(study, tmp_path / "ser", workers=1, figures=False, progress=False)
+    for name in ("smoke-v1", "paper-small-v1"):
+        models = list((tmp_path / "par" / name / "models").glob("*.zip"))
+        assert len(models) == 1 and models[0].with_name(models[0].stem + "-train.json").is_file()
+        report = (tmp_path / "par" / name / "report.md").read_text()
+        assert "rl: trained MaskablePPO for" in report and "trained before the runs" in report
+        assert "trained before the runs" not in (tmp_path / "ser" / name / "report.md").read_text()
+    digests = [[c.settings["rl"]["digest"] for c in s.comparisons] for s in (par, ser)]
+    assert digests[0] == digests[1] and len(set(digests[0])) == 2

@@ -197,8 +197,10 @@ def test_training_is_reproducible(tmp_path):
 
 
 def test_learning_curve_and_training_until_flat(tmp_path):
-    """The flatness test: a curve that levels off is flat, a rising one is not (negative control);
-    training until flat stops within its budget and records one point per training run."""
+    """The flatness tests: a curve that levels off is flat, a rising one is not (negative
+    control), and the paired test is not fooled by the load of the runs (a level that differs
+    from seed to seed cancels); training until flat stops within its budget, records one point
+    per training run and one validation check per chunk, and stops early only on a flat check."""
     import doctest
 
     import mecsim.rl.train as train
@@ -207,21 +209,37 @@ def test_learning_curve_and_training_until_flat(tmp_path):
     assert train.is_flat([-5.0] * 8 + [-1.0] * 16) is True
     assert train.is_flat(np.linspace(-10, -1, 20)) is False
     assert train.is_flat([-1.0, -1.0]) is None
+    # Seeds of very different load (levels -0.2 .. -6): a policy that moves by +-5% around a
+    # level is flat; one still improving by 3% per check, with the same wobble, is not.
+    levels = np.array([-0.2, -0.5, -1.0, -6.0])
+    wobble = [1.0, 0.95, 1.05, 0.97, 1.03, 0.96, 1.04, 1.0]
+    assert train.is_flat_validation([levels * w for w in wobble]) is True
+    assert train.is_flat_validation([levels * w * 0.97**k for k, w in enumerate(wobble)]) is False
+    assert train.is_flat_validation([levels] * 5) is None
     rep = train_rl(
         "smoke-v1",
-        2048,
+        4096,
         tmp_path / "f.zip",
         seed=0,
         overrides={"duration_s": 40},
         progress=False,
         until_flat=True,
+        n_validation=2,
     )
-    assert 512 <= rep.steps <= 2048 + 512
+    assert 3072 <= rep.steps <= 4096  # checks every 512 decisions, judged from the sixth on
     assert len(rep.episode_steps) == len(rep.episode_reward_per_step) == rep.episodes > 0
     assert rep.episode_steps == sorted(rep.episode_steps)
-    assert rep.flat == train.is_flat(rep.episode_reward_per_step)
-    if rep.steps < 2048:  # it stopped early only because the curve was flat
+    assert len(rep.eval_seeds) == 2 and not set(rep.eval_seeds) & set(range(100))
+    assert rep.eval_steps == sorted(rep.eval_steps) and rep.eval_steps[-1] == rep.steps
+    assert all(len(e) == 2 for e in rep.eval_reward_per_step)
+    assert rep.flat == train.is_flat_validation(rep.eval_reward_per_step)
+    means = np.mean(rep.eval_reward_per_step, axis=1)
+    assert rep.best_step == rep.eval_steps[int(np.argmax(means))]
+    assert rep.flat is not None
+    if rep.steps < 4096:  # it stopped early only because the validation curve was flat
         assert rep.flat
+    with pytest.raises(train.RLError, match="check_every"):
+        train_rl("smoke-v1", 64, tmp_path / "g.zip", progress=False, until_flat=True, check_every=0)
 
 
 def test_rl_policy_errors(tmp_path):

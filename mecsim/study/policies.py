@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mecsim.errors import MecsimError, PolicyError
+from mecsim.traces import atomic_write
 
 __all__ = [
     "CompareError",
@@ -19,6 +20,7 @@ __all__ = [
     "parse_policies",
     "resolve_policies",
     "prepare_rl",
+    "pretrain_rl",
     "RL_SPEC",
     "DEFAULT_RL_STEPS",
 ]
@@ -158,9 +160,11 @@ def prepare_rl(
 
         sc = load_scenario(source, **train_over)
         # The name holds everything the training depends on, so a model on disk is reused only
-        # when it is the one this call would train.
+        # when it is the one this call would train ("-val": stopped on validation checks).
         hp = hashlib.sha256(json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True).encode()).hexdigest()[:6]
-        path = (model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}.zip").resolve()
+        path = (
+            model_dir / f"rl-{sc.name}-{sc.digest()}-hp{hp}-upto{rl_steps}-seed{rl_seed}-val.zip"
+        ).resolve()
         curve = path.with_name(path.stem + "-curve.csv")
         info = {
             "model": str(path),
@@ -170,7 +174,14 @@ def prepare_rl(
             "train_duration_s": sc.duration_s,
             "scenario": sc.name,
         }
-        if path.is_file() and curve.is_file():
+        side = path.with_name(path.stem + "-train.json")
+        if path.is_file() and curve.is_file() and side.is_file():
+            # Trained by pretrain_rl (a study trains its regimes' models in parallel first) or by
+            # an earlier call: the training's own record and note.
+            rec = json.loads(side.read_text())
+            info.update(rec["info"], reused=True)
+            notes.append(rec["note"] + f" (trained before the runs: {path.name})")
+        elif path.is_file() and curve.is_file():
             notes.append(f"rl: reused the model trained earlier with the same settings ({path.name})")
             info["reused"] = True
             import pandas as pd
@@ -179,6 +190,14 @@ def prepare_rl(
             info.update(
                 trained_steps=int(c.attrs.get("steps", c["step"].max())), episodes=len(c), curve=str(curve)
             )
+            val = _validation_csv(curve)
+            if val.is_file():  # the flatness verdict of the training, from its validation checks
+                from mecsim.rl.train import is_flat_validation
+
+                ev = pd.read_csv(val)
+                best = int(ev.drop(columns="step").mean(axis=1).idxmax())
+                flat = is_flat_validation(ev.drop(columns="step").to_numpy())
+                info.update(flat=flat, best_step=int(ev["step"].iloc[best]), validation=str(val))
         else:
             # Trained in chunks until the learning curve is flat, at most rl_steps decisions.
             rep = train_rl(
@@ -190,21 +209,30 @@ def prepare_rl(
                 episodes=rep.episodes,
                 trained_steps=rep.steps,
                 flat=rep.flat,
+                best_step=rep.best_step,
+                checks=len(rep.eval_steps),
                 curve=str(curve),
+                validation=str(_validation_csv(curve)),
                 first_returns=rep.episode_rewards[:3],
                 last_returns=rep.episode_rewards[-3:],
             )
             state = {
                 True: "flat at the end",
                 False: "NOT flat at the end (raise rl.steps)",
-                None: "too few training runs to tell whether it is flat",
+                None: "too few validation checks to tell whether it is flat (6 needed)",
             }[rep.flat]
-            notes.append(
+            change = "" if rep.best_step is None else f", kept the best check's policy (at {rep.best_step})"
+            note = (
                 f"rl: trained MaskablePPO for {rep.steps} decisions (budget {rl_steps}) "
                 f"({rep.episodes} runs of {sc.duration_s:g} s, seed {rl_seed}) in "
-                f"{rep.wall_s:.0f} s; "
-                f"learning curve: {state} (`models/{curve.with_suffix('.png').name}`)"
+                f"{rep.wall_s:.0f} s (with {len(rep.eval_steps)} validation checks on "
+                f"{len(rep.eval_seeds)} unseen seeds); learning curve: {state}{change} "
+                f"(`models/{curve.with_suffix('.png').name}`)"
             )
+            notes.append(note)
+            rec = {k: v for k, v in info.items() if k not in ("model", "curve", "validation")}
+            text = json.dumps({"info": rec, "note": note}, indent=1, default=str)
+            atomic_write(side, lambda tmp: Path(tmp).write_text(text))
     digest = model_digest(path)
     info["digest"] = digest
     out = [
@@ -216,9 +244,42 @@ def prepare_rl(
     return out, info
 
 
+def pretrain_rl(
+    source: Any,
+    overrides: dict[str, Any],
+    rl_steps: int,
+    rl_seed: int,
+    rl_duration_s: float | None,
+    model_dir: str,
+) -> str:
+    """Train the model :func:`prepare_rl` would train with these settings (a study calls this
+    for its regimes at once on the executor's workers; each comparison then finds its model).
+    Returns the model's path."""
+    _, info = prepare_rl(
+        [PolicyChoice("rl", RL_SPEC, {})],
+        source,
+        overrides,
+        None,
+        rl_steps,
+        rl_seed,
+        rl_duration_s,
+        Path(model_dir),
+        [],
+        False,
+    )
+    return str((info or {}).get("model"))
+
+
+def _validation_csv(curve: Path) -> Path:
+    """Where the validation checks of a learning curve are written (beside its CSV)."""
+    return curve.with_name(curve.stem + "-validation.csv")
+
+
 def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
-    """The RL learning curve as CSV and as a figure (return per decision of each training run,
-    with a moving average) next to the model."""
+    """The RL learning curve as CSV and as a figure next to the model: the return per decision
+    of each training run (with a moving average) and, when trained until flat, of the
+    deterministic policy at each validation check (mean over the fixed validation seeds; the
+    flatness test's curve), the validation checks in their own CSV (one column per seed)."""
     import numpy as np
     import pandas as pd
 
@@ -231,6 +292,11 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
         }
     )
     df.to_csv(csv, index=False)
+    ev = None
+    if rep.eval_steps:
+        ev = pd.DataFrame(rep.eval_reward_per_step, columns=[f"seed_{s}" for s in rep.eval_seeds])
+        ev.insert(0, "step", rep.eval_steps)
+        ev.to_csv(_validation_csv(csv), index=False)
     try:
         from mecsim.analysis import plots
 
@@ -238,7 +304,14 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
     except MecsimError:  # no matplotlib: the CSV is there
         return
     ax = fig.axes[0]
-    ax.plot(df["step"], df["reward_per_step"], ".", color="grey", alpha=0.6, label="one training run")
+    ax.plot(
+        df["step"],
+        df["reward_per_step"],
+        ".",
+        color="grey",
+        alpha=0.6,
+        label="one training run (sampled actions)",
+    )
     if len(df) >= 4:
         w = max(2, len(df) // 8)
         ax.plot(
@@ -247,11 +320,29 @@ def _write_curve(rep: Any, csv: Path, scenario: str) -> None:
             color="C0",
             label=f"moving average of {w} runs",
         )
+    low = float(df["reward_per_step"].quantile(0.02)) if len(df) else -1.0
+    if ev is not None:
+        mean = ev.drop(columns="step").mean(axis=1)
+        ax.plot(
+            ev["step"],
+            mean,
+            "o-",
+            color="C1",
+            label=f"validation (most likely action): mean of {len(rep.eval_seeds)} unseen seeds",
+        )
+        low = min(low, float(mean.min()))
+        if rep.best_step is not None:
+            kept = ev["step"] == rep.best_step
+            ax.plot(ev["step"][kept], mean[kept], "*", ms=14, color="C3", label="kept (best validation)")
+    hidden = int((df["reward_per_step"] < low - 0.1 * abs(low)).sum())
+    if hidden:  # a few runs of extreme load would squash the curve
+        ax.set_ylim(bottom=low - 0.1 * abs(low))
+        ax.plot([], [], " ", label=f"{hidden} training run(s) below the axis")
     ax.set_xlabel("training decisions (environment steps)")
     ax.set_ylabel("return per decision (minus expected latency, scaled)")
-    flat = {True: "flat at the end", False: "not flat at the end", None: "too few runs to tell"}[rep.flat]
+    flat = {True: "flat at the end", False: "not flat at the end", None: "too few checks to tell"}[rep.flat]
     ax.set_title(
-        f"RL learning curve, {scenario}: {rep.steps} decisions, {rep.episodes} runs, "
+        f"RL learning curve, {scenario}\n{rep.steps} decisions, {rep.episodes} training runs, "
         f"{rep.wall_s:.0f} s ({flat})",
         fontsize="medium",
     )

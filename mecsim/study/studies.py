@@ -210,6 +210,66 @@ def _modes(
     return out or {"": ({}, None)}
 
 
+def _pretrain(
+    study: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    q: Mapping[str, Any],
+    out: Path,
+    steps: int,
+    rl_models: Mapping[str, str] | None,
+    ex: Executor,
+) -> None:
+    """Train the RL models of the regimes at once, one per worker, before the comparisons (each
+    comparison finds its model on disk, with the training's record; trained one after the other
+    inside the comparisons, they would leave all workers but one idle). The folder and settings
+    are those the comparison of the entry's first mode uses. Serially: nothing to gain, left to
+    the comparisons."""
+    from mecsim.scenario import load_scenario
+    from mecsim.study.comparison import _scenario_source
+    from mecsim.study.policies import pretrain_rl
+
+    if ex.serial:
+        return
+    rl = study.get("rl") or {}
+    jobs, used = [], set()
+    for entry in entries:
+        name = load_scenario(entry["scenario"]).name
+        title = entry.get("title") or name
+        folder = _safe(name) if _safe(name) not in used else _safe(title)
+        used.add(folder)
+        if (rl_models or {}).get(name) or entry.get("rl_model"):
+            continue
+        modes = _modes(study, entry, q)
+        mode, (mode_over, only) = next(iter(modes.items()))
+        pols = [_label(p) for p in (entry.get("policies") or DEFAULT_POLICIES)]
+        if "rl" not in pols or (only is not None and "rl" not in only):
+            continue
+        over = {**dict(study.get("overrides") or {}), **dict(entry.get("overrides") or {}), **mode_over}
+        over = {str(k).replace("__", "."): v for k, v in over.items()}
+        dur = q.get("duration_s") or entry.get("duration_s") or study.get("duration_s")
+        warm = q.get("warmup_s", entry.get("warmup_s", study.get("warmup_s")))
+        if dur is not None:
+            over["duration_s"] = float(dur)
+        if warm is not None:
+            over["warmup_s"] = float(warm)
+        sub = out / folder / _safe(mode) if len(modes) > 1 else out / folder
+        jobs.append(
+            (
+                _scenario_source(entry["scenario"]),
+                over,
+                steps,
+                int(rl.get("seed", 0)),
+                q.get("rl_duration_s") or rl.get("duration_s"),
+                str(sub / "models"),
+            )
+        )
+    if len(jobs) < 2:
+        return
+    client = ex.client(len(jobs))
+    futures = [client.submit(pretrain_rl, *job, pure=False) for job in jobs]
+    client.gather(futures)  # an error here is the training's own (it would fail the same way later)
+
+
 def _label(p: Any) -> str:
     return str(p) if isinstance(p, str) else str(p.get("label") or p.get("name"))
 
@@ -269,6 +329,7 @@ def run_study(
     used: set[str] = set()
     t0 = time.perf_counter()
     try:
+        _pretrain(study, entries, q, out, steps, rl_models, ex)
         for entry in entries:
             over = {**dict(study.get("overrides") or {}), **dict(entry.get("overrides") or {})}
             dur = q.get("duration_s") or entry.get("duration_s") or study.get("duration_s")
