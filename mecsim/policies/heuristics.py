@@ -204,7 +204,7 @@ class LeastLoadedPolicy(HeuristicPolicy):
     name = "least-loaded"
 
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
-        backlog = state.backlog_s.astype(float).copy()
+        backlog = state.backlog_s.astype(float)  # a copy
         per_slot = state.queued / state.slots
         out = np.zeros(state.n_tasks, dtype=np.int64)
         for i in range(state.n_tasks):
