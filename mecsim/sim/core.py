@@ -32,6 +32,7 @@ import simpy
 from mecsim.arrivals import TaskSource
 from mecsim.radio import Channel, Trajectory, dbm_to_w
 from mecsim.scenario import Scenario, merged_profiles
+from mecsim.sim.dispatch import DispatchMixin
 from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
 from mecsim.sim.server import GPUServer, build_servers
@@ -51,7 +52,7 @@ from mecsim.traces import (
 )
 
 
-class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
+class Simulation(EpochMixin, DispatchMixin, FaultsMixin, StreamMixin, SteppingMixin):
     """One run of a scenario with a policy and a seed.
 
     Args:
