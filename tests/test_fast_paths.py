@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mecsim
-import mecsim.sim.epoch as epoch_mod
+import mecsim.sim.dispatch as dispatch_mod
 from mecsim.errors import PolicyError
 from mecsim.state import _OPTIONAL, DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.testing import random_epoch_state
@@ -43,9 +43,9 @@ def _same_tables(a: mecsim.Result, b: mecsim.Result) -> None:
 )
 def test_scalar_and_array_dispatch_write_the_same_records(monkeypatch, scenario, policy, duration):
     # batch-v1 epochs decide ~11 tasks, paper-medium-v1 mostly 1-2: every path is exercised
-    monkeypatch.setattr(epoch_mod, "_SCALAR_MAX", 0)  # arrays for every epoch
+    monkeypatch.setattr(dispatch_mod, "_SCALAR_MAX", 0)  # arrays for every epoch
     arrays = _run(scenario, policy, duration)
-    monkeypatch.setattr(epoch_mod, "_SCALAR_MAX", 10**9)  # Python floats for every epoch
+    monkeypatch.setattr(dispatch_mod, "_SCALAR_MAX", 10**9)  # Python floats for every epoch
     scalars = _run(scenario, policy, duration)
     assert len(arrays.tasks) > 100
     _same_tables(arrays, scalars)

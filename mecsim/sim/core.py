@@ -20,7 +20,6 @@ and drops them from memory (see :meth:`Simulation._stream_tick`). Without stream
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from pathlib import Path
@@ -30,10 +29,13 @@ import numpy as np
 import simpy
 
 from mecsim.arrivals import TaskSource
-from mecsim.radio import Channel, Trajectory, dbm_to_w
+from mecsim.radio import Channel
 from mecsim.scenario import Scenario, merged_profiles
+from mecsim.sim.devices import place_devices
+from mecsim.sim.dispatch import DispatchMixin
 from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
+from mecsim.sim.intake import IntakeMixin
 from mecsim.sim.server import GPUServer, build_servers
 from mecsim.sim.stepping import SteppingMixin
 from mecsim.sim.stream import StreamMixin
@@ -51,7 +53,7 @@ from mecsim.traces import (
 )
 
 
-class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
+class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixin, SteppingMixin):
     """One run of a scenario with a policy and a seed.
 
     Args:
@@ -96,37 +98,7 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         self.drop_expired = sc.deadline_action == "drop"
 
         # devices ----------------------------------------------------------------------------
-        pl_rng = self.streams.get("placement")
-        dist: list[np.ndarray] = []
-        power: list[np.ndarray] = []
-        traj: list[Trajectory | None] = []
-        d_idx = 0
-        for grp in sc.devices:
-            # one draw per device and coordinate, in the order a per-device loop would make them:
-            # (distance, angle) pairs, or angles alone at a fixed distance
-            # (uniform(a, b) is a + (b - a) u, so the same values)
-            n = grp.count
-            dm = grp.placement.distance_m
-            if isinstance(dm, tuple):
-                u = pl_rng.random((n, 2))
-                d_arr = dm[0] + (dm[1] - dm[0]) * u[:, 0]
-                ang_arr = 2 * math.pi * u[:, 1]
-            else:
-                d_arr = np.full(n, float(dm))
-                ang_arr = 2 * math.pi * pl_rng.random(n)
-            dist.append(d_arr)
-            power.append(np.full(n, float(dbm_to_w(grp.tx_power_dbm))))
-            if grp.mobility.model == "random-waypoint":
-                # a device's mobility stream is made when its first waypoint is drawn
-                for k, (d, ang) in enumerate(zip(d_arr.tolist(), ang_arr.tolist(), strict=True)):
-                    xy = np.array([d * math.cos(ang), d * math.sin(ang)])
-                    rng = functools.partial(self.streams.keyed, "mobility", d_idx + k)
-                    traj.append(Trajectory(grp.mobility, xy, rng))
-            else:
-                traj.extend([None] * n)
-            d_idx += n
-        self.tx_power_w = np.concatenate(power) if power else np.zeros(0)
-        self.device_distance_m = np.concatenate(dist) if dist else np.zeros(0)
+        self.device_distance_m, self.tx_power_w, traj = place_devices(sc, self.streams)
         self.channel = Channel(
             sc.radio,
             self.device_distance_m,
@@ -209,49 +181,6 @@ class Simulation(EpochMixin, FaultsMixin, StreamMixin, SteppingMixin):
         self.T_epoch = c["epoch"]
         self.T_deadline = c["deadline"]
         self.T_service_start = c["t_service_start"]
-
-    def _generate_until(self, t: float) -> None:
-        """Make sure every task arriving at or before t is in the task table."""
-        src = self.source
-        while src.t_next <= t and src.t_next < src.duration:
-            b = src.next_batch()
-            if b is None or len(b) == 0:
-                continue
-            a, z = self.tasks.append_many(
-                device=b.device,
-                model=b.model,
-                input_bits=b.input_bits,
-                output_bits=b.output_bits,
-                steps=b.steps,
-                deadline=b.t_arrival + b.deadline_rel,
-                service_factor=b.jitter,
-                t_arrival=b.t_arrival,
-                **({"adapter": b.adapter} if self.gpu_mode else {}),
-            )
-            self._bind_views()
-            # service times are known per (task, server) once the server is chosen; store the
-            # server-independent parts now
-            need = self.tasks.cap
-            if len(self.expected_service) < need:
-                self.expected_service = np.resize(self.expected_service, need)
-                self.actual_service = np.resize(self.actual_service, need)
-
-    def _ingest(self, now: float) -> None:
-        self._generate_until(now)
-        t_arr = self.tasks.cols["t_arrival"]
-        n = self.tasks.n
-        a = self.n_arrived - self._base
-        k = self.n_arrived + int(np.searchsorted(t_arr[a:n], now, side="right"))
-        if k > self.n_arrived:
-            self.waiting.extend(range(self.n_arrived, k))
-            self.n_arrived = k
-
-    def _next_arrival_time(self) -> float:
-        while self.n_arrived >= self._base + self.tasks.n:
-            if self.source.t_next >= self.source.duration:
-                return math.inf
-            self._generate_until(self.source.t_next)
-        return float(self.tasks.cols["t_arrival"][self.n_arrived - self._base])
 
     def monitor(self, srv: GPUServer) -> None:
         log = self.server_log

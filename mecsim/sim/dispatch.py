@@ -1,0 +1,164 @@
+"""Dispatch of an epoch's decision: bandwidth held for the uploads, upload times over the fading
+channel, backhaul, the task records, and each task's arrival at its server (a SimPy timeout, or
+at once over ideal links)."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from mecsim.state import EpochState
+from mecsim.traces import DISPATCHED
+
+#: epochs of at most this many tasks record their dispatch with Python floats, larger ones with arrays
+_SCALAR_MAX = 3
+
+
+class DispatchMixin:
+    """Dispatch of a decision; part of :class:`~mecsim.sim.core.Simulation`."""
+
+    def _dispatch(
+        self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray, t: float
+    ) -> None:
+        c = self.tasks.cols
+        gids = tids  # global ids (for the events); tids: buffer rows
+        if self._base:
+            tids = tids - self._base
+        dev = c["device"][tids]
+        bits = c["input_bits"][tids]
+        if self.uplink is not None:  # reallocated: the uplink manager ends the uploads
+            self._dispatch_reallocated(gids, tids, dev.astype(np.int64), bits, srv, t)
+            return
+        ideal = self.sc.radio.ideal
+        up = None if ideal else self.channel.upload_durations(dev, bits, bw, t)
+        if len(tids) <= _SCALAR_MAX:
+            arrivals = self._record_dispatch_scalar(tids, dev, bits, srv, bw, up, t)
+        else:
+            arrivals = self._record_dispatch_arrays(tids, dev, bits, srv, bw, up, t)
+        env = self.env
+        servers = self.servers
+        t_end = self.t_end
+        now_arrivals = []
+        srv_l = srv.tolist()
+        for tid, j, ta, ex in zip(gids.tolist(), srv_l, *arrivals, strict=True):
+            s = servers[j]
+            s.transit += 1
+            s.transit_work += ex
+            if ta > t_end:
+                continue  # arrives after the run: stays in transit (in flight)
+            if ta == t:  # no upload, no backhaul (ideal links): no event needed
+                now_arrivals.append((s, tid))
+                continue
+            ev = env.timeout(ta - t)
+            ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
+        for j in srv_l if len(srv_l) == 1 else sorted(set(srv_l)):
+            self.monitor(servers[j])
+        for s, tid in now_arrivals:
+            s.arrive(tid)
+
+    def _record_dispatch_arrays(
+        self,
+        rows: np.ndarray,
+        dev: np.ndarray,
+        bits: np.ndarray,
+        srv: np.ndarray,
+        bw: np.ndarray,
+        up: np.ndarray | None,
+        t: float,
+    ) -> tuple[list[float], list[float]]:
+        """Write the dispatch records of the tasks at buffer ``rows`` (arrays, for larger epochs);
+        return their server-arrival times and expected service times."""
+        c = self.tasks.cols
+        if up is None:
+            up = np.zeros(len(rows))
+        else:
+            for end, b in zip((t + up).tolist(), bw.tolist(), strict=True):
+                heapq.heappush(self.held, (end, b))
+                self.held_bw += b
+        mod = c["model"][rows].astype(np.int64)
+        expected = c["steps"][rows] * self.t_step[srv, mod]
+        self.expected_service[rows] = expected
+        self.actual_service[rows] = expected * c["service_factor"][rows]
+        arrive = t + up + self.bh_lat[srv] + bits * self.inv_bh_rate[srv]
+        c["server"][rows] = srv
+        c["bandwidth_hz"][rows] = bw
+        c["t_decision"][rows] = t
+        c["t_upload_start"][rows] = t
+        c["t_upload_end"][rows] = t + up
+        c["t_server_arrival"][rows] = arrive
+        c["energy_tx_j"][rows] += self.tx_power_w[dev] * up
+        c["state"][rows] = DISPATCHED
+        return arrive.tolist(), expected.tolist()
+
+    def _record_dispatch_scalar(
+        self,
+        rows: np.ndarray,
+        dev: np.ndarray,
+        bits: np.ndarray,
+        srv: np.ndarray,
+        bw: np.ndarray,
+        up: np.ndarray | None,
+        t: float,
+    ) -> tuple[list[float], list[float]]:
+        """As :meth:`_record_dispatch_arrays`, task by task with Python floats (cheaper for the
+        one or two tasks of most epochs; the same IEEE operations in the same order, so the
+        same values)."""
+        c = self.tasks.cols
+        model, steps, factor = c["model"], c["steps"], c["service_factor"]
+        c_srv, c_bw, c_dec, c_up0, c_up1 = (
+            c["server"],
+            c["bandwidth_hz"],
+            c["t_decision"],
+            c["t_upload_start"],
+            c["t_upload_end"],
+        )
+        c_arr, c_etx, c_state = c["t_server_arrival"], c["energy_tx_j"], c["state"]
+        t_step, bh_lat, inv_bh, ptx = self.t_step, self.bh_lat, self.inv_bh_rate, self.tx_power_w
+        exp_s, act_s = self.expected_service, self.actual_service
+        held = self.held
+        up_l = [0.0] * len(rows) if up is None else up.tolist()
+        arrive_l, exp_l = [], []
+        for r, d, nb, j, b, u in zip(
+            rows.tolist(), dev.tolist(), bits.tolist(), srv.tolist(), bw.tolist(), up_l, strict=True
+        ):
+            if up is not None:
+                heapq.heappush(held, (t + u, b))
+                self.held_bw += b
+            ex = int(steps[r]) * float(t_step[j, model[r]])
+            exp_s[r] = ex
+            act_s[r] = ex * float(factor[r])
+            ta = t + u + float(bh_lat[j]) + nb * float(inv_bh[j])
+            c_srv[r] = j
+            c_bw[r] = b
+            c_dec[r] = t
+            c_up0[r] = t
+            c_up1[r] = t + u
+            c_arr[r] = ta
+            c_etx[r] += float(ptx[d]) * u
+            c_state[r] = DISPATCHED
+            arrive_l.append(ta)
+            exp_l.append(ex)
+        return arrive_l, exp_l
+
+    def _dispatch_reallocated(
+        self, gids: np.ndarray, rows: np.ndarray, dev: np.ndarray, bits: np.ndarray, srv: np.ndarray, t: float
+    ) -> None:
+        """Dispatch in ``reallocated`` mode: the uploads join the running ones (new shares for
+        all); each arrives at its server when :mod:`mecsim.sim.uplink` ends its upload."""
+        c = self.tasks.cols
+        mod = c["model"][rows].astype(np.int64)
+        expected = c["steps"][rows] * self.t_step[srv, mod]
+        self.expected_service[rows] = expected
+        self.actual_service[rows] = expected * c["service_factor"][rows]
+        c["server"][rows] = srv
+        c["t_decision"][rows] = t
+        c["t_upload_start"][rows] = t
+        c["state"][rows] = DISPATCHED
+        servers = self.servers
+        for j, ex in zip(srv.tolist(), expected.tolist(), strict=True):
+            servers[j].transit += 1
+            servers[j].transit_work += ex
+        self.uplink.add(t, gids, dev, bits, srv)
+        for j in sorted(set(srv.tolist())):
+            self.monitor(servers[j])
