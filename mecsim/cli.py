@@ -44,6 +44,17 @@ def summary_table(s: dict[str, Any]) -> str:
         ("decision time", f"{_fmt(s['decision_wall_s_total'])} s wall over {s['epochs']} epochs"),
         ("run time", f"{_fmt(s['run_wall_s'])} s wall"),
     ]
+    if "mean_batch_size" in s:  # runs with the GPU-server model (batching, residency, adapters)
+        cold = s.get("cold_start_rate")
+        rows.insert(
+            -2,
+            (
+                "GPU model",
+                f"cold starts {'-' if cold is None else f'{cold:.1%}'}  mean batch "
+                f"{_fmt(s['mean_batch_size'])} over {s['batches']} batches"
+                + (f"  {s['loads']} weight loads" if "loads" in s else ""),
+            ),
+        )
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 

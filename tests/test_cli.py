@@ -191,3 +191,15 @@ def test_unknown_policy_and_missing_file():
     assert r.exit_code == 2 and "does/not/exist.yaml" in r.output
     r = _run("run", "smoke-v1", "--policy", "nosuchmodule.x:Y")
     assert r.exit_code == 2 and "nosuchmodule" in r.output
+
+
+def test_run_summary_shows_the_gpu_model_only_when_it_is_on(tmp_path):
+    # residency-v1 runs the GPU-server model (residency and adapters): cold starts, batches, loads
+    r = _run("run", "residency-v1", "--duration", "120", "--set", "warmup_s=0", "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("GPU model"))
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert f"over {s['batches']} batches" in line and f"{s['loads']} weight loads" in line
+    r = _run("run", "paper-small-v1", "--duration", "60", "--set", "warmup_s=0", "--out", str(tmp_path / "b"))
+    assert r.exit_code == 0, r.output
+    assert "GPU model" not in r.output  # the plain servers: no such line

@@ -485,3 +485,24 @@ def test_batch_accounting_utilisation_and_energy():
         t.drop(columns=["batch_size"]), r.tasks["server"].cat.categories.tolist(), np.ones(4), 0.0, 600.0
     )
     assert max(naive.values()) > 1.0
+
+
+def test_hybrid_policy_takes_batch_weight():
+    """``batch_weight`` reaches the hybrid's QUBO: with a throughput credit the decided
+    assignment's recorded objective is the credited one (lower: batch pairs are rewarded), and it
+    equals the QUBO built with that weight; a negative weight is refused by name."""
+    from mecsim.errors import PolicyError
+    from mecsim.policies import make_policy
+
+    state, _, _ = _epoch_with_models(4, 1.2, 0.5, 0.5, 2.0)
+    out = {}
+    for w in (0.0, 8.0):
+        pol = make_policy("qubo-sa", batch_weight=w, future_weight=0)
+        pol.reset(np.random.default_rng(0))
+        d = pol.decide(state)
+        q = build_selection_qubo(state, d.bandwidth_hz, batch_weight=w)
+        assert d.info["objective"] == pytest.approx(q.objective(d.server), rel=1e-12)
+        out[w] = d.info["objective"]
+    assert out[8.0] < out[0.0] - 1e-6  # negative control: weight 0 gives the uncredited objective
+    with pytest.raises(PolicyError, match="batch_weight"):
+        make_policy("qubo-sa", batch_weight=-1)

@@ -183,6 +183,11 @@ class QuboPolicy(BasePolicy):
             None never decomposes (too large then means the solver refuses: fallback).
         warm_start: pass the previous epoch's ``sampleset.info["angles"]`` as ``initial_angles``
             to samplers that take it (QAOA), so each epoch starts from the last optimum.
+        batch_weight: with the GPU-server model on (batching or residency; the state carries its
+            fields), the throughput credit of a batch pair in the QUBO: the number of later tasks
+            assumed to wait behind it, which gain the GPU time the batch saves
+            (:func:`~mecsim.decision.qubo.add_gpu_terms`). 0 (the default) prices the epoch's
+            own tasks only; without the GPU-server model it has no effect.
         name: the policy's name (defaults to ``"qubo-<solver>"``).
 
     Raises:
@@ -208,6 +213,7 @@ class QuboPolicy(BasePolicy):
         max_variables: int | None = None,
         decompose: int | str | None = "auto",
         warm_start: bool = True,
+        batch_weight: float = 0.0,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -272,6 +278,9 @@ class QuboPolicy(BasePolicy):
             raise PolicyError(f"decompose must be 'auto', None or an integer >= 1, got {decompose!r}")
         self.decompose = decompose
         self.warm_start = bool(warm_start)
+        if not (np.isfinite(batch_weight) and batch_weight >= 0):
+            raise PolicyError(f"batch_weight must be a finite number >= 0, got {batch_weight!r}")
+        self.batch_weight = float(batch_weight)
         self.name = name or f"qubo-{self.solver_label}"
         self._fallback_policy: Any = None
         self._angles: Any = None
@@ -400,7 +409,12 @@ class QuboPolicy(BasePolicy):
 
         fut = self.future_costs(state)
         q = build_selection_qubo(
-            state, bw, penalty=self.penalty, penalty_scale=self.penalty_scale, future_cost=fut
+            state,
+            bw,
+            penalty=self.penalty,
+            penalty_scale=self.penalty_scale,
+            batch_weight=self.batch_weight,
+            future_cost=fut,
         )
         info["variables"] = q.n_variables
         info["interactions"] = q.n_interactions
@@ -673,7 +687,13 @@ class QuboPolicy(BasePolicy):
         q_eval = q
         if not np.array_equal(fb_bw, bw):
             try:  # judge the fallback's assignment with its own bandwidth
-                q_eval = build_selection_qubo(state, fb_bw, penalty=0.0, future_cost=self.future_costs(state))
+                q_eval = build_selection_qubo(
+                    state,
+                    fb_bw,
+                    penalty=0.0,
+                    batch_weight=self.batch_weight,
+                    future_cost=self.future_costs(state),
+                )
             except ValueError:
                 q_eval = None
         try:
