@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mecsim.errors import ScenarioError
-from mecsim.sim.server import gpu_state_fields
+from mecsim.sim.gpu.server import gpu_state_fields
 from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 from mecsim.traces import DISPATCHED
 
