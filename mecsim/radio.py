@@ -1,4 +1,5 @@
-"""The radio: path loss, shadowing, Rayleigh block fading, mobility and the Shannon upload.
+"""The radio: path loss, shadowing, Rayleigh block fading and the Shannon upload (the devices'
+motion is :mod:`mecsim.mobility`).
 
 Each device's uplink gain is piecewise constant on a global grid of coherence blocks
 ``[k Tc, (k+1) Tc)``: ``g = 10^(-PL(d)/10) * shadowing * |h_k|^2`` with ``|h_k|^2 ~ Exp(1)``
@@ -32,12 +33,13 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mecsim.scenario import Mobility, Radio
+from mecsim.mobility import Trajectory  # re-exported: mecsim.radio.Trajectory
+from mecsim.scenario import Radio
 from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
 _CHUNK = 64  # fewest fading blocks drawn at a time for a device (0.64 s at Tc = 10 ms)
@@ -73,90 +75,6 @@ def shannon_rate(bandwidth_hz: np.ndarray, snr_per_hz: np.ndarray) -> np.ndarray
     return np.where(b > 0, r, 0.0)
 
 
-class Trajectory:
-    """Random-waypoint motion of one device inside a disc; waypoints are generated lazily.
-
-    Args:
-        mob: the group's mobility section.
-        start_xy: the start position (m).
-        rng: the device's generator, or a function that makes it (called when the first waypoint
-            is drawn, so that a device never asked for its position costs no generator).
-    """
-
-    def __init__(
-        self,
-        mob: Mobility,
-        start_xy: np.ndarray,
-        rng: np.random.Generator | Callable[[], np.random.Generator],
-    ) -> None:
-        self.mob = mob
-        self._rng = rng
-        self.t = [0.0]
-        self.x = [float(start_xy[0])]
-        self.y = [float(start_xy[1])]
-        self._arr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._last: tuple[float, np.ndarray] = (math.nan, np.zeros(1))  # last one-time query
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """The device's mobility generator (made on first use)."""
-        if not isinstance(self._rng, np.random.Generator):
-            self._rng = self._rng()
-        return self._rng
-
-    def _extend(self, until: float) -> None:
-        mob = self.mob
-        rng = self.rng
-        while self.t[-1] <= until:
-            r = mob.radius_m * math.sqrt(rng.random())
-            a = 2 * math.pi * rng.random()
-            nx, ny = r * math.cos(a), r * math.sin(a)
-            sp = mob.speed_mps
-            v = rng.uniform(sp[0], sp[1]) if isinstance(sp, tuple) else float(sp)
-            dist = math.hypot(nx - self.x[-1], ny - self.y[-1])
-            t_arr = self.t[-1] + dist / v
-            self.t.append(t_arr)
-            self.x.append(nx)
-            self.y.append(ny)
-            if mob.pause_s > 0:
-                self.t.append(t_arr + mob.pause_s)
-                self.x.append(nx)
-                self.y.append(ny)
-
-    def distance(self, times: np.ndarray) -> np.ndarray:
-        """Distance from the access point at the given times (m)."""
-        times = np.asarray(times, dtype=float)
-        if times.shape == (1,) and times[0] == self._last[0]:
-            # asked again at the same instant (an epoch's gains, then its uploads)
-            return self._last[1].copy()
-        if times.size:
-            hi = float(times.max())
-            if hi >= self.t[-1]:
-                self._extend(hi)
-                self._arr = None
-            if float(times.min()) < self.t[0]:
-                raise ValueError(
-                    f"position asked at t={float(times.min())!r} s, before the "
-                    f"trajectory's kept history (from t={self.t[0]!r} s)"
-                )
-        if self._arr is None:
-            self._arr = (np.asarray(self.t), np.asarray(self.x), np.asarray(self.y))
-        t, x, y = self._arr
-        dist = np.hypot(np.interp(times, t, x), np.interp(times, t, y))
-        if times.shape == (1,):
-            self._last = (float(times[0]), dist.copy())
-        return dist
-
-    def forget_before(self, t: float) -> None:
-        """Drop the waypoints wholly before time t (keeps memory and lookups flat)."""
-        k = 0
-        while k + 1 < len(self.t) and self.t[k + 1] <= t:
-            k += 1
-        if k:
-            del self.t[:k], self.x[:k], self.y[:k]
-            self._arr = None
-
-
 class Channel:
     """Uplink channels of all devices: gains per coherence block and upload times.
 
@@ -164,7 +82,7 @@ class Channel:
         radio: the scenario's radio section.
         distance_m: initial distance of each device (m).
         tx_power_w: transmit power of each device (W).
-        mobility: per device, a :class:`Trajectory` or None (static).
+        mobility: per device, a :class:`~mecsim.mobility.Trajectory` or None (static).
         streams: the run's random streams.
         groups: the sizes of the device groups in device order (summing to the number of
             devices): the devices of a group of more than

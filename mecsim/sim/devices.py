@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from mecsim.radio import Trajectory, dbm_to_w
+from mecsim.mobility import Trajectory
+from mecsim.radio import dbm_to_w
 from mecsim.scenario import Scenario
 from mecsim.streams import Streams
 

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from mecsim.errors import ScenarioError
-from mecsim.sim.server import gpu_state_fields
 from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
 
 
@@ -104,8 +103,14 @@ class EpochMixin:
             backhaul_s=backhaul,
             return_s=ret,
             server_energy_w=self.server_power,
-            **(gpu_state_fields(self, loc) if self.gpu_mode else {}),
+            **(self._gpu_fields(loc) if self.gpu_mode else {}),
         )
+
+    def _gpu_fields(self, loc: np.ndarray) -> dict[str, Any]:
+        """The GPU-server model's fields of the state (that package loads only for runs using it)."""
+        from mecsim.sim.gpu.server import gpu_state_fields
+
+        return gpu_state_fields(self, loc)
 
     def _check(self, dec: Any, state: EpochState) -> Decision:
         return validate_decision(dec, state, self._policy_name)
