@@ -143,6 +143,9 @@ def interrupt_cli_run(out, *extra, timeout_s=300.0):
         text=True,
         cwd=ROOT,
         env=env,
+        # as a user's terminal would have it: a child started from a background job inherits an
+        # ignored SIGINT (POSIX), and Python then keeps ignoring Ctrl-C; reset it to the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     watchdog = threading.Timer(timeout_s, proc.kill)  # a child that never gets ready fails the test
     watchdog.start()
