@@ -83,3 +83,33 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
+
+
+def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--workers`` and ``--scheduler``: where the runs go (see :class:`mecsim.study.Executor`),
+    the same for ``compare``, ``reproduce`` and ``sweep``."""
+    fn = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Address of a running Dask scheduler (e.g. tcp://host:8786) instead of a local cluster.",
+    )(fn)
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="1: serially in this process; N: worker processes of an embedded local Dask cluster "
+        "(default: one per core).",
+    )(fn)
+
+
+def rl_options(model_metavar: str, model_help: str, steps_help: str) -> Callable[..., Any]:
+    """``--rl-model`` and ``--rl-steps`` of the commands that train the RL baseline."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option("--rl-steps", type=click.IntRange(min=1), default=None, help=steps_help)(fn)
+        return click.option("--rl-model", "rl_model", multiple=True, metavar=model_metavar, help=model_help)(
+            fn
+        )
+
+    return deco

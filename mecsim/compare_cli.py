@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mecsim.cli_common import _guard, _parse_assignments
+from mecsim.cli_common import _guard, _parse_assignments, executor_options, rl_options
 
 
 def _progress(flag: bool | None) -> bool:
@@ -101,30 +101,11 @@ def _rl_models(items: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
     default=None,
     help="Output folder (default: runs/compare-<scenario>; a study: runs/<study name>).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="1: run serially in this process; N: a local Dask cluster of N processes (default: one per core).",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Address of a running Dask scheduler instead of a local cluster.",
-)
-@click.option(
-    "--rl-model",
-    "rl_model",
-    multiple=True,
-    metavar="[SCENARIO=]PATH",
-    help="Model of the rl policy (default: train one here).",
-)
-@click.option(
-    "--rl-steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Training decisions when the rl model is trained here (default 20000).",
+@executor_options
+@rl_options(
+    "[SCENARIO=]PATH",
+    "Model of the rl policy (default: train one here).",
+    "Training decisions when the rl model is trained here (default 20000).",
 )
 @click.option(
     "--reference", default=None, help="Policy the paired table compares against (default: the first)."
@@ -386,30 +367,11 @@ def train_rl(
 @click.option(
     "--seeds", type=click.IntRange(min=1), default=None, help="Seeds per policy (default: the study's)."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="1: serially in this process; N: a local Dask cluster (default: one per core).",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Address of a running Dask scheduler instead of a local cluster.",
-)
-@click.option(
-    "--rl-model",
-    "rl_model",
-    multiple=True,
-    metavar="SCENARIO=PATH",
-    help="A trained model for a scenario's rl policy (default: train one).",
-)
-@click.option(
-    "--rl-steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Training decisions of the RL models trained here.",
+@executor_options
+@rl_options(
+    "SCENARIO=PATH",
+    "A trained model for a scenario's rl policy (default: train one).",
+    "Training decisions of the RL models trained here.",
 )
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the figures.")
 @click.option(

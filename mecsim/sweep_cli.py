@@ -11,24 +11,12 @@ from pathlib import Path
 
 import click
 
-from mecsim.cli_common import _guard
+from mecsim.cli_common import _guard, executor_options
 
 
 @click.command()
 @click.argument("sweep_file")
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Address of a running Dask scheduler (e.g. tcp://host:8786); default: an embedded local cluster.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="1: serially in this process; N: worker processes of the embedded local cluster "
-    "(default: one per core).",
-)
+@executor_options
 @click.option(
     "--out",
     "out_dir",
