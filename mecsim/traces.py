@@ -163,6 +163,13 @@ GPU_TASK_COLUMNS: dict[str, tuple[Any, Any]] = {
     "load_wait_s": (np.float64, 0.0),
 }
 
+#: Extra task column of runs in the ``reallocated`` uplink mode (:mod:`mecsim.sim.uplink`), where
+#: a task's share changes while it uploads: ``bandwidth_mean_hz``, its time-averaged share over
+#: the upload (``bandwidth_hz`` is the share it got first). Other runs do not have it.
+UPLINK_TASK_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "bandwidth_mean_hz": (np.float64, np.nan),
+}
+
 FAULT_COLUMNS: dict[str, tuple[Any, Any]] = {
     "t": (np.float64, np.nan),
     "event": (np.int8, 0),
@@ -207,7 +214,9 @@ def tasks_frame(
     ``batch_id`` and ``batch_size`` (the batch it is served in, ids unique in the run and in
     order of the batches' starts; -1 and 0 until its batch starts),
     ``gpu`` (the GPU of the server, 0-based), ``cold_start`` (it waited for weights to load) and
-    ``load_wait_s`` (how long, from its arrival or the load's start, whichever is later)."""
+    ``load_wait_s`` (how long, from its arrival or the load's start, whichever is later).
+    In the ``reallocated`` uplink mode (:data:`UPLINK_TASK_COLUMNS`) it also has
+    ``bandwidth_mean_hz``, the share averaged over the upload's time."""
     n = len(cols["device"])
     df = pd.DataFrame({"task_id": np.arange(first_id, first_id + n, dtype=np.int64)})
     df["device"] = cols["device"].astype(np.int64)
@@ -245,6 +254,8 @@ def tasks_frame(
     df["energy_server_j"] = cols["energy_server_j"]
     df["service_factor"] = cols["service_factor"]
     df["redispatches"] = cols["attempts"].astype(np.int64)
+    if "bandwidth_mean_hz" in cols:  # reallocated uplink: NaN until the upload has ended
+        df["bandwidth_mean_hz"] = np.where(np.isnan(df["t_upload_end"]), np.nan, cols["bandwidth_mean_hz"])
     if "batch_size" in cols:
         df["adapter"] = pd.Categorical.from_codes(
             cols["adapter"].astype(np.int64), categories=list(adapter_names)

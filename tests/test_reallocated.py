@@ -62,7 +62,11 @@ class _Sim:
         self.env = simpy.Environment()
         self.t_end = 1e6
         self._base = 0
-        cols = {k: np.full(n, np.nan) for k in ("bandwidth_hz", "t_upload_end", "t_server_arrival")}
+        cols = {
+            k: np.full(n, np.nan)
+            for k in ("bandwidth_hz", "bandwidth_mean_hz", "t_upload_end", "t_server_arrival")
+        }
+        cols["t_upload_start"] = np.zeros(n)  # every upload starts at 0 (run_uplink)
         cols["energy_tx_j"] = np.zeros(n)
         cols["input_bits"] = np.array(bits, dtype=float)
         self.tasks = type("T", (), {"cols": cols})()
@@ -94,6 +98,7 @@ def run_uplink(rule: str, bits: list[float]) -> np.ndarray:
     sim.env.run()
     # budget on every interval of constant shares
     assert all(total <= B * (1 + 1e-12) for _, _, total, _ in up.segments)
+    run_uplink.mean_hz = sim.tasks.cols["bandwidth_mean_hz"]  # type: ignore[attr-defined]
     return sim.tasks.cols["t_upload_end"]
 
 
@@ -148,6 +153,9 @@ def test_equal_by_hand(bits):
         a = snr_per_hz()
         t1 = bits[0] / rate(B / 2, a)
         assert expected[1] == pytest.approx(t1 + (bits[1] - bits[0]) / rate(B, a), rel=1e-12)
+        # mean shares: B/2 throughout for the first; B/2 until t1, then B, for the second
+        t2 = expected[1]
+        np.testing.assert_allclose(run_uplink.mean_hz, [B / 2, (B / 2 * t1 + B * (t2 - t1)) / t2], rtol=1e-9)
     # Negative control: preallocated (shares fixed until each upload ends) is slower
     a = snr_per_hz()
     pre = [d / rate(B / len(bits), a) for d in bits]
@@ -251,3 +259,33 @@ def test_default_mode_is_preallocated_and_unchanged():
     assert load_scenario(re.scenario.resolved()).digest() != load_scenario(base).digest()
     with pytest.raises(mecsim.MecsimError, match="uplink_mode"):
         load_scenario(tiny_scenario(radio={"uplink_mode": "sometimes"}))
+
+
+@pytest.mark.parametrize("rule", ["equal", "pf", "completion"])
+def test_mean_share_adds_up_to_the_band_in_use(rule):
+    """``bandwidth_mean_hz`` is each task's share averaged over its upload: summed over the tasks
+    (times each upload's duration) it must give the Hz-seconds the segments of constant shares
+    used. Arrivals stop at 60 s and the run drains, so every upload ends. Negative control: the
+    first share (``bandwidth_hz``) in its place does not add up."""
+    sc = {**RADIO_LIMITED, "duration_s": 60, "drain_s": 120}
+    sim = Simulation(load_scenario(sc), mecsim.make_policy("greedy", bandwidth=rule), 3)
+    sim.run()
+    from mecsim.results import collect
+
+    t = collect(sim).tasks
+    up = t.dropna(subset=["t_upload_end"])
+    assert len(up) == len(t) > 20  # every upload ended
+    used = sum((b - a) * hz for a, b, hz, _ in sim.uplink.segments)
+    dur = (up.t_upload_end - up.t_upload_start).to_numpy()
+    mean = up.bandwidth_mean_hz.to_numpy()
+    assert (mean > 0).all() and (mean <= 5e6 * (1 + 1e-9)).all()
+    assert float((mean * dur).sum()) == pytest.approx(used, rel=1e-9)
+    first = float((up.bandwidth_hz.to_numpy() * dur).sum())
+    assert abs(first - used) > 1e-3 * used  # the first share is not the mean
+
+
+def test_mean_share_column_only_in_the_reallocated_mode():
+    pre = mecsim.simulate(
+        {**RADIO_LIMITED, "radio": {**RADIO_LIMITED["radio"], "uplink_mode": "preallocated"}}
+    )
+    assert "bandwidth_mean_hz" not in pre.tasks.columns

@@ -48,6 +48,7 @@ from mecsim.traces import (
     SERVED,
     SERVER_COLUMNS,
     TASK_COLUMNS,
+    UPLINK_TASK_COLUMNS,
     Columns,
     TraceWriter,
 )
@@ -140,7 +141,10 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
         self.dl_lat = sc.radio.downlink.latency_s
 
         # records ----------------------------------------------------------------------------
-        self.tasks = Columns({**TASK_COLUMNS, **GPU_TASK_COLUMNS} if self.gpu_mode else TASK_COLUMNS, 4096)
+        task_cols = {**TASK_COLUMNS, **GPU_TASK_COLUMNS} if self.gpu_mode else dict(TASK_COLUMNS)
+        if sc.radio.uplink_mode == "reallocated" and not sc.radio.ideal:
+            task_cols.update(UPLINK_TASK_COLUMNS)  # shares change during an upload: their mean
+        self.tasks = Columns(task_cols, 4096)
         self.server_log = Columns(SERVER_COLUMNS, 4096)
         self.epoch_rows: list[dict[str, Any]] = []
         self.fault_log = Columns(FAULT_COLUMNS, 64)

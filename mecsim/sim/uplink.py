@@ -14,8 +14,10 @@ rate integrated over every fading block (:meth:`mecsim.radio.Channel.bits_sent`)
 :meth:`mecsim.radio.Channel.upload_durations` of the remaining bits from the event. ``segments``
 records every interval of constant shares (start, end, total Hz in use, uploads running), which
 is what the budget property is checked on (``tests/test_reallocated.py``). A task's
-``bandwidth_hz`` in the traces is the share it got first; ``energy_tx_j`` is the power times the
-time it transmitted (held a positive share). The held-bandwidth measures of
+``bandwidth_hz`` in the traces is the share it got first and ``bandwidth_mean_hz`` its share
+averaged over the upload (Hz-seconds it held over the upload's duration; the shares of every
+segment add up to the segments' total, which the tests check); ``energy_tx_j`` is the power times
+the time it transmitted (held a positive share). The held-bandwidth measures of
 :mod:`mecsim.decision.bandwidth_metrics` (bandwidth-seconds, idle band) read ``bandwidth_hz`` as
 held for the whole upload, so they describe the preallocated mode only; latency, upload time and
 queueing for bandwidth hold in both.
@@ -48,6 +50,7 @@ class ReallocatedUplink:
         self.dev = np.zeros(0, dtype=np.int64)
         self.left = np.zeros(0)  # bits still to send
         self.share = np.zeros(0)
+        self.hz_s = np.zeros(0)  # share x time held so far (Hz s), for bandwidth_mean_hz
         self.srv = np.zeros(0, dtype=np.int64)
         self.t_last = 0.0
         self.version = 0
@@ -63,6 +66,7 @@ class ReallocatedUplink:
         t0 = self.t_last
         if self.gid.size and t > t0:
             self.segments.append((t0, t, float(self.share.sum()), int(self.gid.size)))
+            self.hz_s += self.share * (t - t0)
             on = self.share > 0
             if on.any():
                 sent = self.sim.channel.bits_sent(self.dev[on], self.share[on], t0, t)
@@ -110,6 +114,7 @@ class ReallocatedUplink:
         self.dev = np.concatenate([self.dev, dev])
         self.left = np.concatenate([self.left, np.asarray(bits, dtype=float)])
         self.share = np.concatenate([self.share, np.zeros(len(gids))])
+        self.hz_s = np.concatenate([self.hz_s, np.zeros(len(gids))])
         self.srv = np.concatenate([self.srv, srv])
         self._reshare(t)
         c = self.sim.tasks.cols
@@ -143,10 +148,15 @@ class ReallocatedUplink:
         arrive = t + sim.bh_lat[srv] + bits * sim.inv_bh_rate[srv]
         c["t_upload_end"][rows] = t
         c["t_server_arrival"][rows] = arrive
+        dur = t - c["t_upload_start"][rows]
+        pos = dur > 0  # an upload of 0 bits ends at once: its mean share is the one it got
+        c["bandwidth_mean_hz"][rows] = np.where(
+            pos, self.hz_s[idx] / np.where(pos, dur, 1.0), c["bandwidth_hz"][rows]
+        )
         keep = np.ones(self.gid.size, dtype=bool)
         keep[idx] = False
         self.gid, self.dev, self.left = self.gid[keep], self.dev[keep], self.left[keep]
-        self.share, self.srv = self.share[keep], self.srv[keep]
+        self.share, self.srv, self.hz_s = self.share[keep], self.srv[keep], self.hz_s[keep]
         for tid, j, ta in zip(gids.tolist(), srv.tolist(), arrive.tolist(), strict=True):
             s = sim.servers[j]
             if ta > sim.t_end:
