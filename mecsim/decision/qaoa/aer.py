@@ -18,22 +18,7 @@ try:  # the qaoa extra (see _base._require_qiskit)
 except ImportError:  # pragma: no cover - exercised only without the extra
     pass
 
-from mecsim.decision.qaoa._base import (  # noqa: F401
-    _EXPECTATION_PATHS,
-    _MIXERS,
-    _MODES,
-    _OBJECTIVES,
-    _QISKIT_IMPORT_ERROR,
-    _SAMPLING,
-    _STARTS,
-    _TARGETS,
-    _TOPOLOGIES,
-    AER_STATEVECTOR_MAX_QUBITS,
-    BASIS_GATES,
-    DEFAULT_DT,
-    FAST_MAX_LOG2_DIM,
-    _require_qiskit,
-)
+from mecsim.decision.qaoa._base import _TARGETS, BASIS_GATES, _require_qiskit
 from mecsim.decision.qaoa.problem import _build_problem, _Problem, _resolve_mixer
 
 

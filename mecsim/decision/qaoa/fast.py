@@ -10,22 +10,6 @@ from functools import lru_cache
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from mecsim.decision.qaoa._base import (  # noqa: F401
-    _EXPECTATION_PATHS,
-    _MIXERS,
-    _MODES,
-    _OBJECTIVES,
-    _QISKIT_IMPORT_ERROR,
-    _SAMPLING,
-    _STARTS,
-    _TARGETS,
-    _TOPOLOGIES,
-    AER_STATEVECTOR_MAX_QUBITS,
-    BASIS_GATES,
-    DEFAULT_DT,
-    FAST_MAX_LOG2_DIM,
-    _require_qiskit,
-)
 from mecsim.decision.qaoa.problem import _Problem
 
 #: Smallest inner block of the fast path's phase construction (see :class:`_FastSimulator`).

@@ -17,12 +17,11 @@ try:  # the qaoa extra (see _base._require_qiskit)
 except ImportError:  # pragma: no cover - exercised only without the extra
     pass
 
-from mecsim.decision.qaoa._base import (  # noqa: F401
+from mecsim.decision.qaoa._base import (
     _EXPECTATION_PATHS,
     _MIXERS,
     _MODES,
     _OBJECTIVES,
-    _QISKIT_IMPORT_ERROR,
     _SAMPLING,
     _STARTS,
     _TARGETS,

@@ -9,22 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from mecsim.decision.qaoa._base import (  # noqa: F401
-    _EXPECTATION_PATHS,
-    _MIXERS,
-    _MODES,
-    _OBJECTIVES,
-    _QISKIT_IMPORT_ERROR,
-    _SAMPLING,
-    _STARTS,
-    _TARGETS,
-    _TOPOLOGIES,
-    AER_STATEVECTOR_MAX_QUBITS,
-    BASIS_GATES,
-    DEFAULT_DT,
-    FAST_MAX_LOG2_DIM,
-    _require_qiskit,
-)
+from mecsim.decision.qaoa._base import DEFAULT_DT
 
 
 def fixed_angle_schedule(p: int, dt: float | None = None, mixer: str = "x") -> dict[str, list[float]]:
