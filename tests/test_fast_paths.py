@@ -27,10 +27,10 @@ def _run(scenario: str, policy: str, duration: float) -> mecsim.Result:
 
 
 def _same_tables(a: mecsim.Result, b: mecsim.Result) -> None:
-    pd.testing.assert_frame_equal(a.tasks, b.tasks)
-    pd.testing.assert_frame_equal(a.servers, b.servers)
+    pd.testing.assert_frame_equal(a.tasks, b.tasks, check_exact=True)
+    pd.testing.assert_frame_equal(a.servers, b.servers, check_exact=True)
     cols = [c for c in a.epochs.columns if not c.endswith("wall_s")]
-    pd.testing.assert_frame_equal(a.epochs[cols], b.epochs[cols])
+    pd.testing.assert_frame_equal(a.epochs[cols], b.epochs[cols], check_exact=True)
 
 
 @pytest.mark.parametrize(
