@@ -227,6 +227,22 @@ def _invalid(check: str, msg: str) -> PolicyError:
     return err
 
 
+def _one_task_valid(dec: Decision, state: EpochState) -> bool:
+    """The rules of :func:`validate_decision` for a one-task epoch (the usual one), on scalars:
+    True when they hold (numpy calls would cost more than the check); False sends the decision
+    through the general rules, which name what is broken."""
+    s = int(dec.server[0])
+    if s in (DROP, DEFER):
+        return True
+    if not (0 <= s < state.slots.shape[0] and state.feasible[0, s]):
+        return False
+    b = float(dec.bandwidth_hz[0])
+    return state.ideal_radio or (
+        math.isfinite(b)
+        and state.min_bandwidth_hz * (1 - 1e-9) <= b <= state.bandwidth_budget_hz * (1 + 1e-9)
+    )
+
+
 def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Decision:
     """Check a policy's answer against the epoch it was given; return it unchanged.
 
@@ -251,19 +267,7 @@ def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Deci
             f"policy {name!r}: decision arrays must have shape ({n},), got "
             f"server {srv.shape}, bandwidth_hz {dec.bandwidth_hz.shape}",
         )
-    if n == 1:  # the usual epoch: the same rules on scalars (numpy calls cost more than the check)
-        s = int(srv[0])
-        if s >= 0 and s < state.slots.shape[0] and state.feasible[0, s]:
-            b = float(dec.bandwidth_hz[0])
-            if state.ideal_radio or (
-                math.isfinite(b)
-                and b >= state.min_bandwidth_hz * (1 - 1e-9)
-                and b <= state.bandwidth_budget_hz * (1 + 1e-9)
-            ):
-                n = 0  # valid: only the info check is left
-        elif s in (DROP, DEFER):
-            n = 0
-    if n:  # the general rules (and the messages of any broken one)
+    if n and not (n == 1 and _one_task_valid(dec, state)):  # the general rules and their messages
         m = state.n_servers
         lo, hi = int(srv.min()), int(srv.max())
         if lo < DEFER or hi >= m:

@@ -127,25 +127,19 @@ class HeuristicPolicy(BasePolicy):
     def decide(self, state: EpochState) -> Decision:
         bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         if state.task_id.shape[0] == 1:  # the usual epoch: the same choice with fewer array calls
-            go1 = state.ideal_radio or bw[0] > 0
-            if go1 and state.feasible[0].any():
+            go1 = (state.ideal_radio or bw[0] > 0) and state.feasible[0].any()
+            server = self.choose(state, bw) if go1 else np.full(1, DEFER, dtype=np.int64)
+        else:
+            server = np.full(state.n_tasks, DEFER, dtype=np.int64)
+            ok = state.feasible.any(axis=1)
+            go = bw > 0 if not state.ideal_radio else np.ones(state.n_tasks, dtype=bool)
+            if go.all() and ok.any():
                 server = self.choose(state, bw)
-            else:
-                server = np.full(1, DEFER, dtype=np.int64)
-            if self.held is not None and not state.ideal_radio:
-                sent = np.where(server >= 0, bw, 0.0)
-                self.held.add(state.now, state.upload_s(sent), sent)
-            return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
-        server = np.full(state.n_tasks, DEFER, dtype=np.int64)
-        ok = state.feasible.any(axis=1)
-        go = bw > 0 if not state.ideal_radio else np.ones(state.n_tasks, dtype=bool)
-        if go.all() and ok.any():
-            server = self.choose(state, bw)
-            server = np.where(ok, server, DEFER)
-        elif (ok & go).any():  # the rule left some tasks waiting: place only the admitted ones
-            idx = np.flatnonzero(go)
-            server[idx] = self.choose(_rows(state, idx), bw[idx])
-            server = np.where(ok & go, server, DEFER)
+                server = np.where(ok, server, DEFER)
+            elif (ok & go).any():  # the rule left some tasks waiting: place only the admitted ones
+                idx = np.flatnonzero(go)
+                server[idx] = self.choose(_rows(state, idx), bw[idx])
+                server = np.where(ok & go, server, DEFER)
         if self.held is not None and not state.ideal_radio:
             sent = np.where(server >= 0, bw, 0.0)
             self.held.add(state.now, state.upload_s(sent), sent)
