@@ -4,6 +4,7 @@ as the run goes on (see :mod:`mecsim.radio`, whose path loss reads the distance)
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 
@@ -34,7 +35,7 @@ class Trajectory:
         self.x = [float(start_xy[0])]
         self.y = [float(start_xy[1])]
         self._arr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._last: tuple[float, np.ndarray] = (math.nan, np.zeros(1))  # last one-time query
+        self._last: tuple[float, float] = (math.nan, math.nan)  # last one-time query (t, distance)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -67,7 +68,7 @@ class Trajectory:
         times = np.asarray(times, dtype=float)
         if times.shape == (1,) and times[0] == self._last[0]:
             # asked again at the same instant (an epoch's gains, then its uploads)
-            return self._last[1].copy()
+            return np.array([self._last[1]])
         if times.size:
             hi = float(times.max())
             if hi >= self.t[-1]:
@@ -83,8 +84,32 @@ class Trajectory:
         t, x, y = self._arr
         dist = np.hypot(np.interp(times, t, x), np.interp(times, t, y))
         if times.shape == (1,):
-            self._last = (float(times[0]), dist.copy())
+            self._last = (float(times[0]), float(dist[0]))
         return dist
+
+    def distance_at(self, t: float) -> float:
+        """``distance(np.array([t]))[0]`` as a Python float, without array calls (an epoch asks
+        this for every mobile device): the same value, as it is numpy's interpolation formula
+        (``np.interp``: the left waypoint's value at a waypoint, else
+        ``slope * (t - t_j) + x_j``) on the same two waypoints, then ``np.hypot``."""
+        if t == self._last[0]:
+            return self._last[1]
+        if t >= self.t[-1]:
+            self._extend(t)
+            self._arr = None
+        ts = self.t
+        if t < ts[0]:
+            return float(self.distance(np.array([t]))[0])  # raises: before the kept history
+        j = bisect.bisect_right(ts, t) - 1  # ts[j] <= t < ts[j + 1] (t < ts[-1] after _extend)
+        if ts[j] == t:
+            x, y = self.x[j], self.y[j]
+        else:
+            dt = ts[j + 1] - ts[j]
+            x = (self.x[j + 1] - self.x[j]) / dt * (t - ts[j]) + self.x[j]
+            y = (self.y[j + 1] - self.y[j]) / dt * (t - ts[j]) + self.y[j]
+        d = float(np.hypot(x, y))
+        self._last = (t, d)
+        return d
 
     def forget_before(self, t: float) -> None:
         """Drop the waypoints wholly before time t (keeps memory and lookups flat)."""

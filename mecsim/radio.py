@@ -270,8 +270,7 @@ class Channel:
             rows = [i for i, d in enumerate(devs) if mob[d] is not None]
             if rows:
                 self._moved.update(devs[i] for i in rows)
-                at = np.array([t])
-                dist = np.array([mob[devs[i]].distance(at)[0] for i in rows])  # type: ignore[union-attr]
+                dist = np.array([mob[devs[i]].distance_at(t) for i in rows])  # type: ignore[union-attr]
                 g[rows] = ls = 10.0 ** (-path_loss_db(dist, self.radio) / 10.0) * self.shadow[devices[rows]]
                 # the epoch's uploads start now: they reuse these (numpy's elementwise results do
                 # not depend on the array's length, so these are large_scale_gain's values)

@@ -217,6 +217,31 @@ class Decision:
         object.__setattr__(self, "bandwidth_hz", _frozen(self.bandwidth_hz, float))
         object.__setattr__(self, "server", _frozen(self.server, np.int64))
 
+    @classmethod
+    def _owned(cls, bandwidth_hz: np.ndarray, server: np.ndarray, info: dict[str, Any]) -> Decision:
+        """The built-in policies' constructor for arrays made for this decision alone (nothing
+        else holds them): the same object as ``Decision(bandwidth_hz, server, info)``, the arrays
+        frozen in place rather than copied (it is built at every epoch). Arrays of another dtype
+        or shape go through the copying constructor."""
+        if not (
+            type(bandwidth_hz) is np.ndarray
+            and type(server) is np.ndarray
+            and bandwidth_hz.dtype == _F64
+            and server.dtype == _I64
+            and bandwidth_hz.ndim == 1
+            and server.ndim == 1
+        ):
+            return cls(bandwidth_hz, server, info)
+        bandwidth_hz.setflags(write=False)
+        server.setflags(write=False)
+        dec = object.__new__(cls)
+        dec.__dict__.update(bandwidth_hz=bandwidth_hz, server=server, info=info)
+        return dec
+
+
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+
 
 _INFO_TYPES = (str, int, float, bool, type(None), np.integer, np.floating, np.bool_)
 

@@ -1,8 +1,9 @@
 """The engine's fast paths give exactly what the general code gives.
 
 Each fast path (one-task decision checks, dispatch records written with Python floats, the
-engine's EpochState constructor) is compared with the general path on the same input: the
-traces of whole runs must be identical, not merely close.
+engine's EpochState constructor, the heuristics' one-task server choice, a trajectory's one-time
+distance) is compared with the general path on the same input: the traces of whole runs, the
+choices and the values must be identical, not merely close.
 """
 
 from __future__ import annotations
@@ -109,3 +110,88 @@ def test_one_task_check_agrees_with_the_general_rules(server, bw, ideal, seed):
     ok_server = server in (DROP, DEFER) or (0 <= server < 4 and bool(one.feasible[0, server]))
     ok_bw = server < 0 or ideal or (np.isfinite(bw) and 1e5 * (1 - 1e-9) <= bw <= 1e6 * (1 + 1e-9))
     assert (fast == "ok") == (ok_server and ok_bw)
+
+
+# -- one-task server choice: choose_one against choose ------------------------------------------
+
+
+def _one_task(seed: int, m: int, tie: bool) -> EpochState:
+    """A one-task epoch; with ``tie`` every server is idle with nothing queued, so that the
+    rules meet exact ties (greedy: equal completion where service and links are equal)."""
+    s = random_epoch_state(1, m, seed=seed, host_probability=0.6)
+    if tie:
+        row = np.full((1, m), float(s.service_s[0, 0]))
+        s = dataclasses.replace(
+            s,
+            backlog_s=np.zeros(m),
+            queued=np.zeros(m, dtype=np.int64),
+            service_s=np.where(s.feasible, row, np.inf),
+            backhaul_s=np.full((1, m), 0.01),
+            return_s=np.full((1, m), 0.02),
+        )
+    return s
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10**6), m=st.integers(1, 12), tie=st.booleans())
+def test_one_task_choice_is_the_general_choice(seed, m, tie):
+    # greedy and least-loaded have a scalar one-task rule; it must pick what choose() picks,
+    # first minimum on ties included
+    from mecsim.policies.heuristics import HeuristicPolicy
+
+    state = _one_task(seed, m, tie)
+    for name in ("greedy", "least-loaded"):
+        pol = mecsim.make_policy(name)
+        pol.reset(np.random.default_rng(0))
+        bw = state.equal_share()
+        assert type(pol).choose_one is not HeuristicPolicy.choose_one  # its own scalar rule
+        assert pol.choose_one(state, bw) == int(pol.choose(state, bw)[0])
+
+
+def test_choice_test_catches_a_wrong_tie_break():
+    # negative control: a one-task rule taking the last minimum instead of the first differs
+    # from choose() on a tie, and the comparison above sees it
+    state = _one_task(7, 6, tie=True)
+    pol = mecsim.make_policy("least-loaded")
+    bw = state.equal_share()
+    key = np.where(state.feasible[0], state.backlog_s, np.inf)
+    last_min = int(np.flatnonzero(key == key.min())[-1])
+    assert int((key == key.min()).sum()) > 1
+    assert last_min != pol.choose_one(state, bw) == int(pol.choose(state, bw)[0])
+
+
+def test_a_subclass_overriding_choose_does_not_inherit_a_scalar_rule():
+    from mecsim.policies.heuristics import GreedyAffinityPolicy, GreedyPolicy, HeuristicPolicy
+
+    class Last(GreedyPolicy):  # a user's rule: the last feasible server
+        def choose(self, state, bw):
+            return np.array([int(np.flatnonzero(state.feasible[0])[-1])])
+
+    assert Last.choose_one is HeuristicPolicy.choose_one
+    assert GreedyAffinityPolicy.choose_one is HeuristicPolicy.choose_one
+    state = _one_task(3, 5, tie=False)
+    assert Last().choose_one(state, state.equal_share()) == int(np.flatnonzero(state.feasible[0])[-1])
+
+
+# -- one-time trajectory distance: distance_at against distance ---------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    pause=st.sampled_from([0.0, 5.0]),
+    times=st.lists(st.floats(0.0, 600.0), min_size=1, max_size=20),
+)
+def test_distance_at_is_distance(seed, pause, times):
+    from mecsim.mobility import Trajectory
+    from mecsim.scenario import Mobility
+
+    mob = Mobility(model="random-waypoint", speed_mps=(1.0, 20.0), pause_s=pause, radius_m=300.0)
+    a = Trajectory(mob, np.array([120.0, -40.0]), np.random.default_rng(seed))
+    b = Trajectory(mob, np.array([120.0, -40.0]), np.random.default_rng(seed))
+    a._extend(100.0)  # waypoint times are asked exactly too
+    b._extend(100.0)
+    ts = sorted(times) + a.t[1:4] + a.t[1:2]  # a repeat, and points on waypoints
+    for t in ts:
+        assert a.distance_at(t) == float(b.distance(np.array([t]))[0])  # exactly, not close
+        assert a.distance_at(t) == float(a.distance(np.array([t]))[0])  # its memo, both ways

@@ -124,11 +124,24 @@ class HeuristicPolicy(BasePolicy):
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
+        """The server of the epoch's only task: ``choose(state, bw)[0]``. Policies whose rule
+        reads a few numbers per server override it with the same rule on Python floats (the
+        same IEEE operations in the same order, so the same choice; tests/test_fast_paths.py
+        compares the two on random states). A subclass that overrides ``choose`` alone gets
+        this generic one back (see ``__init_subclass__``), so it never inherits a stale rule."""
+        return int(self.choose(state, bw)[0])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "choose" in cls.__dict__ and "choose_one" not in cls.__dict__:
+            cls.choose_one = HeuristicPolicy.choose_one  # type: ignore[method-assign]
+
     def decide(self, state: EpochState) -> Decision:
         bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         if state.task_id.shape[0] == 1:  # the usual epoch: the same choice with fewer array calls
             go1 = (state.ideal_radio or bw[0] > 0) and state.feasible[0].any()
-            server = self.choose(state, bw) if go1 else np.full(1, DEFER, dtype=np.int64)
+            server = np.array([self.choose_one(state, bw) if go1 else DEFER], dtype=np.int64)
         else:
             server = np.full(state.n_tasks, DEFER, dtype=np.int64)
             ok = state.feasible.any(axis=1)
@@ -143,6 +156,8 @@ class HeuristicPolicy(BasePolicy):
         if self.held is not None and not state.ideal_radio:
             sent = np.where(server >= 0, bw, 0.0)
             self.held.add(state.now, state.upload_s(sent), sent)
+        if self.bandwidth == "equal" or state.ideal_radio:  # bw: a new array (equal_share)
+            return Decision._owned(bw, server, {"bandwidth_rule": self.bandwidth})
         return Decision(bw, server, {"bandwidth_rule": self.bandwidth})
 
 
@@ -197,6 +212,19 @@ class LeastLoadedPolicy(HeuristicPolicy):
 
     name = "least-loaded"
 
+    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
+        feas = state.feasible[0].tolist()
+        backlog = state.backlog_s.tolist()
+        queued = state.queued.tolist()
+        slots = state.slots.tolist()
+        best, j = np.inf, 0
+        for k, ok in enumerate(feas):
+            if ok:
+                key = backlog[k] + 1e-9 * (queued[k] / slots[k])
+                if key < best:
+                    best, j = key, k
+        return j
+
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
         backlog = state.backlog_s.astype(float)  # a copy
         per_slot = state.queued / state.slots
@@ -215,6 +243,23 @@ class GreedyPolicy(HeuristicPolicy):
     """Earliest expected completion, tasks placed one by one."""
 
     name = "greedy"
+
+    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
+        up = float(state.upload_s(bw)[0])
+        feas = state.feasible[0].tolist()
+        bh = state.backhaul_s[0].tolist()
+        avail = state.backlog_s.tolist()
+        service = state.service_s[0].tolist()
+        ret = state.return_s[0].tolist()
+        best, j = np.inf, 0
+        for k, ok in enumerate(feas):
+            if ok:
+                reach = up + bh[k]
+                start = reach if reach > avail[k] else avail[k]
+                done = start + service[k] + ret[k]
+                if done < best:
+                    best, j = done, k
+        return j
 
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
         reach = state.upload_s(bw)[:, None] + state.backhaul_s
