@@ -1,6 +1,9 @@
 """Engine benchmark: mecsim against bare SimPy M/M/1, measured in one process, interleaved.
 
-Run: ``python tests/benchmarks/engine.py [--rounds 3] [--scale 1.0] [--memory]``.
+Run: ``python tests/benchmarks/engine.py [--rounds 3] [--scale 1.0] [--memory]``, or
+``python tests/benchmarks/engine.py --profile greedy`` (or ``mm1``, ``qubo-sa``) for the top 10
+functions of one run by own time under cProfile (the same runs as below; with ``PYTHONPATH``
+pointing at another checkout it profiles that one, for before/after tables).
 
 Each round measures, one after the other (so that load from other processes hits all alike):
 
@@ -119,15 +122,48 @@ def _child(duration: float) -> None:
     )
 
 
+PROFILED = {  # (scenario, policy, simulated seconds at --scale 1)
+    "greedy": ("paper-medium-v1", "greedy", 5000.0),
+    "mm1": ("mm1-v1", None, 60_000.0),
+    "qubo-sa": ("paper-medium-v1", "qubo-sa", 500.0),
+}
+
+
+def profile(which: str, scale: float, top: int = 10) -> None:
+    """Print the top functions of one run by own time (tottime), with their cumulative time."""
+    import cProfile
+    import pstats
+
+    scenario, policy, duration = PROFILED[which]
+    mecsim_run("smoke-v1", "greedy", 10)  # imports and caches out of the profile
+    prof = cProfile.Profile()
+    prof.enable()
+    cpu, n = mecsim_run(scenario, policy, duration * scale)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())
+    print(f"{scenario} {policy or '(scenario policy)'}: {n} tasks, {total:.2f} s profiled ({cpu:.2f} s CPU)")
+    print(f"{'own s':>7} {'cum s':>7} {'calls':>8}  function")
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    for (path, line, func), (_cc, calls, tt, ct, _callers) in rows:
+        short = path.split("/mecsim/", 1)[-1] if "/mecsim/" in path else os.path.basename(path)
+        print(f"{tt:7.3f} {ct:7.3f} {calls:8d}  {short}:{line}({func})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every run length")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS")
+    ap.add_argument("--profile", choices=sorted(PROFILED), help="profile one run instead (top 10)")
     ap.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         _child(args.child)
+        return
+    if args.profile:
+        warnings.simplefilter("ignore")
+        profile(args.profile, args.scale)
         return
     warnings.simplefilter("ignore")
     k = args.scale
