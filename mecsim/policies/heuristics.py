@@ -59,6 +59,10 @@ _TASK_FIELDS = (
 )
 _GPU_FIELDS = ("load_s", "warm", "batch_cap", "batch_factor2", "queued_same")
 
+#: greedy and least-loaded place epochs of at most this many tasks with Python floats (cheaper
+#: than array calls for a few tasks; tests/test_fast_paths.py compares both exactly)
+FLOATS_MAX = 3
+
 
 def allocate(
     state: EpochState, rule: str, epoch_s: float = 0.0, held: HeldBandwidth | None = None
@@ -124,24 +128,11 @@ class HeuristicPolicy(BasePolicy):
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
-        """The server of the epoch's only task: ``choose(state, bw)[0]``. Policies whose rule
-        reads a few numbers per server override it with the same rule on Python floats (the
-        same IEEE operations in the same order, so the same choice; tests/test_fast_paths.py
-        compares the two on random states). A subclass that overrides ``choose`` alone gets
-        this generic one back (see ``__init_subclass__``), so it never inherits a stale rule."""
-        return int(self.choose(state, bw)[0])
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "choose" in cls.__dict__ and "choose_one" not in cls.__dict__:
-            cls.choose_one = HeuristicPolicy.choose_one  # type: ignore[method-assign]
-
     def decide(self, state: EpochState) -> Decision:
         bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         if state.task_id.shape[0] == 1:  # the usual epoch: the same choice with fewer array calls
             go1 = (state.ideal_radio or bw[0] > 0) and state.feasible[0].any()
-            server = np.array([self.choose_one(state, bw) if go1 else DEFER], dtype=np.int64)
+            server = self.choose(state, bw) if go1 else np.full(1, DEFER, dtype=np.int64)
         else:
             server = np.full(state.n_tasks, DEFER, dtype=np.int64)
             ok = state.feasible.any(axis=1)
@@ -212,20 +203,31 @@ class LeastLoadedPolicy(HeuristicPolicy):
 
     name = "least-loaded"
 
-    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
-        feas = state.feasible[0].tolist()
-        backlog = state.backlog_s.tolist()
-        queued = state.queued.tolist()
-        slots = state.slots.tolist()
-        best, j = np.inf, 0
-        for k, ok in enumerate(feas):
-            if ok:
-                key = backlog[k] + 1e-9 * (queued[k] / slots[k])
-                if key < best:
-                    best, j = key, k
-        return j
-
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        if state.task_id.shape[0] <= FLOATS_MAX:
+            return self._choose_floats(state)
+        return self._choose_arrays(state)
+
+    def _choose_floats(self, state: EpochState) -> np.ndarray:
+        """:meth:`_choose_arrays` on Python floats (the same operations in the same order)."""
+        backlog = state.backlog_s.tolist()
+        slots = state.slots.tolist()
+        per_slot = [q / k for q, k in zip(state.queued.tolist(), slots, strict=True)]
+        service = state.service_s.tolist()
+        out = []
+        for i, feas in enumerate(state.feasible.tolist()):
+            best, j = np.inf, 0
+            for k, ok in enumerate(feas):
+                if ok:
+                    key = backlog[k] + 1e-9 * per_slot[k]
+                    if key < best:
+                        best, j = key, k
+            out.append(j)
+            backlog[j] += service[i][j] / slots[j]
+            per_slot[j] += 1.0 / slots[j]
+        return np.array(out, dtype=np.int64)
+
+    def _choose_arrays(self, state: EpochState) -> np.ndarray:
         backlog = state.backlog_s.astype(float)  # a copy
         per_slot = state.queued / state.slots
         out = np.zeros(state.n_tasks, dtype=np.int64)
@@ -244,24 +246,37 @@ class GreedyPolicy(HeuristicPolicy):
 
     name = "greedy"
 
-    def choose_one(self, state: EpochState, bw: np.ndarray) -> int:
-        up = float(state.upload_s(bw)[0])
-        feas = state.feasible[0].tolist()
-        bh = state.backhaul_s[0].tolist()
-        avail = state.backlog_s.tolist()
-        service = state.service_s[0].tolist()
-        ret = state.return_s[0].tolist()
-        best, j = np.inf, 0
-        for k, ok in enumerate(feas):
-            if ok:
-                reach = up + bh[k]
-                start = reach if reach > avail[k] else avail[k]
-                done = start + service[k] + ret[k]
-                if done < best:
-                    best, j = done, k
-        return j
-
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        if state.task_id.shape[0] <= FLOATS_MAX:
+            return self._choose_floats(state, bw)
+        return self._choose_arrays(state, bw)
+
+    def _choose_floats(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
+        """:meth:`_choose_arrays` on Python floats (the same operations in the same order; a
+        task with no feasible server still books server 0, as there)."""
+        up = state.upload_s(bw).tolist()
+        bh = state.backhaul_s.tolist()
+        avail = state.backlog_s.tolist()
+        slots = state.slots.tolist()
+        service = state.service_s.tolist()
+        ret = state.return_s.tolist()
+        out = []
+        for i, feas in enumerate(state.feasible.tolist()):
+            u, b, sv, rt = up[i], bh[i], service[i], ret[i]
+            best, j = np.inf, 0
+            for k, ok in enumerate(feas):
+                if ok:
+                    reach = u + b[k]
+                    start = reach if reach > avail[k] else avail[k]
+                    done = start + sv[k] + rt[k]
+                    if done < best:
+                        best, j = done, k
+            out.append(j)
+            reach = u + b[j]
+            avail[j] = (reach if reach > avail[j] else avail[j]) + sv[j] / slots[j]
+        return np.array(out, dtype=np.int64)
+
+    def _choose_arrays(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
         reach = state.upload_s(bw)[:, None] + state.backhaul_s
         avail = state.backlog_s.astype(float)  # a copy
         slots = state.slots
