@@ -1090,17 +1090,40 @@ def scenario_from_dict(data: Any, base_dir: str | None = None, **overrides: Any)
         raise ScenarioError(f"malformed scenario: {_one_line(str(exc))}") from None
 
 
+#: file -> ((mtime_ns, size), its scenario name or None): a file is parsed again only when it changes
+_NAME_CACHE: dict[Path, tuple[tuple[int, int], str | None]] = {}
+
+
+def _scenario_name(path: Path) -> str | None:
+    """The ``name`` of a ready-scenario file (None if it is not one), parsed once per version of
+    the file: every :func:`load_scenario` by name looks the names up, and parsing the dozen
+    files had been most of a short run's set-up."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _NAME_CACHE.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        raw = _load_yaml_file(path)
+    except ScenarioError:
+        raw = None
+    ok = isinstance(raw, dict) and isinstance(raw.get("name"), str) and "devices" in raw
+    name = raw["name"] if ok else None  # type: ignore[index]
+    _NAME_CACHE[path] = (stamp, name)
+    return name
+
+
 def registered_scenarios() -> dict[str, Path]:
     """Ready scenarios (package data, ``scenarios/`` in the repository): their ``name`` -> file."""
     out: dict[str, Path] = {}
     folder = data_dir("scenarios")
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            raw = _load_yaml_file(path)
-        except ScenarioError:
-            continue
-        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and "devices" in raw:
-            out[raw["name"]] = path
+        name = _scenario_name(path)
+        if name is not None:
+            out[name] = path
     return out
 
 

@@ -85,3 +85,22 @@ def test_every_ready_scenario_validates_from_another_folder(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok (") == len(READY)
+
+
+def test_registered_names_follow_changed_files(tmp_path, monkeypatch):
+    # the names are parsed once per version of a file (mtime, size): an edited, added or removed
+    # file shows at the next lookup, and a file that is not a ready scenario is left out
+    import mecsim.scenario as scn
+
+    monkeypatch.setattr(scn, "data_dir", lambda kind: tmp_path)
+    body = (ROOT / "scenarios" / "smoke.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(body.replace("name: smoke-v1", "name: first-v1", 1))
+    (tmp_path / "notes.yaml").write_text("title: not a scenario\n")
+    assert scn.registered_scenarios() == {"first-v1": tmp_path / "a.yaml"}
+    assert scn.registered_scenarios() == {"first-v1": tmp_path / "a.yaml"}  # from the cache
+    (tmp_path / "a.yaml").write_text(body.replace("name: smoke-v1", "name: second-longer-v1", 1))
+    assert scn.registered_scenarios() == {"second-longer-v1": tmp_path / "a.yaml"}
+    (tmp_path / "b.yaml").write_text(body)
+    assert set(scn.registered_scenarios()) == {"second-longer-v1", "smoke-v1"}
+    (tmp_path / "a.yaml").unlink()
+    assert scn.registered_scenarios() == {"smoke-v1": tmp_path / "b.yaml"}
