@@ -29,6 +29,7 @@ import io
 import lzma
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,7 +116,45 @@ def _numeric(df: pd.DataFrame, col: str, name: str, field: str, low: float, high
     return vals
 
 
+#: the last few traces read: (file, its mtime and size, the columns read) -> Trace (read-only
+#: arrays); a sweep of many short runs over a trace scenario parses its file once
+_TRACE_CACHE: dict[tuple[Any, ...], Trace] = {}
+_TRACE_CACHE_MAX = 4
+
+
 def read_trace(arr: TraceArrivals, path: Path, field: str) -> Trace:
+    """Open and check the trace file of a ``process: trace`` arrivals block (see
+    :func:`_parse_trace`); a file read before, unchanged since (same mtime and size), with the
+    same columns, is not parsed again (its arrays are read-only)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return _parse_trace(arr, path, field)  # names the problem
+    key = (
+        str(path.resolve()),
+        st.st_mtime_ns,
+        st.st_size,
+        arr.time_column,
+        arr.time_format,
+        arr.device_column,
+        arr.input_bits_column,
+        arr.input_bits_per_unit,
+        arr.steps_column,
+    )
+    hit = _TRACE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    tr = _parse_trace(arr, path, field)
+    for a in (tr.t, tr.device, tr.input_units, tr.steps):
+        if a is not None:
+            a.setflags(write=False)
+    if len(_TRACE_CACHE) >= _TRACE_CACHE_MAX:
+        del _TRACE_CACHE[next(iter(_TRACE_CACHE))]  # the oldest
+    _TRACE_CACHE[key] = tr
+    return tr
+
+
+def _parse_trace(arr: TraceArrivals, path: Path, field: str) -> Trace:
     """Open and check the trace file of a ``process: trace`` arrivals block.
 
     Checks, each failure one :class:`ScenarioError` naming ``field`` (``devices.G.arrivals``) and

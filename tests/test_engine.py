@@ -357,6 +357,38 @@ def test_csv_trace_with_device_and_sizes(tmp_path):
     assert res.tasks.input_bits.tolist() == [1000.0, 2000.0, 3000.0]
 
 
+def test_trace_file_read_again_when_it_changes(tmp_path):
+    # a trace is parsed once per version of the file (mtime, size) and columns read: an edited
+    # file is replayed as edited, a bad edit is refused (errors are not remembered), and a
+    # repeated run replays the same rows from the kept arrays, which are read-only
+    from mecsim.arrivals import _TRACE_CACHE
+    from mecsim.errors import ScenarioError
+
+    csv = tmp_path / "t.csv"
+    sc = tiny_scenario(duration_s=20.0)
+    sc["devices"] = [
+        {
+            "count": 2,
+            "arrivals": {"process": "trace", "path": str(csv), "device_column": "dev"},
+            "workload": [{"model": "sd15"}],
+        }
+    ]
+    csv.write_text("time,dev\n0.5,0\n1.0,1\n")
+    first = mecsim.simulate(sc, seed=0)
+    assert first.tasks.t_arrival.tolist() == [0.5, 1.0]
+    kept = [tr for key, tr in _TRACE_CACHE.items() if key[0] == str(csv.resolve())]
+    assert len(kept) == 1 and not kept[0].t.flags.writeable
+    again = mecsim.simulate(sc, seed=0)
+    pd.testing.assert_frame_equal(first.tasks, again.tasks)
+    csv.write_text("time,dev\n0.5,0\n1.0,1\n2.5,0\n")
+    assert mecsim.simulate(sc, seed=0).tasks.t_arrival.tolist() == [0.5, 1.0, 2.5]
+    csv.write_text("time,dev\n0.5,0\nsoon,1\n2.5,0\n")
+    with pytest.raises(ScenarioError, match="bad time value 'soon'"):
+        mecsim.simulate(sc, seed=0)
+    csv.write_text("time,dev\n0.25,1\n")
+    assert mecsim.simulate(sc, seed=0).tasks.t_arrival.tolist() == [0.25]
+
+
 def test_load_scenario_overrides_and_digest():
     a = load_scenario("smoke-v1")
     b = load_scenario("smoke-v1", radio__bandwidth_hz=5e6)
