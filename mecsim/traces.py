@@ -318,13 +318,20 @@ def faults_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> 
 
 def servers_frame(cols: dict[str, np.ndarray], server_names: tuple[str, ...]) -> pd.DataFrame:
     """The servers table: one row per change of a server's queue, busy slots or transit count."""
-    df = pd.DataFrame({"t": cols["t"]})
-    df["server"] = pd.Categorical.from_codes(cols["server"].astype(np.int64), categories=list(server_names))
-    df["queue_len"] = cols["queue_len"].astype(np.int64)
-    df["busy_slots"] = cols["busy_slots"].astype(np.int64)
-    df["in_transit"] = cols["in_transit"].astype(np.int64)
-    df["in_system"] = df["queue_len"] + df["busy_slots"]
-    return df
+    queue_len = cols["queue_len"].astype(np.int64)
+    busy = cols["busy_slots"].astype(np.int64)
+    return pd.DataFrame(
+        {
+            "t": cols["t"],
+            "server": pd.Categorical.from_codes(
+                cols["server"].astype(np.int64), categories=list(server_names)
+            ),
+            "queue_len": queue_len,
+            "busy_slots": busy,
+            "in_transit": cols["in_transit"].astype(np.int64),
+            "in_system": queue_len + busy,
+        }
+    )
 
 
 # -- streaming to Parquet ---------------------------------------------------------------------
