@@ -13,7 +13,10 @@ Each round measures, one after the other (so that load from other processes hits
    backhaul, GPU queues, return, all records and the result tables): tasks per CPU second;
 3. mecsim ``mm1-v1`` (ideal radio, a decision at every arrival): tasks per CPU second;
 4. mecsim ``paper-medium-v1`` with ``qubo-sa`` (the hybrid policy): tasks per CPU second;
-5. ``paper-medium-v1`` with its devices replaced by N static devices sharing a fixed total rate
+5. the fixed cost of a run (scenario lookup and validation, set-up, result tables): CPU time
+   of ``simulate`` for 1 s of ``paper-medium-v1`` and of ``azure-code-v1`` (which replays the
+   shipped trace), median of 10 seeds;
+6. ``paper-medium-v1`` with its devices replaced by N static devices sharing a fixed total rate
    (2.86 tasks/s, as paper-medium), greedy, N = 10, 100, 1,000, 10,000: CPU time per task,
    set-up included, each run after a full garbage collection (Python's collection of the
    objects left by the runs before, charged to whichever run happens to trigger it, had made the
@@ -78,6 +81,18 @@ def mecsim_run(scenario: str, policy: str | None, duration: float, **over) -> tu
     n = len(res.tasks)
     _ = res.summary
     return time.process_time() - t, n
+
+
+def run_overhead(scenario: str, runs: int = 10) -> float:
+    """Median CPU seconds of ``simulate`` for 1 simulated second (the fixed cost of a run)."""
+    import mecsim
+
+    times = []
+    for seed in range(runs):
+        t = time.process_time()
+        mecsim.simulate(scenario, seed=seed, duration_s=1, warmup_s=0)
+        times.append(time.process_time() - t)
+    return statistics.median(times)
 
 
 def many_devices(n_dev: int) -> dict:
@@ -185,11 +200,14 @@ def main() -> None:
             c, m = mecsim_run("paper-medium-v1", "greedy", scale_s, **many_devices(n_dev))
             per_task[n_dev] = c / m
         ratios["flat"].append(max(per_task.values()) / min(per_task.values()))
+        fixed = {sc: run_overhead(sc) for sc in ("paper-medium-v1", "azure-code-v1")}
         print(
             f"round {rnd + 1}: bare SimPy {bare:,.0f} customers/s; paper-medium greedy "
             f"{n / cpu:,.0f} tasks/s ({n} tasks); mm1-v1 {n_mm1 / cpu_mm1:,.0f} tasks/s; "
             f"qubo-sa {n_q / cpu_q:,.0f} tasks/s; us/task at 10/100/1k/10k devices: "
-            + " / ".join(f"{v * 1e6:.0f}" for v in per_task.values()),
+            + " / ".join(f"{v * 1e6:.0f}" for v in per_task.values())
+            + "; fixed cost of a run: "
+            + ", ".join(f"{sc} {v * 1e3:.1f} ms" for sc, v in fixed.items()),
             flush=True,
         )
     if args.memory:
