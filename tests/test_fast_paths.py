@@ -205,3 +205,35 @@ def test_distance_at_is_distance(seed, pause, times):
     for t in ts:
         assert a.distance_at(t) == float(b.distance(np.array([t]))[0])  # exactly, not close
         assert a.distance_at(t) == float(a.distance(np.array([t]))[0])  # its memo, both ways
+
+
+# -- the one-task state: _build_state_one against the general build_state -----------------------
+
+
+@pytest.mark.parametrize("scenario", ["paper-medium-v1", "mm1-v1", "radio-limited-v1"])
+def test_one_task_state_is_the_general_state(scenario):
+    # the same fields, values, dtypes and shapes as the general path (reached here by marking a
+    # server down: with every server in fact up that path computes the same feasibility)
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+    from mecsim.scenario import load_scenario
+
+    sc = load_scenario(scenario, duration_s=120, warmup_s=0)
+    sim = Simulation(sc, make_policy("greedy"), 2).run()
+    now = float(sim.env.now)
+    assert sim.all_up and sim.tasks.n > 20
+    for tid in range(0, sim.tasks.n, max(sim.tasks.n // 12, 1)):
+        fast = sim.build_state([tid], now, 7e6)
+        sim.all_up = False
+        try:
+            general = sim.build_state([tid], now, 7e6)
+        finally:
+            sim.all_up = True
+        assert fast.__dict__.keys() == general.__dict__.keys()
+        for name, a in general.__dict__.items():
+            b = fast.__dict__[name]
+            if isinstance(a, np.ndarray):
+                assert b.dtype == a.dtype and b.shape == a.shape, name
+                np.testing.assert_array_equal(b, a, err_msg=name)
+            else:
+                assert b == a, name

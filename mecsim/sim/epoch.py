@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mecsim.errors import ScenarioError
-from mecsim.state import DEFER, DROP, Decision, EpochState, validate_decision
+from mecsim.state import _OPTIONAL, DEFER, DROP, Decision, EpochState, validate_decision
 
 
 class EpochMixin:
@@ -48,6 +48,8 @@ class EpochMixin:
 
     def build_state(self, ids: list[int], now: float, budget: float) -> EpochState:
         """The read-only snapshot a policy sees for the given waiting tasks."""
+        if len(ids) == 1 and self.all_up and not self.gpu_mode:
+            return self._build_state_one(ids[0], now, budget)
         c = self.tasks.cols
         idx = np.array(ids, dtype=np.int64)  # global task ids
         loc = idx - self._base if self._base else idx  # buffer rows
@@ -56,23 +58,14 @@ class EpochMixin:
         steps = c["steps"][loc].astype(float)
         bits = c["input_bits"][loc]
         out = c["output_bits"][loc]
-        if len(ids) == 1 and self.all_up:
-            # one task (the usual epoch): rows as views and scalars, the same values
-            k = int(mod[0])
-            feasible = self.host_T[k : k + 1]  # read-only
-            service = float(steps[0]) * self.t_step_T[k : k + 1]  # inf where not hosted
-            b, o = float(bits[0]), float(out[0])
-            backhaul = (self.bh_lat + b * self.inv_bh_rate)[None, :]
-            ret = (self.bh_lat + o * self.inv_bh_rate + (o / self.dl_rate + self.dl_lat))[None, :]
+        if self.all_up:
+            feasible = self.host_T[mod]
+            service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
         else:
-            if self.all_up:
-                feasible = self.host_T[mod]
-                service = steps[:, None] * self.t_step_T[mod]  # inf where not hosted
-            else:
-                feasible = self.host_T[mod] & self.server_up
-                service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
-            backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
-            ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
+            feasible = self.host_T[mod] & self.server_up
+            service = np.where(feasible, steps[:, None] * self.t_step_T[mod], np.inf)
+        backhaul = self.bh_lat + bits[:, None] * self.inv_bh_rate
+        ret = self.bh_lat + out[:, None] * self.inv_bh_rate + (out / self.dl_rate + self.dl_lat)[:, None]
         gain = self.channel.gain_now(dev, now) if not self.sc.radio.ideal else np.ones(len(idx))
         names = self.model_names
         servers = self.servers
@@ -105,6 +98,62 @@ class EpochMixin:
             server_energy_w=self.server_power,
             **(self._gpu_fields(loc) if self.gpu_mode else {}),
         )
+
+    def _build_state_one(self, tid: int, now: float, budget: float) -> EpochState:
+        """:meth:`build_state` for one task with every server up and no GPU-server model (the
+        usual epoch): the same values, the task's numbers read as Python scalars, the rows of
+        the model's tables as read-only views, and the fields fixed for the run set from one
+        dict (:meth:`_run_fields`)."""
+        c = self.tasks.cols
+        r = tid - self._base
+        d = int(c["device"][r])
+        k = int(c["model"][r])
+        st = float(c["steps"][r])
+        b = float(c["input_bits"][r])
+        o = float(c["output_bits"][r])
+        dev = np.array([d], dtype=np.int64)
+        servers = self.servers
+        state = object.__new__(EpochState)
+        f = state.__dict__
+        f.update(self._run_fields())
+        f["extra"] = {}
+        f["now"] = now
+        f["epoch"] = self.epoch_index
+        f["task_id"] = np.array([tid], dtype=np.int64)
+        f["device"] = dev
+        f["model"] = (self.model_names[k],)
+        f["input_bits"] = np.array([b])
+        f["output_bits"] = np.array([o])
+        f["steps"] = np.array([st])
+        f["t_arrival"] = c["t_arrival"][r : r + 1].copy()
+        f["deadline"] = c["deadline"][r : r + 1].copy()
+        f["tx_power_w"] = self.tx_power_w[d : d + 1].copy()
+        f["gain"] = np.ones(1) if self.sc.radio.ideal else self.channel.gain_now(dev, now)
+        f["bandwidth_budget_hz"] = budget
+        f["server_up"] = self.server_up
+        f["backlog_s"] = np.array([s.backlog(now) for s in servers])
+        f["queued"] = np.array([s.busy + len(s.queue) + s.transit for s in servers], dtype=np.int64)
+        f["feasible"] = self.host_T[k : k + 1]  # read-only
+        f["service_s"] = st * self.t_step_T[k : k + 1]  # inf where not hosted
+        f["backhaul_s"] = (self.bh_lat + b * self.inv_bh_rate)[None, :]
+        f["return_s"] = (self.bh_lat + o * self.inv_bh_rate + (o / self.dl_rate + self.dl_lat))[None, :]
+        return state
+
+    def _run_fields(self) -> dict[str, Any]:
+        """The fields of every epoch's state that are fixed for the run, with the optional
+        fields' defaults (made on first use)."""
+        fields = self.__dict__.get("_run_fields_dict")
+        if fields is None:
+            fields = self._run_fields_dict = {
+                **_OPTIONAL,
+                "noise_psd_w_per_hz": self.channel.n0,
+                "min_bandwidth_hz": self.sc.radio.min_bandwidth_hz,
+                "ideal_radio": self.sc.radio.ideal,
+                "server_names": self.server_names,
+                "slots": self.slots,
+                "server_energy_w": self.server_power,
+            }
+        return fields
 
     def _gpu_fields(self, loc: np.ndarray) -> dict[str, Any]:
         """The GPU-server model's fields of the state (that package loads only for runs using it)."""
