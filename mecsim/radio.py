@@ -1,5 +1,5 @@
 """The radio: path loss, shadowing, Rayleigh block fading and the Shannon upload (the devices'
-motion is :mod:`mecsim.mobility`).
+motion is :mod:`mecsim.mobility`, the fading blocks' draws :mod:`mecsim.fading`).
 
 Each device's uplink gain is piecewise constant on a global grid of coherence blocks
 ``[k Tc, (k+1) Tc)``: ``g = 10^(-PL(d)/10) * shadowing * |h_k|^2`` with ``|h_k|^2 ~ Exp(1)``
@@ -31,28 +31,15 @@ second during block k and ends when the D bits are through; on a static channel 
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from mecsim.fading import BlockFading
 from mecsim.mobility import Trajectory  # re-exported: mecsim.radio.Trajectory
 from mecsim.scenario import Radio
-from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
-
-_CHUNK = 64  # fewest fading blocks drawn at a time for a device (0.64 s at Tc = 10 ms)
-_SPAN = 512  # blocks of one device per turn of a large group's interleaved fading stream
-
-
-def _draw_at(entry: list[Any], at: int, n: int) -> np.ndarray:
-    """Exp(1) values of draws ``[at, at + n)`` of the stream ``entry = [generator, position]``."""
-    gen, pos = entry
-    if at != pos:
-        gen.bit_generator.advance((at - pos) % 2**128)
-    entry[1] = at + n
-    return -np.log1p(-gen.random(n))
+from mecsim.streams import Streams
 
 
 def dbm_to_w(dbm: float | np.ndarray) -> float | np.ndarray:
@@ -112,23 +99,8 @@ class Channel:
         self.shadow = 10.0 ** (-sh_db / 10.0)
         self.fading = radio.fading.model == "rayleigh"
         self.tc = radio.fading.coherence_time_s
-        self.streams = streams
-        self._win: dict[int, tuple[int, np.ndarray]] = {}  # device -> (first block, |h|^2 values)
-        self._fade_gen: dict[int, list[Any]] = {}  # device -> [generator, position]
-        # large groups (more than PER_DEVICE_MAX devices): (first device, count, group index),
-        # in device order, and their shared fading streams: group -> [generator, position]
-        self._large: list[tuple[int, int, int]] = []
-        self._large_first: list[int] = []
-        self._group_gen: dict[int, list[Any]] = {}
-        if groups is not None:
-            if sum(groups) != n_dev:
-                raise ValueError(f"groups sum to {sum(groups)} devices, not {n_dev}")
-            first = 0
-            for g, cnt in enumerate(groups):
-                if cnt > PER_DEVICE_MAX:
-                    self._large.append((first, int(cnt), g))
-                    self._large_first.append(first)
-                first += int(cnt)
+        #: the |h|^2 of every device's coherence blocks (drawn on demand)
+        self.fades = BlockFading(streams, n_dev, groups, self.tc)
         #: mobile devices whose trajectory was asked since the last :meth:`forget_before`
         self._moved: set[int] = set()
         #: (t, {mobile device: large-scale gain at t}) of the last :meth:`gain_now`
@@ -139,87 +111,8 @@ class Channel:
         #: uploads are integrated block by block only up to this time; beyond it (the run has
         #: ended) the rest is extrapolated at the mean rate so far, which bounds the work.
         self.horizon = math.inf
-        self._chunk_floor = 0
 
     # -- gains --------------------------------------------------------------------------------
-    def _fade(self, device: int, blocks: np.ndarray) -> np.ndarray:
-        """|h|^2 of device for the given block indices (a few seconds apart at most: every block
-        in between is drawn)."""
-        lo, hi = int(blocks.min()), int(blocks.max())
-        return self._blocks(device, lo, hi)[blocks - lo]
-
-    def _block(self, device: int, k: int) -> float:
-        """|h|^2 of block k of a device."""
-        win = self._win.get(device)
-        if win is not None:
-            s, arr = win
-            if s <= k < s + len(arr):
-                return arr[k - s]
-        return self._blocks(device, k, k)[0]
-
-    def _blocks(self, device: int, lo: int, hi: int) -> np.ndarray:
-        """|h|^2 of blocks lo..hi of a device: a view into the device's window of drawn blocks.
-
-        Each device keeps one window (first block, values): a request inside it is a slice; one
-        that starts inside it and ends beyond extends it (the blocks before ``lo`` are let go);
-        any other request draws a new window of at least ``_CHUNK`` blocks. A long upload in a
-        deep fade draws its thousands of blocks a batch at a time, each batch in one call.
-        """
-        win = self._win.get(device)
-        if win is not None:
-            s, arr = win
-            e = s + len(arr)
-            if s <= lo and hi < e:
-                return arr[lo - s : hi - s + 1]
-            if s <= lo <= e:
-                new = self._draw(device, e, max(hi + 1 - e, _CHUNK))
-                arr = np.concatenate((arr[lo - s :], new)) if lo < e else new
-                self._win[device] = (lo, arr)
-                return arr[: hi - lo + 1]
-        arr = self._draw(device, lo, max(hi + 1 - lo, _CHUNK))
-        self._win[device] = (lo, arr)
-        return arr[: hi - lo + 1]
-
-    def _large_group(self, device: int) -> tuple[int, int, int] | None:
-        """(first device, count, group) of the device's group if it is large, else None."""
-        if not self._large:
-            return None
-        k = bisect.bisect_right(self._large_first, device) - 1
-        if k >= 0 and device < self._large[k][0] + self._large[k][1]:
-            return self._large[k]
-        return None
-
-    def _draw(self, device: int, k: int, n: int) -> np.ndarray:
-        """|h|^2 of blocks k .. k + n - 1 of a device.
-
-        Each block takes one uniform double (one 64-bit output of PCG64), turned into Exp(1) by
-        inversion, so a stream can jump straight to any block (``advance``; forwards or
-        backwards, as PCG64 is an LCG on 128-bit states and going back m draws is advancing
-        2^128 - m): a device idle for hours costs nothing, and a new window no new generator.
-        A device of a small group: block k is draw k of its own stream. Device i of a large
-        group of n devices: block ``s _SPAN + j`` (j < _SPAN) is draw ``(s n + i) _SPAN + j``
-        of the group's stream.
-        """
-        big = self._large_group(device)
-        if big is None:
-            entry = self._fade_gen.get(device)
-            if entry is None:
-                entry = self._fade_gen[device] = [self.streams.keyed("fading", device), 0]
-            return _draw_at(entry, k, n)
-        first, count, g = big
-        entry = self._group_gen.get(g)
-        if entry is None:
-            entry = self._group_gen[g] = [self.streams.keyed("fading", group_key(g)), 0]
-        i = device - first
-        parts = []
-        while n > 0:  # one draw per turn of the interleaved stream
-            turn, j = divmod(k, _SPAN)
-            take = min(n, _SPAN - j)
-            parts.append(_draw_at(entry, (turn * count + i) * _SPAN + j, take))
-            k += take
-            n -= take
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
     def forget_before(self, t: float) -> None:
         """Drop fading windows and waypoints that lie wholly before time t (keeps memory flat).
         Only the trajectories asked since the last call can have grown: only they are trimmed."""
@@ -228,14 +121,8 @@ class Channel:
             for d in self._moved:
                 mob[d].forget_before(t)  # type: ignore[union-attr]
             self._moved.clear()
-        if not self.fading:
-            return
-        floor = int(t / self.tc) // _CHUNK
-        if floor > self._chunk_floor:  # at most once per _CHUNK blocks
-            self._chunk_floor = floor
-            k = floor * _CHUNK
-            for d in [d for d, (s, arr) in self._win.items() if s + len(arr) <= k]:
-                del self._win[d]
+        if self.fading:
+            self.fades.forget_before(t)
 
     def large_scale_gain(self, device: int, times: np.ndarray) -> np.ndarray:
         """Path loss and shadowing (linear) of a device at the given times."""
@@ -277,7 +164,7 @@ class Channel:
                 self._ls_now = (t, dict(zip([devs[i] for i in rows], ls.tolist(), strict=True)))
         if self.fading:
             k = int(t // self.tc)
-            block = self._block
+            block = self.fades.block
             g *= np.array([block(d, k) for d in devs])
         if self.outages:
             g *= np.array([0.0 if self.in_outage(d, t) else 1.0 for d in devs])
@@ -309,7 +196,7 @@ class Channel:
         # Fast path (most uploads): done within the first block; plain floats, no arrays.
         rest = []
         t_out = k0 * tc if math.isfinite(tc) else t0
-        mobility, fading, outages, block = self.mobility, self.fading, self.outages, self._block
+        mobility, fading, outages, block = self.mobility, self.fading, self.outages, self.fades.block
         dev_l = devices.tolist()
         sg = self.static_gain[devices].tolist()
         ls_now = self._ls_now[1] if self._ls_now[0] == t0 else None
@@ -405,7 +292,7 @@ class Channel:
             ls = [float(self.static_gain[d])] * 16
         else:  # path loss at each block's start, in one call
             ls = self.large_scale_gain(d, np.arange(k1, k1 + 16) * tc).tolist()
-        h = self._blocks(d, k1, k1 + 15).tolist()  # |h|^2 of the 16 blocks, as floats
+        h = self.fades.blocks(d, k1, k1 + 15).tolist()  # |h|^2 of the 16 blocks, as floats
         for n in range(16):
             k = k1 + n
             rate = b * math.log2(1.0 + a * ls[n] * h[n] / b)
@@ -452,7 +339,7 @@ class Channel:
             g = np.repeat(self.static_gain[devices][:, None], len(ks), axis=1)
         if self.fading:  # ks is a run of blocks: slices of the devices' windows
             lo, hi = int(ks[0]), int(ks[-1])
-            g *= np.stack([self._blocks(d, lo, hi) for d in devices.tolist()])
+            g *= np.stack([self.fades.blocks(d, lo, hi) for d in devices.tolist()])
         if self.outages:
             for i, d in enumerate(devices.tolist()):
                 if d in self.outages:

@@ -19,7 +19,8 @@ from scipy import stats
 
 import mecsim
 from mecsim.arrivals import TaskSource, _Group, superposed
-from mecsim.radio import _CHUNK, _SPAN, Channel, Trajectory, dbm_to_w
+from mecsim.fading import _CHUNK, _SPAN
+from mecsim.radio import Channel, Trajectory, dbm_to_w
 from mecsim.scenario import load_scenario, merged_profiles
 from mecsim.streams import PER_DEVICE_MAX, Streams, group_key
 
@@ -233,7 +234,7 @@ def test_large_group_runs_end_to_end_with_every_task_accounted_for():
 
 def _blocks64(ch, device, c):
     """|h|^2 of blocks [64 c, 64 c + 64) of a device."""
-    return ch._fade(device, np.arange(c * _CHUNK, (c + 1) * _CHUNK))
+    return ch.fades.fade(device, np.arange(c * _CHUNK, (c + 1) * _CHUNK))
 
 
 def _channel(groups, seed=9):
@@ -281,8 +282,8 @@ def test_long_spans_drawn_at_once_equal_the_blocks_drawn_one_by_one(groups, devi
     a, b = _channel(groups), _channel(groups)
     blocks = np.arange(100, 100 + 40 * _CHUNK)  # crosses several turns of _SPAN blocks
     _blocks64(b, device, 5)  # a window in the middle already drawn
-    span = b._fade(device, blocks)
-    one = np.array([a._fade(device, np.array([k]))[0] for k in blocks[::-1]])[::-1]
+    span = b.fades.fade(device, blocks)
+    one = np.array([a.fades.fade(device, np.array([k]))[0] for k in blocks[::-1]])[::-1]
     np.testing.assert_array_equal(span, one)
 
 
@@ -337,14 +338,14 @@ def test_a_large_group_keeps_state_only_for_the_devices_that_had_tasks():
     sim = Simulation(sc, make_policy("greedy"), 1)
     ch = sim.channel
     assert not sim.source.devices and len(sim.source.groups) == 2
-    assert not ch._fade_gen and not ch._group_gen and not ch._win
+    assert not ch.fades._fade_gen and not ch.fades._group_gen and not ch.fades._win
     assert all(
         tr._rng is not None and not isinstance(tr._rng, np.random.Generator) for tr in ch.mobility[90_000:]
     )
     sim.run()
     used = set(sim.tasks.cols["device"][: sim.tasks.n].tolist())
     assert 80 < len(used) < 200
-    assert not ch._fade_gen and set(ch._group_gen) == {0, 1}
-    assert set(ch._win) <= used
+    assert not ch.fades._fade_gen and set(ch.fades._group_gen) == {0, 1}
+    assert set(ch.fades._win) <= used
     made = {d for d in range(90_000, 100_000) if isinstance(ch.mobility[d]._rng, np.random.Generator)}
     assert made and made <= used

@@ -109,14 +109,14 @@ def test_fading_is_exp1_and_independent_of_the_order_blocks_are_asked():
     random numbers), and is Exp(1) (Rayleigh)."""
     a, b = _channel(), _channel()
     blocks = np.array([5, 700, 3, 100_000, 1500, 2])
-    fa = np.array([a._fade(1, np.array([k]))[0] for k in blocks])
-    fb = np.array([b._fade(1, np.array([k]))[0] for k in blocks[::-1]])[::-1]
+    fa = np.array([a.fades.fade(1, np.array([k]))[0] for k in blocks])
+    fb = np.array([b.fades.fade(1, np.array([k]))[0] for k in blocks[::-1]])[::-1]
     np.testing.assert_array_equal(fa, fb)
     b.forget_before(2000.0)  # forgotten chunks are drawn again, identically
-    np.testing.assert_array_equal(b._fade(1, np.array([3, 5])), fa[[2, 0]])
-    x = a._fade(2, np.arange(200_000))
+    np.testing.assert_array_equal(b.fades.fade(1, np.array([3, 5])), fa[[2, 0]])
+    x = a.fades.fade(2, np.arange(200_000))
     assert abs(x.mean() - 1) < 0.01 and abs(x.var() - 1) < 0.03  # Exp(1): mean 1, variance 1
-    assert not np.array_equal(a._fade(3, np.arange(100)), a._fade(4, np.arange(100)))
+    assert not np.array_equal(a.fades.fade(3, np.arange(100)), a.fades.fade(4, np.arange(100)))
 
 
 def _reference_upload(ch, d, bits, b, t0):
@@ -127,7 +127,7 @@ def _reference_upload(ch, d, bits, b, t0):
     while True:
         end = (k + 1) * tc
         start = max(k * tc, t0)
-        g = ch.large_scale_gain(d, np.array([start]))[0] * ch._fade(d, np.array([k]))[0]
+        g = ch.large_scale_gain(d, np.array([start]))[0] * ch.fades.fade(d, np.array([k]))[0]
         if ch.in_outage(d, k * tc):
             g = 0.0
         r = b * math.log2(1 + ch.tx_power_w[d] / ch.n0 * g / b)
