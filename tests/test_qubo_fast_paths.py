@@ -24,6 +24,7 @@ from dwave.samplers import SimulatedAnnealingSampler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mecsim.decision import qubo as qubo_module
 from mecsim.decision.qubo import DEFER, _unique_rows, build_selection_qubo
 from mecsim.decision.solvers import FastSimulatedAnnealingSampler, fast_beta_range, get_sampler
 from mecsim.testing import random_epoch_state
@@ -344,3 +345,66 @@ def test_fast_sampler_and_policy_still_pickle():
     a, b = sampler.sample(bqm, seed=4), get_sampler("sa").sample(bqm, seed=4)
     assert_same_sampleset(a, b)
     pickle.loads(pickle.dumps(make_policy("qubo-sa")))
+
+
+def _descent_case(seed: int, n: int, m: int, coarse: bool, negative: bool):
+    """A selection problem and a valid start: ties made likely with ``coarse`` (services on a
+    1 s grid, so costs repeat), negative pair terms (batching rewards) with ``negative``."""
+    rng = np.random.default_rng(seed)
+    s = random_epoch_state(n, m, seed=seed, host_probability=0.6, slots=int(rng.integers(1, 3)))
+    s = dataclasses.replace(s, server_up=rng.random(m) >= 0.2)
+    if coarse:
+        s = dataclasses.replace(s, service_s=np.round(s.service_s), backlog_s=np.round(s.backlog_s))
+    q = build_selection_qubo(s, s.equal_share())
+    if negative:
+        cong = q.congestion - 0.6 * q.congestion.transpose(0, 2, 1) * (rng.random(q.congestion.shape) < 0.5)
+        cong = 0.5 * (cong + cong.transpose(0, 2, 1))
+        q = dataclasses.replace(q, congestion=cong)
+    usable = np.isfinite(q.linear_cost)
+    start = np.full(n, DEFER, dtype=np.int64)
+    for i in np.flatnonzero(q.placeable):
+        start[i] = rng.choice(np.flatnonzero(usable[i]))
+    return q, start
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 5),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+    swaps=st.booleans(),
+    max_moves=st.sampled_from([None, 0, 1, 2]),
+)
+def test_few_task_descent_is_the_numpy_descent(seed, n, m, coarse, negative, swaps, max_moves):
+    """_descend_few (at most 3 placeable tasks, Python floats) returns what the numpy descent
+    returns: the same assignment and the same number of moves."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    fast = qubo_module._descend(q, start.copy(), swaps, max_moves)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_FEW_TASKS", 0)
+        plain = qubo_module._descend(q, start.copy(), swaps, max_moves)
+    assert np.array_equal(fast[0], plain[0]) and fast[1] == plain[1]
+
+
+def test_few_task_descent_negative_control(monkeypatch):
+    """Negative control: a descent that breaks ties by the last least value (not argmin's first)
+    is told apart from the numpy one on the tie-prone problems above."""
+
+    def last_argmin(values):
+        low = min(values)
+        return max(k for k, v in enumerate(values) if v == low)
+
+    differ = 0
+    for seed in range(300):
+        q, start = _descent_case(seed, 3, 3, coarse=True, negative=False)
+        with monkeypatch.context() as mp:
+            mp.setattr(qubo_module, "_argmin", last_argmin)
+            fast = qubo_module._descend(q, start.copy(), True, None)
+        plain_q, _ = _descent_case(seed, 3, 3, coarse=True, negative=False)
+        with monkeypatch.context() as mp:
+            mp.setattr(qubo_module, "_FEW_TASKS", 0)
+            plain = qubo_module._descend(plain_q, start.copy(), True, None)
+        differ += not (np.array_equal(fast[0], plain[0]) and fast[1] == plain[1])
+    assert differ > 0

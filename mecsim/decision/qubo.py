@@ -62,6 +62,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,6 +301,13 @@ class SelectionQUBO:
         idx.setflags(write=False)
         return idx
 
+    @functools.cached_property
+    def _few_lists(self) -> tuple[list[list[float]], list[list[list[float]]]]:
+        """The placeable tasks' linear costs (``p x m``) and congestion (``m x p x p``) as lists,
+        for :func:`_descend_few`."""
+        idx = self._placed
+        return self.linear_cost[idx].tolist(), self.congestion[:, idx][:, :, idx].tolist()
+
     def _check_assignment(self, server: np.ndarray) -> np.ndarray:
         return self._checked(server)[0]
 
@@ -513,6 +521,10 @@ def _descend(
     p = idx.size
     if p == 0:
         return server, 0
+    if p <= _FEW_TASKS:
+        s, moves = _descend_few(q, server[idx].tolist(), swaps, 10 * p if max_moves is None else max_moves)
+        server[idx] = s
+        return server, moves
     if p == q.n_tasks:  # every task placeable: the arrays as they are (same values, no copies)
         lin, cq = q.linear_cost, q.congestion
     else:
@@ -561,6 +573,86 @@ def _descend(
         moves += 1
     server[idx] = s
     return server, moves
+
+
+def _argmin(values: list[float]) -> int:
+    """``np.argmin`` of a list: the first least value, or the first nan."""
+    best, low = 0, values[0]
+    if low != low:
+        return 0
+    for k in range(1, len(values)):
+        v = values[k]
+        if v != v:
+            return k
+        if v < low:
+            best, low = k, v
+    return best
+
+
+#: Placeable tasks up to which :func:`_descend` runs on Python floats (:func:`_descend_few`).
+_FEW_TASKS = 3
+
+
+def _descend_few(q: SelectionQUBO, s: list[int], swaps: bool, limit: int) -> tuple[list[int], int]:
+    """:func:`_descend` of at most :data:`_FEW_TASKS` placeable tasks on Python floats, bit for bit.
+
+    The same operations in the same order, element by element (each numpy call costs about a
+    microsecond whatever the size): ``+ -`` are correctly rounded in both; the congestion of a
+    task with the others on a server sums at most two non-zero terms, which every order gives
+    alike (that is why the limit is 3: numpy's ``einsum`` orders longer sums in its own way);
+    the sum of at most 3 current costs is sequential in numpy too; ties go to the first index,
+    as ``argmin`` does. tests/test_qubo_fast_paths.py compares the two on random problems.
+    """
+    lin, cq = q._few_lists
+    p, m = len(s), q.n_servers
+    rng_p, rng_m = range(p), range(m)
+    g = [[0.0] * m for _ in rng_p]
+    for i in rng_p:
+        gi = g[i]
+        for k in rng_p:
+            if k != i:  # (the diagonal of the congestion is 0)
+                j = s[k]
+                gi[j] += cq[j][i][k]
+    inf = math.inf
+    moves = 0
+    while moves < limit:
+        m_cost = [[a + b for a, b in zip(lin[i], g[i], strict=True)] for i in rng_p]
+        cur = [m_cost[i][s[i]] for i in rng_p]
+        total = 0.0
+        for c in cur:
+            total += c
+        tol = 1e-12 * (total + 1.0)
+        delta = [row[j] - cur[i] for i, row in enumerate(m_cost) for j in rng_m]
+        k = _argmin(delta)
+        best, move = delta[k], ("move", *divmod(k, m))
+        if swaps and p > 1 and not best < -tol:
+            # gain[i][k] of exchanging tasks i and k (inf when they share a server)
+            gain = [
+                inf
+                if s[i] == s[k]
+                else m_cost[i][s[k]] - cq[s[k]][i][k] + (m_cost[k][s[i]] - cq[s[i]][k][i]) - cur[i] - cur[k]
+                for i in rng_p
+                for k in rng_p
+            ]
+            k2 = _argmin(gain)
+            if gain[k2] < best:
+                best, move = gain[k2], ("swap", *divmod(k2, p))
+        if not best < -tol:
+            break
+        if move[0] == "move":
+            pairs = [(move[1], move[2])]
+        else:
+            a, b = move[1], move[2]
+            pairs = [(a, s[b]), (b, s[a])]
+        for i, j in pairs:
+            old = s[i]
+            for r in rng_p:
+                g[r][old] -= cq[old][r][i]
+            for r in rng_p:
+                g[r][j] += cq[j][r][i]
+            s[i] = j
+        moves += 1
+    return s, moves
 
 
 # ---------------------------------------------------------------------------------------------
