@@ -253,9 +253,12 @@ def test_decode_arrays_matches_the_reference_decoder(seed, tie):
     if tie:  # equal energies: the order of the distinct rows decides
         energy = np.round(energy, 0)
     want = reference_decode(q, reads, energy, 5)
-    got = q.decode_arrays(reads, energy, limit=5)
+    got = q.decode_arrays(reads, energy, limit=5)  # a few reads: decoded on Python lists
+    with pytest.MonkeyPatch.context() as mp:  # the numpy decoder
+        mp.setattr(qubo_module, "_FEW_READ_VALUES", 0)
+        plain = q.decode_arrays(reads, energy, limit=5)
     ss = dimod.SampleSet.from_samples((reads, list(q.bqm.variables)), dimod.BINARY, energy)
-    for result in (got, q.decode_reads(ss, limit=5)):
+    for result in (got, plain, q.decode_reads(ss, limit=5)):
         assert len(result) == len(want)
         for (sa, ia), (sb, ib) in zip(result, want, strict=True):
             assert np.array_equal(sa, sb) and ia == ib
@@ -408,3 +411,63 @@ def test_few_task_descent_negative_control(monkeypatch):
             plain = qubo_module._descend(plain_q, start.copy(), True, None)
         differ += not (np.array_equal(fast[0], plain[0]) and fast[1] == plain[1])
     assert differ > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 6),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+)
+def test_few_placed_insertion_is_the_numpy_insertion(seed, n, m, coarse, negative):
+    """Cheapest insertion with at most 2 tasks already placed (_insert_few, Python floats) puts
+    every task where the numpy insertion puts it, ties included."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    rng = np.random.default_rng(seed + 1)
+    placeable = np.flatnonzero(q.placeable)
+    keep = rng.permutation(placeable)[: int(rng.integers(0, 3))]  # 0 to 2 tasks stay placed
+    server = np.where(q.placeable, -1, DEFER).astype(np.int64)
+    server[keep] = start[keep]
+    todo = np.setdiff1d(placeable, keep)
+    fast = server.copy()
+    q._insert_greedily(fast, todo)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_FEW_PLACED", -1)
+        plain = server.copy()
+        q._insert_greedily(plain, todo)
+    assert np.array_equal(fast, plain)
+
+
+def test_few_placed_insertion_negative_control():
+    """Negative control: on identical servers (every cost ties across servers) an insertion that
+    breaks ties by the last index is told apart from the numpy insertion, which the fast one
+    matches."""
+
+    def last_argmin(values):
+        low = min(values)
+        return max(k for k, v in enumerate(values) if v == low)
+
+    s = random_epoch_state(3, 3, seed=5, slots=1)
+    same = np.repeat(s.service_s[:, :1], 3, axis=1)
+    zeros = np.zeros_like(same)
+    s = dataclasses.replace(
+        s, service_s=same, backhaul_s=zeros, return_s=zeros, backlog_s=np.zeros(3), feasible=same > 0
+    )
+    q = build_selection_qubo(s, s.equal_share())
+    todo = np.flatnonzero(q.placeable)
+    fresh = np.where(q.placeable, -1, DEFER).astype(np.int64)
+    results = {}
+    for label, attr, value in (
+        ("fast", None, None),
+        ("last", "_argmin", last_argmin),
+        ("plain", "_FEW_PLACED", -1),
+    ):
+        with pytest.MonkeyPatch.context() as mp:
+            if attr:
+                mp.setattr(qubo_module, attr, value)
+            results[label] = fresh.copy()
+            q._insert_greedily(results[label], todo)
+    assert np.array_equal(results["fast"], results["plain"])
+    assert not np.array_equal(results["last"], results["plain"])

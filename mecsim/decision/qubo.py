@@ -178,6 +178,14 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
 
 _UPPER: dict[int, np.ndarray] = {}
 
+#: Placed tasks up to which :meth:`SelectionQUBO._insert_greedily` runs on Python floats (its
+#: marginal costs then sum at most two congestion terms, exact in any order).
+_FEW_PLACED = 2
+
+#: Reads x variables up to which :meth:`SelectionQUBO.decode_arrays` decodes on Python lists
+#: (e.g. 8 SA reads of up to 64 variables).
+_FEW_READ_VALUES = 512
+
 
 def _upper_mask(p: int) -> np.ndarray:
     """``p x p`` mask of the entries above the diagonal (kept for small ``p``)."""
@@ -432,6 +440,8 @@ class SelectionQUBO:
             raise SolverError(
                 f"expected reads of shape (k >= 1, {vi.size}) over the model's variables, got {reads.shape}"
             )
+        if reads.size <= _FEW_READ_VALUES and not np.isnan(energy).any():
+            return self._decode_few(reads, energy, limit)
         # Distinct reads, lowest energy first (stable, so ties keep the sampler's order).
         _, first = _unique_rows(reads)
         order = first[np.argsort(energy[first], kind="stable")]
@@ -454,6 +464,88 @@ class SelectionQUBO:
             out.append((server, info))
         return out
 
+    def _decode_few(
+        self, reads: np.ndarray, energy: np.ndarray, limit: int | None
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """:meth:`decode_arrays` of a few 0/1 reads on Python lists: the same distinct reads in
+        the same order (energy, then the rows' lexicographic order, as ``_unique_rows`` and the
+        stable argsort give them), the same servers and repairs, without numpy's per-call cost.
+        Energies must not be nan (Python's sort does not place them as numpy's does)."""
+        rows = reads.tolist()
+        e = energy.tolist()
+        first: dict[tuple[int, ...], int] = {}
+        for r, row in enumerate(rows):
+            first.setdefault(tuple(row), r)
+        order = [first[key] for key in sorted(first)]  # rows in lexicographic order
+        order.sort(key=e.__getitem__)  # stable: energy ties keep that order
+        if limit is not None:
+            order = order[: max(1, int(limit))]
+        base, tasks = self._few_decoding
+        out = []
+        for r in order:
+            row = rows[r]
+            server = base.copy()
+            broken = []
+            for i, start, stop, servers in tasks:
+                seg = row[start:stop]
+                if sum(seg) == 1:
+                    server[i] = servers[seg.index(1)]
+                else:
+                    broken.append(i)
+            srv = np.array(server, dtype=np.int64)
+            info: dict[str, Any] = {"feasible_before_repair": True, "repairs": 0, "best_energy": e[r]}
+            if broken:
+                self._insert_greedily(srv, np.array(broken, dtype=np.int64))
+                info["feasible_before_repair"] = False
+                info["repairs"] = len(broken)
+            out.append((srv, info))
+        return out
+
+    def _insert_few(self, server: np.ndarray, todo: list[int]) -> None:
+        """:meth:`_insert_greedily` on Python floats when at most 2 tasks are placed, bit for bit:
+        a marginal cost then adds at most two congestion terms to its linear cost, which every
+        order of ``marginal_cost``'s sum gives alike; ties go to the first (task, server) in
+        ``todo`` order, as ``argmin`` does."""
+        lin, cq = self._lists
+        m = self.n_servers
+        placed = [(k, j) for k, j in enumerate(server.tolist()) if j >= 0]
+        cost = []
+        for i in todo:
+            g = [0.0] * m
+            for k, j in placed:
+                if k != i:
+                    g[j] += cq[j][i][k]
+            cost.append([a + b for a, b in zip(lin[i], g, strict=True)])
+        inf = math.inf
+        left = [True] * len(todo)
+        for _ in todo:
+            flat = [v if ok else inf for row, ok in zip(cost, left, strict=True) for v in row]
+            r, j = divmod(_argmin(flat), m)
+            i = todo[r]
+            server[i] = j
+            left[r] = False
+            for row, t in zip(cost, todo, strict=True):  # the tasks still waiting see i on j
+                row[j] += cq[j][t][i]
+
+    @functools.cached_property
+    def _lists(self) -> tuple[list[list[float]], list[list[list[float]]]]:
+        """:attr:`linear_cost` and :attr:`congestion` as nested lists (for the few-task paths)."""
+        return self.linear_cost.tolist(), self.congestion.tolist()
+
+    @functools.cached_property
+    def _few_decoding(self) -> tuple[list[int], list[tuple[int, int, int, list[int]]]]:
+        """For :meth:`_decode_few`: the servers of a read before decoding (:data:`DEFER` for the
+        tasks that are not placeable, -1 for the others) and, per placeable task, its index, the
+        columns of its variables (consecutive, in server order) and their servers."""
+        base = np.where(self.placeable, -1, DEFER).tolist()
+        tasks = []
+        start = 0
+        for i, group in enumerate(self.one_hot):
+            if group:
+                tasks.append((i, start, start + len(group), [j for _, j in group]))
+                start += len(group)
+        return base, tasks
+
     @functools.cached_property
     def _variable_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """``(task, server)`` index arrays of the variables, in the order of ``bqm.variables``."""
@@ -471,6 +563,9 @@ class SelectionQUBO:
     def _insert_greedily(self, server: np.ndarray, todo: np.ndarray) -> None:
         """Place the tasks ``todo`` (currently ``-1`` in ``server``) in place, cheapest first."""
         if todo.size == 0:
+            return
+        if int(np.count_nonzero(server >= 0)) <= _FEW_PLACED:
+            self._insert_few(server, todo.tolist())
             return
         cost = self.marginal_cost(server)[todo]  # rows of todo only
         left = np.ones(todo.size, dtype=bool)
