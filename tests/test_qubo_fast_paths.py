@@ -471,3 +471,47 @@ def test_few_placed_insertion_negative_control():
             q._insert_greedily(results[label], todo)
     assert np.array_equal(results["fast"], results["plain"])
     assert not np.array_equal(results["last"], results["plain"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 5),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+    descend=st.booleans(),
+    n_reads=st.integers(1, 6),
+)
+def test_few_task_polish_is_the_numpy_polish(seed, n, m, coarse, negative, descend, n_reads):
+    """polish_reads with at most 3 placeable tasks (check, descent and objective on Python
+    floats) returns the numpy path's server, moves and objective, bit for bit."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    rng = np.random.default_rng(seed + 2)
+    usable = np.isfinite(q.linear_cost)
+    reads = [start]
+    for _ in range(n_reads - 1):
+        r = start.copy()
+        for i in np.flatnonzero(q.placeable):
+            r[i] = rng.choice(np.flatnonzero(usable[i]))
+        reads.append(r)
+    reads.append(start.copy())  # a repeat
+    fast = qubo_module.polish_reads(q, reads, descend)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_FEW_TASKS", 0)
+        plain = qubo_module.polish_reads(q, reads, descend)
+    assert np.array_equal(fast[0], plain[0]) and fast[1] == plain[1]
+    assert np.float64(fast[2]).tobytes() == np.float64(plain[2]).tobytes()
+
+
+def test_polish_rejects_a_read_on_an_unusable_server():
+    s = random_epoch_state(2, 3, seed=3, host_probability=0.5)
+    q = build_selection_qubo(s, s.equal_share())
+    bad = np.zeros(2, dtype=np.int64)
+    bad[0] = (
+        int(np.flatnonzero(~np.isfinite(q.linear_cost[0]))[0])
+        if (~np.isfinite(q.linear_cost[0])).any()
+        else 9
+    )
+    with pytest.raises(ValueError, match="task 0"):
+        qubo_module.polish_reads(q, [bad])

@@ -684,6 +684,69 @@ def _argmin(values: list[float]) -> int:
     return best
 
 
+def polish_reads(
+    q: SelectionQUBO, reads: list[np.ndarray], descend: bool = True
+) -> tuple[np.ndarray, int, float]:
+    """The best of the decoded reads after the local search: ``(server, moves, objective)``.
+
+    Reads that repair to the same assignment polish to the same one (the descent is
+    deterministic), so only the first of each is polished. Each start is checked once (the
+    descent only moves tasks to usable servers, so what it returns is valid too). The lowest
+    objective wins; ties go to the earlier read (the lower energy). With at most
+    :data:`_FEW_TASKS` placeable tasks the check, the descent and the objective run on Python
+    floats, bit for bit (:func:`_descend_few`; the objective's two sums have at most 3 terms,
+    which numpy adds one after the other too).
+
+    Args:
+        q: the selection problem.
+        reads: feasible assignments (server per task), e.g. from :meth:`SelectionQUBO.decode_arrays`.
+        descend: polish with :func:`local_search` (best-improvement moves and swaps).
+
+    Raises:
+        ValueError: a read puts a placeable task on a server it cannot use.
+    """
+    distinct: dict[bytes, np.ndarray] = {}
+    for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
+        distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
+    idx = q._placed
+    p = idx.size
+    if 0 < p <= _FEW_TASKS:
+        lin, cq = q._few_lists
+        m = q.n_servers
+        at = idx.tolist()
+        best: tuple[np.ndarray, int, float] | None = None
+        for r in distinct.values():
+            if np.shape(r) != (q.n_tasks,):
+                q._checked(r)  # raises
+            s = [int(r[i]) for i in at]
+            if not all(0 <= j < m and lin[t][j] < math.inf for t, j in enumerate(s)):
+                q._checked(r)  # raises, naming the task
+            moves = 0
+            if descend:
+                s, moves = _descend_few(q, s, True, 10 * p)
+            total = 0.0
+            for t, j in enumerate(s):
+                total += lin[t][j]
+            pairs = 0.0
+            for a in range(p):
+                for b in range(a + 1, p):
+                    if s[a] == s[b]:
+                        pairs += cq[s[a]][a][b]
+            objective = total + pairs
+            if best is None or objective < best[2]:
+                server = np.array(r, dtype=np.int64)
+                server[idx] = s
+                best = (server, moves, objective)
+        return best
+    polished = [
+        _descend(q, q._check_assignment(r).copy(), True, None) if descend else (q._check_assignment(r), 0)
+        for r in distinct.values()
+    ]
+    objectives = [q._objective(idx, sm[0][idx], q.linear_cost[idx, sm[0][idx]]) for sm in polished]
+    k = min(range(len(polished)), key=objectives.__getitem__)
+    return polished[k][0], polished[k][1], objectives[k]
+
+
 #: Placeable tasks up to which :func:`_descend` runs on Python floats (:func:`_descend_few`).
 _FEW_TASKS = 3
 
