@@ -502,9 +502,10 @@ class SelectionQUBO:
         return out
 
     def _insert_few(self, server: np.ndarray, todo: list[int]) -> None:
-        """:meth:`_insert_greedily` on Python floats when at most 2 tasks are placed, bit for bit:
-        a marginal cost then adds at most two congestion terms to its linear cost, which every
-        order of ``marginal_cost``'s sum gives alike; ties go to the first (task, server) in
+        """:meth:`_insert_greedily` on Python floats, bit for bit, when at most 2 tasks are placed
+        (a marginal cost then adds at most two congestion terms, which every order of
+        ``marginal_cost``'s sum gives alike) or there are few tasks (:func:`_few`: the terms in
+        index order, as its ``einsum`` adds them); ties go to the first (task, server) in
         ``todo`` order, as ``argmin`` does."""
         lin, cq = self._lists
         m = self.n_servers
@@ -564,7 +565,7 @@ class SelectionQUBO:
         """Place the tasks ``todo`` (currently ``-1`` in ``server``) in place, cheapest first."""
         if todo.size == 0:
             return
-        if int(np.count_nonzero(server >= 0)) <= _FEW_PLACED:
+        if int(np.count_nonzero(server >= 0)) <= _FEW_PLACED or _few(self.n_tasks, self.n_servers):
             self._insert_few(server, todo.tolist())
             return
         cost = self.marginal_cost(server)[todo]  # rows of todo only
@@ -616,7 +617,7 @@ def _descend(
     p = idx.size
     if p == 0:
         return server, 0
-    if p <= _FEW_TASKS:
+    if _few(p, q.n_servers):
         s, moves = _descend_few(q, server[idx].tolist(), swaps, 10 * p if max_moves is None else max_moves)
         server[idx] = s
         return server, moves
@@ -692,10 +693,9 @@ def polish_reads(
     Reads that repair to the same assignment polish to the same one (the descent is
     deterministic), so only the first of each is polished. Each start is checked once (the
     descent only moves tasks to usable servers, so what it returns is valid too). The lowest
-    objective wins; ties go to the earlier read (the lower energy). With at most
-    :data:`_FEW_TASKS` placeable tasks the check, the descent and the objective run on Python
-    floats, bit for bit (:func:`_descend_few`; the objective's two sums have at most 3 terms,
-    which numpy adds one after the other too).
+    objective wins; ties go to the earlier read (the lower energy). With few placeable tasks
+    (:func:`_few`) the check, the descent and the objective run on Python floats, bit for bit
+    (:func:`_descend_few`; the objective's sums are numpy's, :func:`_np_sum`).
 
     Args:
         q: the selection problem.
@@ -710,7 +710,7 @@ def polish_reads(
         distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
     idx = q._placed
     p = idx.size
-    if 0 < p <= _FEW_TASKS:
+    if _few(p, q.n_servers):
         lin, cq = q._few_lists
         m = q.n_servers
         at = idx.tolist()
@@ -727,12 +727,9 @@ def polish_reads(
             total = 0.0
             for t, j in enumerate(s):
                 total += lin[t][j]
-            pairs = 0.0
-            for a in range(p):
-                for b in range(a + 1, p):
-                    if s[a] == s[b]:
-                        pairs += cq[s[a]][a][b]
-            objective = total + pairs
+            # the pairs sharing a server, as the p x p matrix that _objective sums
+            pairs = [cq[s[a]][a][b] if a < b and s[a] == s[b] else 0.0 for a in range(p) for b in range(p)]
+            objective = total + _np_sum(pairs)
             if best is None or objective < best[2]:
                 server = np.array(r, dtype=np.int64)
                 server[idx] = s
@@ -747,67 +744,114 @@ def polish_reads(
     return polished[k][0], polished[k][1], objectives[k]
 
 
-#: Placeable tasks up to which :func:`_descend` runs on Python floats (:func:`_descend_few`).
+#: Placeable tasks up to which :func:`_descend` runs on Python floats (:func:`_descend_few`)
+#: whatever the number of servers; with 2 or more servers, up to :data:`_SMALL_TASKS`.
 _FEW_TASKS = 3
+_SMALL_TASKS = 7
+
+
+def _few(p: int, m: int) -> bool:
+    """Whether :func:`_descend` and :func:`polish_reads` take the Python-float path for ``p``
+    placeable tasks on ``m`` servers. It sums each task's congestion on a server over the other
+    tasks in index order, which is what numpy's ``einsum("jik,kj->ij")`` does when ``m >= 2``
+    (with ``m = 1`` it groups longer sums its own way, so there only sums of at most two terms,
+    exact in any order, are taken); below 8 tasks numpy's sum of the current costs is sequential."""
+    return 0 < p and (p <= _FEW_TASKS or (p <= _SMALL_TASKS and m >= 2))
+
+
+def _np_sum(values: list[float]) -> float:
+    """``np.sum`` of a contiguous float64 array of at most 128 values, bit for bit: one after the
+    other below 8 values, else numpy's pairwise scheme (8 running sums over blocks of 8, added
+    pairwise, then the rest one by one)."""
+    n = len(values)
+    if n < 8:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    if n > 128:
+        return float(np.sum(np.array(values, dtype=float)))
+    r = values[:8]
+    i = 8
+    end = n - n % 8
+    while i < end:
+        for j in range(8):
+            r[j] += values[i + j]
+        i += 8
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(i, n):
+        total += values[k]
+    return total
 
 
 def _descend_few(q: SelectionQUBO, s: list[int], swaps: bool, limit: int) -> tuple[list[int], int]:
-    """:func:`_descend` of at most :data:`_FEW_TASKS` placeable tasks on Python floats, bit for bit.
+    """:func:`_descend` of few placeable tasks (:func:`_few`) on Python floats, bit for bit.
 
     The same operations in the same order, element by element (each numpy call costs about a
     microsecond whatever the size): ``+ -`` are correctly rounded in both; the congestion of a
-    task with the others on a server sums at most two non-zero terms, which every order gives
-    alike (that is why the limit is 3: numpy's ``einsum`` orders longer sums in its own way);
-    the sum of at most 3 current costs is sequential in numpy too; ties go to the first index,
-    as ``argmin`` does. tests/test_qubo_fast_paths.py compares the two on random problems.
+    task with the others on a server is summed over them in index order (see :func:`_few`); the
+    sum of fewer than 8 current costs is sequential in numpy too; ties go to the first index, as
+    ``argmin`` does. tests/test_qubo_fast_paths.py compares the two on random problems.
     """
     lin, cq = q._few_lists
-    p, m = len(s), q.n_servers
-    rng_p, rng_m = range(p), range(m)
-    g = [[0.0] * m for _ in rng_p]
+    p = len(s)
+    rng_p = range(p)
+    g = [[0.0] * q.n_servers for _ in rng_p]
     for i in rng_p:
         gi = g[i]
         for k in rng_p:
             if k != i:  # (the diagonal of the congestion is 0)
                 j = s[k]
                 gi[j] += cq[j][i][k]
+    m_cost = [[a + b for a, b in zip(lin[i], g[i], strict=True)] for i in rng_p]
     inf = math.inf
     moves = 0
+    # No nan can arise (costs are finite or inf, the current ones finite), so min() and
+    # list.index() find argmin's first least entry.
     while moves < limit:
-        m_cost = [[a + b for a, b in zip(lin[i], g[i], strict=True)] for i in rng_p]
         cur = [m_cost[i][s[i]] for i in rng_p]
         total = 0.0
         for c in cur:
             total += c
         tol = 1e-12 * (total + 1.0)
-        delta = [row[j] - cur[i] for i, row in enumerate(m_cost) for j in rng_m]
-        k = _argmin(delta)
-        best, move = delta[k], ("move", *divmod(k, m))
+        best, move = inf, None
+        for i in rng_p:  # the first least entry of delta = m_cost - cur, row by row
+            ci = cur[i]
+            row = [v - ci for v in m_cost[i]]
+            low = min(row)
+            if move is None or low < best:
+                best, move = low, (i, row.index(low))
+        swap = False
         if swaps and p > 1 and not best < -tol:
-            # gain[i][k] of exchanging tasks i and k (inf when they share a server)
-            gain = [
-                inf
-                if s[i] == s[k]
-                else m_cost[i][s[k]] - cq[s[k]][i][k] + (m_cost[k][s[i]] - cq[s[i]][k][i]) - cur[i] - cur[k]
-                for i in rng_p
-                for k in rng_p
-            ]
-            k2 = _argmin(gain)
-            if gain[k2] < best:
-                best, move = gain[k2], ("swap", *divmod(k2, p))
+            # gain of exchanging tasks i and k (inf when they share a server): first least
+            g_best, g_at = inf, (0, 0)
+            for i in rng_p:
+                si, mi, ci = s[i], m_cost[i], cur[i]
+                for k in rng_p:
+                    sk = s[k]
+                    if si == sk:
+                        continue  # inf: never below the first entry's inf or anything else
+                    v = mi[sk] - cq[sk][i][k] + (m_cost[k][si] - cq[si][k][i]) - ci - cur[k]
+                    if v < g_best:
+                        g_best, g_at = v, (i, k)
+            if g_best < best:
+                best, move, swap = g_best, g_at, True
         if not best < -tol:
             break
-        if move[0] == "move":
-            pairs = [(move[1], move[2])]
-        else:
-            a, b = move[1], move[2]
+        if swap:
+            a, b = move
             pairs = [(a, s[b]), (b, s[a])]
+        else:
+            pairs = [move]
         for i, j in pairs:
             old = s[i]
             for r in rng_p:
                 g[r][old] -= cq[old][r][i]
             for r in rng_p:
                 g[r][j] += cq[j][r][i]
+            for r in rng_p:  # the two columns of m_cost that changed
+                m_cost[r][old] = lin[r][old] + g[r][old]
+                m_cost[r][j] = lin[r][j] + g[r][j]
             s[i] = j
         moves += 1
     return s, moves
