@@ -100,6 +100,37 @@ DEFAULT_PENALTY_SCALE = 1.0
 _SAFE_MARGIN = 1e-6
 
 
+#: Recent results of :func:`_ising_order`, keyed by the pair arrays (epochs repeat a few shapes).
+_ISING_ORDERS: dict[tuple[bytes, bytes], tuple[np.ndarray, ...]] = {}
+_ISING_ORDERS_MAX = 256
+
+
+def _ising_order(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The index work of :meth:`SelectionQUBO.ising`, which depends only on the pairs:
+    ``(order, irow, icol, v_seq, src)``. dimod lists the pairs ``(v, u)``, ``u < v``, by ``v``
+    then ``u`` (``order`` sorts the model's pairs so; ``irow``, ``icol`` are then ``v``, ``u``);
+    it adds the neighbour terms variable by variable, each pair seen from both ends, by variable
+    then neighbour (``v_seq``: the variable of each term in that sequence, ``src``: the model's
+    pair it comes from)."""
+    key = (rows.tobytes(), cols.tobytes())
+    hit = _ISING_ORDERS.get(key)
+    if hit is not None:
+        return hit
+    hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
+    order = np.lexsort((lo, hi))
+    irow, icol = hi[order], lo[order]
+    v = np.concatenate([irow, icol])
+    u = np.concatenate([icol, irow])
+    seq = np.lexsort((u, v))
+    out = (order, irow, icol, v[seq], np.concatenate([order, order])[seq])
+    for arr in out:
+        arr.setflags(write=False)
+    if len(_ISING_ORDERS) >= _ISING_ORDERS_MAX:
+        _ISING_ORDERS.clear()
+    _ISING_ORDERS[key] = out
+    return out
+
+
 def congestion_matrix(service_s: np.ndarray, slots: np.ndarray, variable: np.ndarray) -> np.ndarray:
     """Pairwise congestion coefficients ``min(s_ij, s_kj) / c_j``, laid out ``m x n x n``.
 
@@ -279,17 +310,12 @@ class SelectionQUBO:
         library's ``sample`` would give it.
         """
         linear, (rows, cols, bias), offset = self.terms
-        hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
-        order = np.lexsort((lo, hi))
-        irow, icol, b = hi[order], lo[order], bias[order]
-        # Each pair as seen from both ends, by variable then neighbour: dimod's adjacency order.
-        v = np.concatenate([irow, icol])
-        u = np.concatenate([icol, irow])
-        both = np.concatenate([b, b])
-        seq = np.lexsort((u, v))
+        order, irow, icol, v_seq, src = _ising_order(rows, cols)
+        b = bias[order]
+        b_seq = bias[src]  # each pair as seen from both ends, by variable then neighbour
         h = linear * 0.5
-        np.add.at(h, v[seq], 0.25 * both[seq])  # in index order: the same sequence of sums
-        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * both[seq]]))[-1]
+        np.add.at(h, v_seq, 0.25 * b_seq)  # in index order: the same sequence of sums
+        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * b_seq]))[-1]
         return h, (irow, icol, b * 0.25), float(off)
 
     @property
