@@ -122,3 +122,24 @@ def test_the_comparison_sees_a_last_bit():
         return
     v = float(x[differ[0]])
     assert not _same([math.exp(v)], np.exp([v]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.integers(0, 15))
+def test_held_lanes_on_lists_are_numpys(data, k):
+    """HeldBandwidth.lanes of a few shares (Python lists) keeps and returns what the numpy path
+    does, ties in the ends included."""
+    ends = data.draw(st.lists(st.sampled_from([0.5, 1.0, 1.5]) | st.floats(0.0, 3.0), min_size=k, max_size=k))
+    hz = data.draw(st.lists(st.floats(1e3, 1e7), min_size=k, max_size=k))
+    total = 2e7
+    free = data.draw(st.floats(0.0, total))
+    now = data.draw(st.floats(0.0, 2.0))
+    out = []
+    for few in (True, False):
+        held = bw.HeldBandwidth(total)
+        held.end, held.hz = np.array(ends, dtype=float), np.array(hz, dtype=float)
+        if not few:  # the numpy path (taken from 16 shares on)
+            held._lanes_few = lambda now, held: None
+        rel, width = held.lanes(now, free)
+        out.append((rel.tobytes(), width.tobytes(), held.end.tobytes(), held.hz.tobytes()))
+    assert out[0] == out[1]

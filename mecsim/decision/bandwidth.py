@@ -1116,6 +1116,10 @@ class HeldBandwidth:
     def lanes(self, now: float, free_hz: float) -> tuple[np.ndarray, np.ndarray]:
         """Held lanes ``(release time from now, Hz)`` consistent with ``free_hz`` being free."""
         held = max(self.total_hz - float(free_hz), 0.0)
+        if self.end.size < 16:
+            few = self._lanes_few(now, held)
+            if few is not None:
+                return few
         order = np.argsort(self.end, kind="stable")
         end, hz = self.end[order], self.hz[order]
         # Keep the latest-ending shares that fit in what the engine says is held.
@@ -1124,6 +1128,28 @@ class HeldBandwidth:
         while keep_from < hz.size and tail[keep_from] > held * (1 + 1e-9) + 1e-6:
             keep_from += 1
         self.end, self.hz = end[keep_from:], hz[keep_from:]
+        return np.maximum(self.end - now, 0.0), self.hz.copy()
+
+    def _lanes_few(self, now: float, held: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`lanes` of a few shares on Python lists, the same floats (a stable sort by end,
+        the tail sums added from the latest-ending share on, as ``cumsum`` does); None if an end
+        is nan (Python's sort does not place it as numpy's does)."""
+        end, hz = self.end.tolist(), self.hz.tolist()
+        if any(v != v for v in end):
+            return None
+        order = sorted(range(len(end)), key=end.__getitem__)
+        end = [end[i] for i in order]
+        hz = [hz[i] for i in order]
+        tail = [0.0] * len(hz)
+        acc = 0.0
+        for k in range(len(hz) - 1, -1, -1):
+            acc += hz[k]
+            tail[k] = acc
+        keep_from = 0
+        while keep_from < len(hz) and tail[keep_from] > held * (1 + 1e-9) + 1e-6:
+            keep_from += 1
+        self.end = np.array(end[keep_from:], dtype=float)
+        self.hz = np.array(hz[keep_from:], dtype=float)
         return np.maximum(self.end - now, 0.0), self.hz.copy()
 
 
