@@ -515,6 +515,8 @@ def test_polish_rejects_a_read_on_an_unusable_server():
     )
     with pytest.raises(ValueError, match="task 0"):
         qubo_module.polish_reads(q, [bad])
+    with pytest.raises(ValueError, match="at least one read"):
+        qubo_module.polish_reads(q, [])
 
 
 @settings(max_examples=300, deadline=None)

@@ -729,11 +729,13 @@ def polish_reads(
         descend: polish with :func:`local_search` (best-improvement moves and swaps).
 
     Raises:
-        ValueError: a read puts a placeable task on a server it cannot use.
+        ValueError: no reads, or a read puts a placeable task on a server it cannot use.
     """
     distinct: dict[bytes, np.ndarray] = {}
     for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
         distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
+    if not distinct:
+        raise ValueError("polish_reads needs at least one read")
     idx = q._placed
     p = idx.size
     if _few(p, q.n_servers):
