@@ -733,22 +733,25 @@ def polish_reads(
     """
     distinct: dict[bytes, np.ndarray] = {}
     for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
-        distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
+        arr = np.asarray(r, dtype=np.int64)
+        distinct.setdefault(arr.tobytes(), arr)
     if not distinct:
         raise ValueError("polish_reads needs at least one read")
     idx = q._placed
     p = idx.size
     if _few(p, q.n_servers):
         lin, cq = q._few_lists
-        m = q.n_servers
+        m, n = q.n_servers, q.n_tasks
         at = idx.tolist()
-        best: tuple[np.ndarray, int, float] | None = None
+        best: tuple[list[int], list[int], int, float] | None = None
         for r in distinct.values():
-            if np.shape(r) != (q.n_tasks,):
+            if r.shape != (n,):
                 q._checked(r)  # raises
-            s = [int(r[i]) for i in at]
-            if not all(0 <= j < m and lin[t][j] < math.inf for t, j in enumerate(s)):
-                q._checked(r)  # raises, naming the task
+            full = r.tolist()
+            s = [full[i] for i in at]
+            for t, j in enumerate(s):
+                if not (0 <= j < m and lin[t][j] < math.inf):
+                    q._checked(r)  # raises, naming the task
             moves = 0
             if descend:
                 s, moves = _descend_few(q, s, True, 10 * p)
@@ -758,11 +761,12 @@ def polish_reads(
             # the pairs sharing a server, as the p x p matrix that _objective sums
             pairs = [cq[s[a]][a][b] if a < b and s[a] == s[b] else 0.0 for a in range(p) for b in range(p)]
             objective = total + _np_sum(pairs)
-            if best is None or objective < best[2]:
-                server = np.array(r, dtype=np.int64)
-                server[idx] = s
-                best = (server, moves, objective)
-        return best
+            if best is None or objective < best[3]:
+                best = (full, s, moves, objective)
+        full, s, moves, objective = best
+        server = np.array(full, dtype=np.int64)
+        server[idx] = s
+        return server, moves, objective
     polished = [
         _descend(q, q._check_assignment(r).copy(), True, None) if descend else (q._check_assignment(r), 0)
         for r in distinct.values()
