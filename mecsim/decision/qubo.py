@@ -986,10 +986,11 @@ _STRUCTURE_MAX_CELLS = 256
 
 def _structure(variable: np.ndarray) -> tuple[Any, ...]:
     """What the QUBO's shape depends on, from the ``n x m`` mask of the pairs with a variable:
-    ``(vi, vj, labels, one_hot, r1, c1, r2, c2)`` with the variables in (task, server) order
-    (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the labels of each
-    task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one server (first
-    index lower). Epochs repeat a few masks (the tasks present and the servers that host their
+    ``(vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols)`` with the variables in (task,
+    server) order (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the
+    labels of each task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one
+    server (first index lower), ``cells`` the index of each server pair's weight in the
+    congestion array and ``(rows, cols)`` all the pairs (one-hot first). Epochs repeat a few masks (the tasks present and the servers that host their
     models), so recent small ones are kept (read-only arrays, tuples)."""
     key = (variable.shape, variable.tobytes())
     hit = _STRUCTURES.get(key)
@@ -1005,9 +1006,11 @@ def _structure(variable: np.ndarray) -> tuple[Any, ...]:
     by_server = np.argsort(vj, kind="stable")
     r2, c2 = _pairs_within_groups(variable.sum(axis=0))
     r2, c2 = by_server[r2], by_server[c2]
-    for arr in (vi, vj, r1, c1, r2, c2):
+    cells = (vj[r2], vi[r2], vi[c2])  # where the congestion pairs' weights are in Q
+    rows, cols = np.concatenate([r1, r2]), np.concatenate([c1, c2])
+    for arr in (vi, vj, r1, c1, r2, c2, *cells, rows, cols):
         arr.setflags(write=False)
-    out = (vi, vj, labels, one_hot, r1, c1, r2, c2)
+    out = (vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols)
     if variable.size <= _STRUCTURE_MAX_CELLS:
         if len(_STRUCTURES) >= _STRUCTURES_MAX:
             _STRUCTURES.clear()
@@ -1118,19 +1121,19 @@ def build_selection_qubo(
         if not (np.isfinite(a) and a >= 0):
             raise ValueError(f"penalty must be finite and non-negative, got {penalty!r}")
 
-    vi, vj, labels, one_hot, r1, c1, r2, c2 = _structure(variable)
+    vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols = _structure(variable)
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
-    w = cong[vj[r2], vi[r2], vi[c2]]
+    w = cong[cells]  # Q[j, i, k] of the congestion pairs
     keep = w != 0  # zero-length services add no interaction worth storing
-    terms = (
-        lin_bias,
-        (
+    if keep.all():  # the usual case: every pair, as laid out once per structure
+        pairs = (rows, cols, np.concatenate([np.full(r1.size, 2.0 * a), w]))
+    else:
+        pairs = (
             np.concatenate([r1, r2[keep]]),
             np.concatenate([c1, c2[keep]]),
             np.concatenate([np.full(r1.size, 2.0 * a), w[keep]]),
-        ),
-        a * int(placeable.sum()),
-    )
+        )
+    terms = (lin_bias, pairs, a * int(placeable.sum()))
     for arr in (linear, cong, service, slots, placeable, lin_bias, *terms[1]):
         arr.setflags(write=False)
     q = SelectionQUBO(
