@@ -990,8 +990,9 @@ def _structure(variable: np.ndarray) -> tuple[Any, ...]:
     server) order (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the
     labels of each task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one
     server (first index lower), ``cells`` the index of each server pair's weight in the
-    congestion array and ``(rows, cols)`` all the pairs (one-hot first). Epochs repeat a few masks (the tasks present and the servers that host their
-    models), so recent small ones are kept (read-only arrays, tuples)."""
+    congestion array and ``(rows, cols)`` all the pairs (one-hot first). Epochs repeat a few
+    masks (the tasks present and the servers that host their models), so recent small ones are
+    kept (read-only arrays, tuples)."""
     key = (variable.shape, variable.tobytes())
     hit = _STRUCTURES.get(key)
     if hit is not None:
