@@ -19,6 +19,8 @@ import itertools
 import dimod
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mecsim.decision.future import ArrivalEstimator, future_cost
 from mecsim.decision.qubo import build_selection_qubo
@@ -206,3 +208,23 @@ def test_default_policy_prices_the_future_in_a_run():
     assert (myopic.epochs["future_cost"] == 0).all()
     again = mecsim.simulate("paper-small-v1", policy="qubo-sa", seed=2, duration_s=120)
     assert r.tasks.equals(again.tasks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.integers(1, 8), st.integers(1, 8))
+def test_future_cost_on_floats_is_the_numpy_formula(data, n, m):
+    """future_cost of a few cells (Python floats) equals the numpy formula bit for bit, unusable
+    pairs (inf), idle servers (lam 0), loads beyond rho_max and below 0, zero slots included."""
+    from mecsim.decision import future
+
+    cell = st.one_of(st.just(np.inf), st.floats(0.0, 50.0))
+    service = np.array(data.draw(st.lists(cell, min_size=n * m, max_size=n * m))).reshape(n, m)
+    slots = np.array(data.draw(st.lists(st.integers(0, 3), min_size=m, max_size=m)))
+    backlog = np.array(data.draw(st.lists(st.floats(0.0, 100.0), min_size=m, max_size=m)))
+    lam = np.array(data.draw(st.lists(st.just(0.0) | st.floats(0.0, 5.0), min_size=m, max_size=m)))
+    rho = np.array(data.draw(st.lists(st.floats(-0.5, 2.0), min_size=m, max_size=m)))
+    few = future.future_cost(service, slots, backlog, lam, rho, 0.95)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(future, "_FEW_CELLS", -1)
+        plain = future.future_cost(service, slots, backlog, lam, rho, 0.95)
+    assert few.shape == plain.shape and few.tobytes() == plain.tobytes()

@@ -24,6 +24,7 @@ from dwave.samplers import SimulatedAnnealingSampler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mecsim.decision import qubo as qubo_module
 from mecsim.decision.qubo import DEFER, _unique_rows, build_selection_qubo
 from mecsim.decision.solvers import FastSimulatedAnnealingSampler, fast_beta_range, get_sampler
 from mecsim.testing import random_epoch_state
@@ -252,9 +253,12 @@ def test_decode_arrays_matches_the_reference_decoder(seed, tie):
     if tie:  # equal energies: the order of the distinct rows decides
         energy = np.round(energy, 0)
     want = reference_decode(q, reads, energy, 5)
-    got = q.decode_arrays(reads, energy, limit=5)
+    got = q.decode_arrays(reads, energy, limit=5)  # a few reads: decoded on Python lists
+    with pytest.MonkeyPatch.context() as mp:  # the numpy decoder
+        mp.setattr(qubo_module, "_FEW_READ_VALUES", 0)
+        plain = q.decode_arrays(reads, energy, limit=5)
     ss = dimod.SampleSet.from_samples((reads, list(q.bqm.variables)), dimod.BINARY, energy)
-    for result in (got, q.decode_reads(ss, limit=5)):
+    for result in (got, plain, q.decode_reads(ss, limit=5)):
         assert len(result) == len(want)
         for (sa, ia), (sb, ib) in zip(result, want, strict=True):
             assert np.array_equal(sa, sb) and ia == ib
@@ -344,3 +348,200 @@ def test_fast_sampler_and_policy_still_pickle():
     a, b = sampler.sample(bqm, seed=4), get_sampler("sa").sample(bqm, seed=4)
     assert_same_sampleset(a, b)
     pickle.loads(pickle.dumps(make_policy("qubo-sa")))
+
+
+def _descent_case(seed: int, n: int, m: int, coarse: bool, negative: bool):
+    """A selection problem and a valid start: ties made likely with ``coarse`` (services on a
+    1 s grid, so costs repeat), negative pair terms (batching rewards) with ``negative``."""
+    rng = np.random.default_rng(seed)
+    s = random_epoch_state(n, m, seed=seed, host_probability=0.6, slots=int(rng.integers(1, 3)))
+    s = dataclasses.replace(s, server_up=rng.random(m) >= 0.2)
+    if coarse:
+        s = dataclasses.replace(s, service_s=np.round(s.service_s), backlog_s=np.round(s.backlog_s))
+    q = build_selection_qubo(s, s.equal_share())
+    if negative:
+        cong = q.congestion - 0.6 * q.congestion.transpose(0, 2, 1) * (rng.random(q.congestion.shape) < 0.5)
+        cong = 0.5 * (cong + cong.transpose(0, 2, 1))
+        q = dataclasses.replace(q, congestion=cong)
+    usable = np.isfinite(q.linear_cost)
+    start = np.full(n, DEFER, dtype=np.int64)
+    for i in np.flatnonzero(q.placeable):
+        start[i] = rng.choice(np.flatnonzero(usable[i]))
+    return q, start
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 9),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+    swaps=st.booleans(),
+    max_moves=st.sampled_from([None, 0, 1, 2]),
+)
+def test_few_task_descent_is_the_numpy_descent(seed, n, m, coarse, negative, swaps, max_moves):
+    """_descend_few (few placeable tasks, Python floats) returns what the numpy descent returns:
+    the same assignment and the same number of moves (up to 9 tasks: both sides of the limit)."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    fast = qubo_module._descend(q, start.copy(), swaps, max_moves)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_few", lambda p, m: False)
+        plain = qubo_module._descend(q, start.copy(), swaps, max_moves)
+    assert np.array_equal(fast[0], plain[0]) and fast[1] == plain[1]
+
+
+def test_few_task_descent_negative_control():
+    """Negative control (the test's power): the tie-prone problems above include first steps
+    where the best move is tied between different moves, so a descent with another tie rule
+    than argmin's first index would be told apart."""
+    tied = 0
+    for seed in range(300):
+        q, start = _descent_case(seed, 3, 3, coarse=True, negative=False)
+        idx = q._placed
+        if idx.size < 2:
+            continue
+        s = start[idx]
+        x = np.zeros((idx.size, q.n_servers))
+        x[np.arange(idx.size), s] = 1.0
+        m_cost = q.linear_cost[idx] + np.einsum("jik,kj->ij", q.congestion[:, idx][:, :, idx], x)
+        delta = m_cost - m_cost[np.arange(idx.size), s][:, None]
+        tied += delta.min() < -1e-9 and np.count_nonzero(delta == delta.min()) > 1
+    assert tied > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 9),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+    placed=st.integers(0, 6),
+)
+def test_few_placed_insertion_is_the_numpy_insertion(seed, n, m, coarse, negative, placed):
+    """Cheapest insertion on Python floats (_insert_few: at most 2 tasks placed, or few tasks)
+    puts every task where the numpy insertion puts it, ties included."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    rng = np.random.default_rng(seed + 1)
+    placeable = np.flatnonzero(q.placeable)
+    keep = rng.permutation(placeable)[:placed]  # these stay placed
+    server = np.where(q.placeable, -1, DEFER).astype(np.int64)
+    server[keep] = start[keep]
+    todo = np.setdiff1d(placeable, keep)
+    fast = server.copy()
+    q._insert_greedily(fast, todo)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_FEW_PLACED", -1)
+        mp.setattr(qubo_module, "_few", lambda p, m: False)
+        plain = server.copy()
+        q._insert_greedily(plain, todo)
+    assert np.array_equal(fast, plain)
+
+
+def test_few_placed_insertion_negative_control():
+    """Negative control: on identical servers (every cost ties across servers) an insertion that
+    breaks ties by the last index is told apart from the numpy insertion, which the fast one
+    matches."""
+
+    def last_argmin(values):
+        low = min(values)
+        return max(k for k, v in enumerate(values) if v == low)
+
+    s = random_epoch_state(3, 3, seed=5, slots=1)
+    same = np.repeat(s.service_s[:, :1], 3, axis=1)
+    zeros = np.zeros_like(same)
+    s = dataclasses.replace(
+        s, service_s=same, backhaul_s=zeros, return_s=zeros, backlog_s=np.zeros(3), feasible=same > 0
+    )
+    q = build_selection_qubo(s, s.equal_share())
+    todo = np.flatnonzero(q.placeable)
+    fresh = np.where(q.placeable, -1, DEFER).astype(np.int64)
+    results = {}
+    patches = {
+        "fast": {},
+        "last": {"_argmin": last_argmin},
+        "plain": {"_FEW_PLACED": -1, "_few": lambda p, m: False},
+    }
+    for label, attrs in patches.items():
+        with pytest.MonkeyPatch.context() as mp:
+            for attr, value in attrs.items():
+                mp.setattr(qubo_module, attr, value)
+            results[label] = fresh.copy()
+            q._insert_greedily(results[label], todo)
+    assert np.array_equal(results["fast"], results["plain"])
+    assert not np.array_equal(results["last"], results["plain"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n=st.integers(1, 9),
+    m=st.integers(1, 5),
+    coarse=st.booleans(),
+    negative=st.booleans(),
+    descend=st.booleans(),
+    n_reads=st.integers(1, 6),
+)
+def test_few_task_polish_is_the_numpy_polish(seed, n, m, coarse, negative, descend, n_reads):
+    """polish_reads with few placeable tasks (check, descent and objective on Python floats)
+    returns the numpy path's server, moves and objective, bit for bit."""
+    q, start = _descent_case(seed, n, m, coarse, negative)
+    rng = np.random.default_rng(seed + 2)
+    usable = np.isfinite(q.linear_cost)
+    reads = [start]
+    for _ in range(n_reads - 1):
+        r = start.copy()
+        for i in np.flatnonzero(q.placeable):
+            r[i] = rng.choice(np.flatnonzero(usable[i]))
+        reads.append(r)
+    reads.append(start.copy())  # a repeat
+    fast = qubo_module.polish_reads(q, reads, descend)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qubo_module, "_few", lambda p, m: False)
+        plain = qubo_module.polish_reads(q, reads, descend)
+    assert np.array_equal(fast[0], plain[0]) and fast[1] == plain[1]
+    assert np.float64(fast[2]).tobytes() == np.float64(plain[2]).tobytes()
+
+
+def test_polish_rejects_a_read_on_an_unusable_server():
+    s = random_epoch_state(2, 3, seed=3, host_probability=0.5)
+    q = build_selection_qubo(s, s.equal_share())
+    bad = np.zeros(2, dtype=np.int64)
+    bad[0] = (
+        int(np.flatnonzero(~np.isfinite(q.linear_cost[0]))[0])
+        if (~np.isfinite(q.linear_cost[0])).any()
+        else 9
+    )
+    with pytest.raises(ValueError, match="task 0"):
+        qubo_module.polish_reads(q, [bad])
+    with pytest.raises(ValueError, match="at least one read"):
+        qubo_module.polish_reads(q, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.integers(1, 128), st.booleans())
+def test_np_sum_replica_is_numpys_sum(data, n, square):
+    """qubo._np_sum adds as numpy's pairwise sum does (1-D, and a square matrix summed whole)."""
+    values = data.draw(st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n))
+    arr = np.array(values)
+    if square:
+        k = int(np.sqrt(n))
+        arr = arr[: k * k].reshape(k, k)
+        values = values[: k * k]
+    assert np.float64(qubo_module._np_sum(list(values))).tobytes() == np.float64(arr.sum()).tobytes()
+
+
+def test_np_sum_replica_negative_control():
+    """Negative control: from 8 values on, numpy does not add one after the other, and the
+    comparison above would see a sequential sum."""
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        values = (rng.uniform(-1, 1, 9) * 10.0 ** rng.integers(-8, 8, 9)).tolist()
+        sequential = 0.0
+        for v in values:
+            sequential += v
+        if sequential != float(np.sum(values)):
+            assert qubo_module._np_sum(values) == float(np.sum(values))
+            return
+    raise AssertionError("no 9-value sum told the two orders apart")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import subprocess
+import sys
 
 import dimod
 import numpy as np
@@ -223,3 +225,24 @@ def test_bad_parameters_are_named():
 
 
 # check_policy runs over every registered policy, the presets included, in tests/test_conformance.py.
+
+
+def test_qubo_sa_runs_without_importing_scipy_optimize():
+    """The exact references (exact.py, milp.py) import scipy.optimize (~0.2 s) only when used,
+    so a qubo-sa run does without it; negative control: the assignment reference imports it."""
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "import mecsim\n"
+        "mecsim.simulate('paper-small-v1', policy='qubo-sa', seed=1, duration_s=20, warmup_s=0)\n"
+        "print('scipy.optimize' in sys.modules)\n"
+        "from mecsim.decision.milp import solve_selection_assignment\n"
+        "from mecsim.decision.qubo import build_selection_qubo\n"
+        "from mecsim.testing import random_epoch_state\n"
+        "s = random_epoch_state(3, 2, seed=1)\n"
+        "solve_selection_assignment(build_selection_qubo(s, s.equal_share()))\n"
+        "print('scipy.optimize' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]

@@ -290,6 +290,8 @@ def _nonnegative(value: ArrayLike, name: str) -> np.ndarray:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InfeasibleBandwidthError(f"must be numeric ({exc})", field=name) from None
+    if arr.size < 8 and all(0.0 <= v < math.inf for v in arr.ravel().tolist()):
+        return arr  # the usual small case, checked without numpy's per-call overhead
     bad = ~(np.isfinite(arr) & (arr >= 0))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -311,6 +313,8 @@ def _vector(value: ArrayLike, name: str) -> np.ndarray:
 
 
 def _scalar(value: float, name: str) -> float:
+    if isinstance(value, float) and 0.0 <= value < math.inf:
+        return float(value)  # (np.float64 is a float too)
     arr = _nonnegative(value, name)
     if arr.ndim != 0:
         raise InfeasibleBandwidthError(f"must be a scalar; got shape {arr.shape}", field=name)
@@ -718,8 +722,8 @@ def allocate_rule(
             f"min_hz={floor} Hz is more than the budget budget_hz={budget} Hz", field="min_hz"
         )
     cap = n if floor == 0.0 else max(1, min(n, int(budget / floor * (1.0 + _FLOOR_SLACK))))
-    order = _spt_order(d, a, budget) if n > 1 else np.zeros(1, dtype=np.intp)
     if kind == "srpt":
+        order = _spt_order(d, a, budget) if n > 1 else np.zeros(1, dtype=np.intp)
         g = min(k, cap)
         out = np.zeros(n)
         out[order[:g]] = budget / g
@@ -730,6 +734,12 @@ def allocate_rule(
         raise InfeasibleBandwidthError(
             f"held_release_s has {rel.size} entries but held_hz has {held.size}", field="held_hz"
         )
+    if n < _small.SMALL_N:  # the same computation on Python floats, bit for bit (bandwidth_small)
+        dl, al = d.tolist(), a.tolist()
+        order_l = _small.spt_order(dl, al, budget) if n > 1 else [0]
+        shares = _small.completion(dl, al, budget, floor, order_l, cap, epoch, rel.tolist(), held.tolist())
+        return np.array(shares, dtype=float)
+    order = _spt_order(d, a, budget)
     return _completion(d, a, budget, floor, order, cap, epoch, rel, held)
 
 
@@ -1106,6 +1116,10 @@ class HeldBandwidth:
     def lanes(self, now: float, free_hz: float) -> tuple[np.ndarray, np.ndarray]:
         """Held lanes ``(release time from now, Hz)`` consistent with ``free_hz`` being free."""
         held = max(self.total_hz - float(free_hz), 0.0)
+        if self.end.size < 16:
+            few = self._lanes_few(now, held)
+            if few is not None:
+                return few
         order = np.argsort(self.end, kind="stable")
         end, hz = self.end[order], self.hz[order]
         # Keep the latest-ending shares that fit in what the engine says is held.
@@ -1115,3 +1129,30 @@ class HeldBandwidth:
             keep_from += 1
         self.end, self.hz = end[keep_from:], hz[keep_from:]
         return np.maximum(self.end - now, 0.0), self.hz.copy()
+
+    def _lanes_few(self, now: float, held: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`lanes` of a few shares on Python lists, the same floats (a stable sort by end,
+        the tail sums added from the latest-ending share on, as ``cumsum`` does); None if an end
+        is nan (Python's sort does not place it as numpy's does)."""
+        end, hz = self.end.tolist(), self.hz.tolist()
+        if any(v != v for v in end):
+            return None
+        order = sorted(range(len(end)), key=end.__getitem__)
+        end = [end[i] for i in order]
+        hz = [hz[i] for i in order]
+        tail = [0.0] * len(hz)
+        acc = 0.0
+        for k in range(len(hz) - 1, -1, -1):
+            acc += hz[k]
+            tail[k] = acc
+        keep_from = 0
+        while keep_from < len(hz) and tail[keep_from] > held * (1 + 1e-9) + 1e-6:
+            keep_from += 1
+        self.end = np.array(end[keep_from:], dtype=float)
+        self.hz = np.array(hz[keep_from:], dtype=float)
+        return np.maximum(self.end - now, 0.0), self.hz.copy()
+
+
+# The small-task twin of the "completion" rule reads this module's constants and functions, so it
+# is imported once they exist.
+from mecsim.decision import bandwidth_small as _small  # noqa: E402

@@ -32,8 +32,6 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linear_sum_assignment, linprog
 
 from mecsim.decision.qubo import SelectionQUBO
 from mecsim.errors import SolverError
@@ -65,6 +63,9 @@ def positional_costs(q: SelectionQUBO) -> tuple[np.ndarray, np.ndarray]:
 
 def _solve_lp(cost: np.ndarray) -> np.ndarray:
     """Column chosen per row by the positional LP (HiGHS); integral by total unimodularity."""
+    from scipy import sparse  # imported on use: scipy.optimize takes ~0.2 s to import
+    from scipy.optimize import linprog
+
     rows, cols = np.nonzero(np.isfinite(cost))
     nv = rows.size
     p, k = cost.shape
@@ -115,6 +116,8 @@ def solve_selection_exact(q: SelectionQUBO, method: str = "auto") -> tuple[np.nd
     used = "highs"
     col = None
     if method in ("auto", "lsa"):
+        from scipy.optimize import linear_sum_assignment  # on use (see _solve_lp)
+
         try:
             r, c = linear_sum_assignment(cost)
             col = np.empty(idx.size, dtype=np.int64)

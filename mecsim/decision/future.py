@@ -48,6 +48,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["DEFAULT_RHO_MAX", "DEFAULT_WINDOW_S", "ArrivalEstimator", "future_cost"]
@@ -85,15 +87,49 @@ def future_cost(
     if not 0.0 <= rho_max < 1.0:
         raise ValueError(f"rho_max must be in [0, 1), got {rho_max!r}")
     s = np.asarray(service_s, dtype=float)
+    if s.ndim == 2 and s.size <= _FEW_CELLS:
+        return _future_cost_few(s, slots, backlog_s, lam, rho, rho_max)
     c = np.maximum(np.asarray(slots, dtype=float), 1.0)
     w = s / c[None, :]
     lam = np.asarray(lam, dtype=float)
-    r = np.clip(np.asarray(rho, dtype=float), 0.0, rho_max)
+    r = np.minimum(np.maximum(np.asarray(rho, dtype=float), 0.0), rho_max)  # np.clip, less overhead
     weight = lam / (1.0 - r)
     with np.errstate(invalid="ignore"):
         f = weight[None, :] * w * (np.asarray(backlog_s, dtype=float)[None, :] + 0.5 * w)
     f = np.where(np.isfinite(s), np.where(weight[None, :] > 0, f, 0.0), np.inf)
     return f
+
+
+#: Tasks x servers up to which :func:`future_cost` runs on Python floats.
+_FEW_CELLS = 64
+
+
+def _future_cost_few(
+    s: np.ndarray, slots: np.ndarray, backlog_s: np.ndarray, lam: np.ndarray, rho: np.ndarray, rho_max: float
+) -> np.ndarray:
+    """:func:`future_cost` cell by cell on Python floats: the same operations in the same order
+    (numpy's elementwise arithmetic is correctly rounded as Python's is), without numpy's cost
+    per call on a few cells. Maximum and minimum keep numpy's nan (a nan first argument wins)."""
+    c = [max(v, 1.0) for v in np.asarray(slots, dtype=float).tolist()]
+    backlog = np.asarray(backlog_s, dtype=float).tolist()
+    weight = [
+        a / (1.0 - min(max(r, 0.0), rho_max))
+        for a, r in zip(
+            np.asarray(lam, dtype=float).tolist(), np.asarray(rho, dtype=float).tolist(), strict=True
+        )
+    ]
+    inf = math.inf
+    out = []
+    for row in s.tolist():
+        cells = []
+        for j, sij in enumerate(row):
+            if not math.isfinite(sij):
+                cells.append(inf)
+                continue
+            w = sij / c[j]
+            cells.append(weight[j] * w * (backlog[j] + 0.5 * w) if weight[j] > 0 else 0.0)
+        out.append(cells)
+    return np.array(out, dtype=float).reshape(s.shape)
 
 
 class ArrivalEstimator:
@@ -140,13 +176,11 @@ class ArrivalEstimator:
         The span is ``min(window_s, now - first epoch seen)``; an estimate over a span shorter
         than one second is not trusted (zeros).
         """
-        lam, rho = np.zeros(self.m), np.zeros(self.m)
-        if self.t0 is None:
-            return lam, rho
+        if self.t0 is None or min(self.window_s, float(now) - self.t0) < 1.0:
+            return np.zeros(self.m), np.zeros(self.m)
         span = min(self.window_s, float(now) - self.t0)
-        if span < 1.0:
-            return lam, rho
         inside = self.t > float(now) - self.window_s
-        lam = np.bincount(self.j[inside], minlength=self.m)[: self.m] / span
-        rho = np.bincount(self.j[inside], weights=self.work[inside], minlength=self.m)[: self.m] / span
-        return lam.astype(float), rho.astype(float)
+        j = self.j[inside]
+        lam = np.bincount(j, minlength=self.m)[: self.m] / span
+        rho = np.bincount(j, weights=self.work[inside], minlength=self.m)[: self.m] / span
+        return lam, rho  # float already (counts / span; weighted counts / span)

@@ -39,8 +39,6 @@ from typing import Any
 
 import dimod
 import numpy as np
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 
 from mecsim.decision.qubo import SelectionQUBO
 from mecsim.errors import SolverError
@@ -123,6 +121,9 @@ class MILPSampler(dimod.Sampler):
             SolverError: HiGHS found no feasible point (e.g. contradictory ``one_hot`` groups) or
                 a group names an unknown variable.
         """
+        from scipy import sparse  # imported on use: scipy.optimize takes ~0.2 s to import
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
         self.remove_unknown_kwargs(**kwargs)  # dimod's convention: warn, don't fail
         start = time.perf_counter()
         options = _highs_options(
@@ -264,6 +265,9 @@ def solve_selection_milp(q: SelectionQUBO, time_limit: float | None = None) -> t
         >>> abs(best - solve_selection_assignment(q)[1]) < 1e-9 * best
         True
     """
+    from scipy import sparse  # on use (see MILPSampler.sample)
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     idx = np.flatnonzero(q.placeable)
     server = np.where(q.placeable, -1, DEFER).astype(np.int64)
     if idx.size == 0:
@@ -313,6 +317,8 @@ def solve_selection_assignment(q: SelectionQUBO) -> tuple[np.ndarray, float]:
     uniq, col = np.unique(slot_id, return_inverse=True)
     cost = np.full((idx.size, uniq.size), np.inf)
     cost[rows, col] = costs
+    from scipy.optimize import linear_sum_assignment  # on use (see MILPSampler.sample)
+
     r, c = linear_sum_assignment(cost)
     server[idx[r]] = uniq[c] // (idx.size + 1)
     return server, q.objective(server)

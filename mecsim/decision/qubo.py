@@ -62,6 +62,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,37 @@ DEFAULT_PENALTY_SCALE = 1.0
 #: Relative margin put on the supremum of the violation gain so that ``A_safe`` is strictly
 #: above it (a tie would let an infeasible state share the minimum energy).
 _SAFE_MARGIN = 1e-6
+
+
+#: Recent results of :func:`_ising_order`, keyed by the pair arrays (epochs repeat a few shapes).
+_ISING_ORDERS: dict[tuple[bytes, bytes], tuple[np.ndarray, ...]] = {}
+_ISING_ORDERS_MAX = 256
+
+
+def _ising_order(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The index work of :meth:`SelectionQUBO.ising`, which depends only on the pairs:
+    ``(order, irow, icol, v_seq, src)``. dimod lists the pairs ``(v, u)``, ``u < v``, by ``v``
+    then ``u`` (``order`` sorts the model's pairs so; ``irow``, ``icol`` are then ``v``, ``u``);
+    it adds the neighbour terms variable by variable, each pair seen from both ends, by variable
+    then neighbour (``v_seq``: the variable of each term in that sequence, ``src``: the model's
+    pair it comes from)."""
+    key = (rows.tobytes(), cols.tobytes())
+    hit = _ISING_ORDERS.get(key)
+    if hit is not None:
+        return hit
+    hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
+    order = np.lexsort((lo, hi))
+    irow, icol = hi[order], lo[order]
+    v = np.concatenate([irow, icol])
+    u = np.concatenate([icol, irow])
+    seq = np.lexsort((u, v))
+    out = (order, irow, icol, v[seq], np.concatenate([order, order])[seq])
+    for arr in out:
+        arr.setflags(write=False)
+    if len(_ISING_ORDERS) >= _ISING_ORDERS_MAX:
+        _ISING_ORDERS.clear()
+    _ISING_ORDERS[key] = out
+    return out
 
 
 def congestion_matrix(service_s: np.ndarray, slots: np.ndarray, variable: np.ndarray) -> np.ndarray:
@@ -176,6 +208,14 @@ def penalty_bound(linear_cost: np.ndarray, congestion: np.ndarray) -> float:
 
 
 _UPPER: dict[int, np.ndarray] = {}
+
+#: Placed tasks up to which :meth:`SelectionQUBO._insert_greedily` runs on Python floats (its
+#: marginal costs then sum at most two congestion terms, exact in any order).
+_FEW_PLACED = 2
+
+#: Reads x variables up to which :meth:`SelectionQUBO.decode_arrays` decodes on Python lists
+#: (e.g. 8 SA reads of up to 64 variables).
+_FEW_READ_VALUES = 512
 
 
 def _upper_mask(p: int) -> np.ndarray:
@@ -270,17 +310,12 @@ class SelectionQUBO:
         library's ``sample`` would give it.
         """
         linear, (rows, cols, bias), offset = self.terms
-        hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
-        order = np.lexsort((lo, hi))
-        irow, icol, b = hi[order], lo[order], bias[order]
-        # Each pair as seen from both ends, by variable then neighbour: dimod's adjacency order.
-        v = np.concatenate([irow, icol])
-        u = np.concatenate([icol, irow])
-        both = np.concatenate([b, b])
-        seq = np.lexsort((u, v))
+        order, irow, icol, v_seq, src = _ising_order(rows, cols)
+        b = bias[order]
+        b_seq = bias[src]  # each pair as seen from both ends, by variable then neighbour
         h = linear * 0.5
-        np.add.at(h, v[seq], 0.25 * both[seq])  # in index order: the same sequence of sums
-        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * both[seq]]))[-1]
+        np.add.at(h, v_seq, 0.25 * b_seq)  # in index order: the same sequence of sums
+        off = np.cumsum(np.concatenate([[float(offset)], linear * 0.5, 0.125 * b_seq]))[-1]
         return h, (irow, icol, b * 0.25), float(off)
 
     @property
@@ -299,6 +334,13 @@ class SelectionQUBO:
         idx = np.flatnonzero(self.placeable)
         idx.setflags(write=False)
         return idx
+
+    @functools.cached_property
+    def _few_lists(self) -> tuple[list[list[float]], list[list[list[float]]]]:
+        """The placeable tasks' linear costs (``p x m``) and congestion (``m x p x p``) as lists,
+        for :func:`_descend_few`."""
+        idx = self._placed
+        return self.linear_cost[idx].tolist(), self.congestion[:, idx][:, :, idx].tolist()
 
     def _check_assignment(self, server: np.ndarray) -> np.ndarray:
         return self._checked(server)[0]
@@ -424,6 +466,8 @@ class SelectionQUBO:
             raise SolverError(
                 f"expected reads of shape (k >= 1, {vi.size}) over the model's variables, got {reads.shape}"
             )
+        if reads.size <= _FEW_READ_VALUES and not np.isnan(energy).any():
+            return self._decode_few(reads, energy, limit)
         # Distinct reads, lowest energy first (stable, so ties keep the sampler's order).
         _, first = _unique_rows(reads)
         order = first[np.argsort(energy[first], kind="stable")]
@@ -446,6 +490,89 @@ class SelectionQUBO:
             out.append((server, info))
         return out
 
+    def _decode_few(
+        self, reads: np.ndarray, energy: np.ndarray, limit: int | None
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """:meth:`decode_arrays` of a few 0/1 reads on Python lists: the same distinct reads in
+        the same order (energy, then the rows' lexicographic order, as ``_unique_rows`` and the
+        stable argsort give them), the same servers and repairs, without numpy's per-call cost.
+        Energies must not be nan (Python's sort does not place them as numpy's does)."""
+        rows = reads.tolist()
+        e = energy.tolist()
+        first: dict[tuple[int, ...], int] = {}
+        for r, row in enumerate(rows):
+            first.setdefault(tuple(row), r)
+        order = [first[key] for key in sorted(first)]  # rows in lexicographic order
+        order.sort(key=e.__getitem__)  # stable: energy ties keep that order
+        if limit is not None:
+            order = order[: max(1, int(limit))]
+        base, tasks = self._few_decoding
+        out = []
+        for r in order:
+            row = rows[r]
+            server = base.copy()
+            broken = []
+            for i, start, stop, servers in tasks:
+                seg = row[start:stop]
+                if sum(seg) == 1:
+                    server[i] = servers[seg.index(1)]
+                else:
+                    broken.append(i)
+            srv = np.array(server, dtype=np.int64)
+            info: dict[str, Any] = {"feasible_before_repair": True, "repairs": 0, "best_energy": e[r]}
+            if broken:
+                self._insert_greedily(srv, np.array(broken, dtype=np.int64))
+                info["feasible_before_repair"] = False
+                info["repairs"] = len(broken)
+            out.append((srv, info))
+        return out
+
+    def _insert_few(self, server: np.ndarray, todo: list[int]) -> None:
+        """:meth:`_insert_greedily` on Python floats, bit for bit, when at most 2 tasks are placed
+        (a marginal cost then adds at most two congestion terms, which every order of
+        ``marginal_cost``'s sum gives alike) or there are few tasks (:func:`_few`: the terms in
+        index order, as its ``einsum`` adds them); ties go to the first (task, server) in
+        ``todo`` order, as ``argmin`` does."""
+        lin, cq = self._lists
+        m = self.n_servers
+        placed = [(k, j) for k, j in enumerate(server.tolist()) if j >= 0]
+        cost = []
+        for i in todo:
+            g = [0.0] * m
+            for k, j in placed:
+                if k != i:
+                    g[j] += cq[j][i][k]
+            cost.append([a + b for a, b in zip(lin[i], g, strict=True)])
+        inf = math.inf
+        left = [True] * len(todo)
+        for _ in todo:
+            flat = [v if ok else inf for row, ok in zip(cost, left, strict=True) for v in row]
+            r, j = divmod(_argmin(flat), m)
+            i = todo[r]
+            server[i] = j
+            left[r] = False
+            for row, t in zip(cost, todo, strict=True):  # the tasks still waiting see i on j
+                row[j] += cq[j][t][i]
+
+    @functools.cached_property
+    def _lists(self) -> tuple[list[list[float]], list[list[list[float]]]]:
+        """:attr:`linear_cost` and :attr:`congestion` as nested lists (for the few-task paths)."""
+        return self.linear_cost.tolist(), self.congestion.tolist()
+
+    @functools.cached_property
+    def _few_decoding(self) -> tuple[list[int], list[tuple[int, int, int, list[int]]]]:
+        """For :meth:`_decode_few`: the servers of a read before decoding (:data:`DEFER` for the
+        tasks that are not placeable, -1 for the others) and, per placeable task, its index, the
+        columns of its variables (consecutive, in server order) and their servers."""
+        base = np.where(self.placeable, -1, DEFER).tolist()
+        tasks = []
+        start = 0
+        for i, group in enumerate(self.one_hot):
+            if group:
+                tasks.append((i, start, start + len(group), [j for _, j in group]))
+                start += len(group)
+        return base, tasks
+
     @functools.cached_property
     def _variable_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """``(task, server)`` index arrays of the variables, in the order of ``bqm.variables``."""
@@ -463,6 +590,9 @@ class SelectionQUBO:
     def _insert_greedily(self, server: np.ndarray, todo: np.ndarray) -> None:
         """Place the tasks ``todo`` (currently ``-1`` in ``server``) in place, cheapest first."""
         if todo.size == 0:
+            return
+        if int(np.count_nonzero(server >= 0)) <= _FEW_PLACED or _few(self.n_tasks, self.n_servers):
+            self._insert_few(server, todo.tolist())
             return
         cost = self.marginal_cost(server)[todo]  # rows of todo only
         left = np.ones(todo.size, dtype=bool)
@@ -513,6 +643,10 @@ def _descend(
     p = idx.size
     if p == 0:
         return server, 0
+    if _few(p, q.n_servers):
+        s, moves = _descend_few(q, server[idx].tolist(), swaps, 10 * p if max_moves is None else max_moves)
+        server[idx] = s
+        return server, moves
     if p == q.n_tasks:  # every task placeable: the arrays as they are (same values, no copies)
         lin, cq = q.linear_cost, q.congestion
     else:
@@ -561,6 +695,198 @@ def _descend(
         moves += 1
     server[idx] = s
     return server, moves
+
+
+def _argmin(values: list[float]) -> int:
+    """``np.argmin`` of a list: the first least value, or the first nan."""
+    best, low = 0, values[0]
+    if low != low:
+        return 0
+    for k in range(1, len(values)):
+        v = values[k]
+        if v != v:
+            return k
+        if v < low:
+            best, low = k, v
+    return best
+
+
+def polish_reads(
+    q: SelectionQUBO, reads: list[np.ndarray], descend: bool = True
+) -> tuple[np.ndarray, int, float]:
+    """The best of the decoded reads after the local search: ``(server, moves, objective)``.
+
+    Reads that repair to the same assignment polish to the same one (the descent is
+    deterministic), so only the first of each is polished. Each start is checked once (the
+    descent only moves tasks to usable servers, so what it returns is valid too). The lowest
+    objective wins; ties go to the earlier read (the lower energy). With few placeable tasks
+    (:func:`_few`) the check, the descent and the objective run on Python floats, bit for bit
+    (:func:`_descend_few`; the objective's sums are numpy's, :func:`_np_sum`).
+
+    Args:
+        q: the selection problem.
+        reads: feasible assignments (server per task), e.g. from :meth:`SelectionQUBO.decode_arrays`.
+        descend: polish with :func:`local_search` (best-improvement moves and swaps).
+
+    Raises:
+        ValueError: no reads, or a read puts a placeable task on a server it cannot use.
+    """
+    distinct: dict[bytes, np.ndarray] = {}
+    for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
+        arr = np.asarray(r, dtype=np.int64)
+        distinct.setdefault(arr.tobytes(), arr)
+    if not distinct:
+        raise ValueError("polish_reads needs at least one read")
+    idx = q._placed
+    p = idx.size
+    if _few(p, q.n_servers):
+        lin, cq = q._few_lists
+        m, n = q.n_servers, q.n_tasks
+        at = idx.tolist()
+        best: tuple[list[int], list[int], int, float] | None = None
+        for r in distinct.values():
+            if r.shape != (n,):
+                q._checked(r)  # raises
+            full = r.tolist()
+            s = [full[i] for i in at]
+            for t, j in enumerate(s):
+                if not (0 <= j < m and lin[t][j] < math.inf):
+                    q._checked(r)  # raises, naming the task
+            moves = 0
+            if descend:
+                s, moves = _descend_few(q, s, True, 10 * p)
+            total = 0.0
+            for t, j in enumerate(s):
+                total += lin[t][j]
+            # the pairs sharing a server, as the p x p matrix that _objective sums
+            pairs = [cq[s[a]][a][b] if a < b and s[a] == s[b] else 0.0 for a in range(p) for b in range(p)]
+            objective = total + _np_sum(pairs)
+            if best is None or objective < best[3]:
+                best = (full, s, moves, objective)
+        full, s, moves, objective = best
+        server = np.array(full, dtype=np.int64)
+        server[idx] = s
+        return server, moves, objective
+    polished = [
+        _descend(q, q._check_assignment(r).copy(), True, None) if descend else (q._check_assignment(r), 0)
+        for r in distinct.values()
+    ]
+    objectives = [q._objective(idx, sm[0][idx], q.linear_cost[idx, sm[0][idx]]) for sm in polished]
+    k = min(range(len(polished)), key=objectives.__getitem__)
+    return polished[k][0], polished[k][1], objectives[k]
+
+
+#: Placeable tasks up to which :func:`_descend` runs on Python floats (:func:`_descend_few`)
+#: whatever the number of servers; with 2 or more servers, up to :data:`_SMALL_TASKS`.
+_FEW_TASKS = 3
+_SMALL_TASKS = 7
+
+
+def _few(p: int, m: int) -> bool:
+    """Whether :func:`_descend` and :func:`polish_reads` take the Python-float path for ``p``
+    placeable tasks on ``m`` servers. It sums each task's congestion on a server over the other
+    tasks in index order, which is what numpy's ``einsum("jik,kj->ij")`` does when ``m >= 2``
+    (with ``m = 1`` it groups longer sums its own way, so there only sums of at most two terms,
+    exact in any order, are taken); below 8 tasks numpy's sum of the current costs is sequential."""
+    return 0 < p and (p <= _FEW_TASKS or (p <= _SMALL_TASKS and m >= 2))
+
+
+def _np_sum(values: list[float]) -> float:
+    """``np.sum`` of a contiguous float64 array of at most 128 values, bit for bit: one after the
+    other below 8 values, else numpy's pairwise scheme (8 running sums over blocks of 8, added
+    pairwise, then the rest one by one)."""
+    n = len(values)
+    if n < 8:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    if n > 128:
+        return float(np.sum(np.array(values, dtype=float)))
+    r = values[:8]
+    i = 8
+    end = n - n % 8
+    while i < end:
+        for j in range(8):
+            r[j] += values[i + j]
+        i += 8
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(i, n):
+        total += values[k]
+    return total
+
+
+def _descend_few(q: SelectionQUBO, s: list[int], swaps: bool, limit: int) -> tuple[list[int], int]:
+    """:func:`_descend` of few placeable tasks (:func:`_few`) on Python floats, bit for bit.
+
+    The same operations in the same order, element by element (each numpy call costs about a
+    microsecond whatever the size): ``+ -`` are correctly rounded in both; the congestion of a
+    task with the others on a server is summed over them in index order (see :func:`_few`); the
+    sum of fewer than 8 current costs is sequential in numpy too; ties go to the first index, as
+    ``argmin`` does. tests/test_qubo_fast_paths.py compares the two on random problems.
+    """
+    lin, cq = q._few_lists
+    p = len(s)
+    rng_p = range(p)
+    g = [[0.0] * q.n_servers for _ in rng_p]
+    for i in rng_p:
+        gi = g[i]
+        for k in rng_p:
+            if k != i:  # (the diagonal of the congestion is 0)
+                j = s[k]
+                gi[j] += cq[j][i][k]
+    m_cost = [[a + b for a, b in zip(lin[i], g[i], strict=True)] for i in rng_p]
+    inf = math.inf
+    moves = 0
+    # No nan can arise (costs are finite or inf, the current ones finite), so min() and
+    # list.index() find argmin's first least entry.
+    while moves < limit:
+        cur = [m_cost[i][s[i]] for i in rng_p]
+        total = 0.0
+        for c in cur:
+            total += c
+        tol = 1e-12 * (total + 1.0)
+        best, move = inf, None
+        for i in rng_p:  # the first least entry of delta = m_cost - cur, row by row
+            ci = cur[i]
+            row = [v - ci for v in m_cost[i]]
+            low = min(row)
+            if move is None or low < best:
+                best, move = low, (i, row.index(low))
+        swap = False
+        if swaps and p > 1 and not best < -tol:
+            # gain of exchanging tasks i and k (inf when they share a server): first least
+            g_best, g_at = inf, (0, 0)
+            for i in rng_p:
+                si, mi, ci = s[i], m_cost[i], cur[i]
+                for k in rng_p:
+                    sk = s[k]
+                    if si == sk:
+                        continue  # inf: never below the first entry's inf or anything else
+                    v = mi[sk] - cq[sk][i][k] + (m_cost[k][si] - cq[si][k][i]) - ci - cur[k]
+                    if v < g_best:
+                        g_best, g_at = v, (i, k)
+            if g_best < best:
+                best, move, swap = g_best, g_at, True
+        if not best < -tol:
+            break
+        if swap:
+            a, b = move
+            pairs = [(a, s[b]), (b, s[a])]
+        else:
+            pairs = [move]
+        for i, j in pairs:
+            old = s[i]
+            for r in rng_p:
+                g[r][old] -= cq[old][r][i]
+            for r in rng_p:
+                g[r][j] += cq[j][r][i]
+            for r in rng_p:  # the two columns of m_cost that changed
+                m_cost[r][old] = lin[r][old] + g[r][old]
+                m_cost[r][j] = lin[r][j] + g[r][j]
+            s[i] = j
+        moves += 1
+    return s, moves
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,11 +986,13 @@ _STRUCTURE_MAX_CELLS = 256
 
 def _structure(variable: np.ndarray) -> tuple[Any, ...]:
     """What the QUBO's shape depends on, from the ``n x m`` mask of the pairs with a variable:
-    ``(vi, vj, labels, one_hot, r1, c1, r2, c2)`` with the variables in (task, server) order
-    (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the labels of each
-    task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one server (first
-    index lower). Epochs repeat a few masks (the tasks present and the servers that host their
-    models), so recent small ones are kept (read-only arrays, tuples)."""
+    ``(vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols)`` with the variables in (task,
+    server) order (``vi``, ``vj`` their cells, ``labels`` the tuples ``(i, j)``), ``one_hot`` the
+    labels of each task, ``(r1, c1)`` the variable pairs of one task and ``(r2, c2)`` those of one
+    server (first index lower), ``cells`` the index of each server pair's weight in the
+    congestion array and ``(rows, cols)`` all the pairs (one-hot first). Epochs repeat a few
+    masks (the tasks present and the servers that host their models), so recent small ones are
+    kept (read-only arrays, tuples)."""
     key = (variable.shape, variable.tobytes())
     hit = _STRUCTURES.get(key)
     if hit is not None:
@@ -679,9 +1007,11 @@ def _structure(variable: np.ndarray) -> tuple[Any, ...]:
     by_server = np.argsort(vj, kind="stable")
     r2, c2 = _pairs_within_groups(variable.sum(axis=0))
     r2, c2 = by_server[r2], by_server[c2]
-    for arr in (vi, vj, r1, c1, r2, c2):
+    cells = (vj[r2], vi[r2], vi[c2])  # where the congestion pairs' weights are in Q
+    rows, cols = np.concatenate([r1, r2]), np.concatenate([c1, c2])
+    for arr in (vi, vj, r1, c1, r2, c2, *cells, rows, cols):
         arr.setflags(write=False)
-    out = (vi, vj, labels, one_hot, r1, c1, r2, c2)
+    out = (vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols)
     if variable.size <= _STRUCTURE_MAX_CELLS:
         if len(_STRUCTURES) >= _STRUCTURES_MAX:
             _STRUCTURES.clear()
@@ -792,19 +1122,19 @@ def build_selection_qubo(
         if not (np.isfinite(a) and a >= 0):
             raise ValueError(f"penalty must be finite and non-negative, got {penalty!r}")
 
-    vi, vj, labels, one_hot, r1, c1, r2, c2 = _structure(variable)
+    vi, vj, labels, one_hot, r1, c1, r2, c2, cells, rows, cols = _structure(variable)
     lin_bias = linear[vi, vj] - a  # A (sum x - 1)^2 = A (1 - sum x + 2 sum_{j<j'} x x') on 0/1
-    w = cong[vj[r2], vi[r2], vi[c2]]
+    w = cong[cells]  # Q[j, i, k] of the congestion pairs
     keep = w != 0  # zero-length services add no interaction worth storing
-    terms = (
-        lin_bias,
-        (
+    if keep.all():  # the usual case: every pair, as laid out once per structure
+        pairs = (rows, cols, np.concatenate([np.full(r1.size, 2.0 * a), w]))
+    else:
+        pairs = (
             np.concatenate([r1, r2[keep]]),
             np.concatenate([c1, c2[keep]]),
             np.concatenate([np.full(r1.size, 2.0 * a), w[keep]]),
-        ),
-        a * int(placeable.sum()),
-    )
+        )
+    terms = (lin_bias, pairs, a * int(placeable.sum()))
     for arr in (linear, cong, service, slots, placeable, lin_bias, *terms[1]):
         arr.setflags(write=False)
     q = SelectionQUBO(

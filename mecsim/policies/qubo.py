@@ -63,8 +63,8 @@ from mecsim.decision.future import DEFAULT_RHO_MAX, DEFAULT_WINDOW_S, ArrivalEst
 from mecsim.decision.qubo import (
     DEFAULT_PENALTY_SCALE,
     SelectionQUBO,
-    _descend,
     build_selection_qubo,
+    polish_reads,
 )
 from mecsim.decision.solvers import ConfiguredSampler, get_sampler
 from mecsim.errors import PolicyError
@@ -440,25 +440,9 @@ class QuboPolicy(BasePolicy):
         if not reads:
             return self._fall_back(state, q, bw, info, error)
 
-        # Reads that repair to the same assignment polish to the same one (the local search is
-        # deterministic); the first of them is the one min() would keep, so the rest are skipped.
-        distinct: dict[bytes, np.ndarray] = {}
-        for r in reads:  # int64 assignments of one length: equal bytes = equal arrays
-            distinct.setdefault(np.asarray(r, dtype=np.int64).tobytes(), r)
-        # Each start is checked once (local_search and objective would each check it again; the
-        # descent only moves tasks to usable servers, so what it returns is valid too).
-        polished = [
-            _descend(q, q._check_assignment(r).copy(), True, None)
-            if self.local_search
-            else (q._check_assignment(r), 0)
-            for r in distinct.values()
-        ]
-        # The lowest objective wins; ties go to the lower-energy read (min keeps the first).
-        idx = q._placed
-        objectives = [q._objective(idx, sm[0][idx], q.linear_cost[idx, sm[0][idx]]) for sm in polished]
-        best = min(range(len(polished)), key=objectives.__getitem__)
-        server, moves = polished[best]
-        info["objective"] = objectives[best]
+        # The local search from each distinct read; the lowest objective wins (ties: the
+        # lower-energy read).
+        server, moves, info["objective"] = polish_reads(q, reads, self.local_search)
         info["local_search_moves"] = int(moves)
         if fut is not None:
             placed = np.flatnonzero(server >= 0)
