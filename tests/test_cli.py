@@ -118,7 +118,8 @@ def test_import_and_help_stay_light():
         timeout=120,
     )
     loaded = set(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
-    assert {"pandas", "dimod", "scipy.optimize"} <= loaded, proc.stderr
+    # (scipy.optimize is not among them: a qubo-sa run never needs it, see test_qubo_policy.py)
+    assert {"pandas", "dimod"} <= loaded, proc.stderr
 
 
 def test_list_and_validate():
