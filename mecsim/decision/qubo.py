@@ -69,6 +69,7 @@ from typing import Any
 import dimod
 import numpy as np
 
+from mecsim.decision.bandwidth_small import _argmin  # np.argmin of a list (first least or nan)
 from mecsim.errors import SolverError
 from mecsim.state import DEFER, EpochState
 
@@ -695,20 +696,6 @@ def _descend(
         moves += 1
     server[idx] = s
     return server, moves
-
-
-def _argmin(values: list[float]) -> int:
-    """``np.argmin`` of a list: the first least value, or the first nan."""
-    best, low = 0, values[0]
-    if low != low:
-        return 0
-    for k in range(1, len(values)):
-        v = values[k]
-        if v != v:
-            return k
-        if v < low:
-            best, low = k, v
-    return best
 
 
 def polish_reads(
