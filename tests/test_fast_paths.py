@@ -237,3 +237,132 @@ def test_one_task_state_is_the_general_state(scenario):
                 np.testing.assert_array_equal(b, a, err_msg=name)
             else:
                 assert b == a, name
+
+
+# -- the small-epoch lane: greedy and least-loaded decide without a snapshot ----------------------
+
+_FAULTS = {
+    "faults": {
+        "servers": [{"server": "a100-1", "mtbf_s": 60, "mttr_s": 20}],
+        "channels": [{"device": 3, "start_s": 50, "end_s": 90}],
+        "backhaul": [{"server": "a100-2", "start_s": 30, "end_s": 120, "extra_latency_s": 0.05}],
+    }
+}
+
+
+def _lane_run(scenario, policy, duration, lane: bool, **over):
+    from mecsim.policies.heuristics import GreedyPolicy, LeastLoadedPolicy
+
+    cls = {"greedy": GreedyPolicy, "least-loaded": LeastLoadedPolicy}[policy]
+    # a subclass that changes nothing has no lane: the engine builds the snapshot and calls decide
+    pol = cls() if lane else type("NoLane", (cls,), {})()
+    return mecsim.simulate(scenario, policy=pol, seed=4, duration_s=duration, warmup_s=0, **over)
+
+
+@pytest.mark.parametrize(
+    "scenario, policy, duration, over",
+    [
+        ("mm1-v1", "least-loaded", 3000, {}),  # ideal radio, one task per epoch
+        ("paper-medium-v1", "greedy", 600, {}),  # fading, mobile devices, 1-3 tasks per epoch
+        ("paper-medium-v1", "least-loaded", 600, {}),
+        ("paper-medium-v1", "greedy", 300, _FAULTS),  # servers down, a channel out, slow backhaul
+        ("paper-medium-v1", "greedy", 300, {"epoch.length_s": 0}),
+        ("deadline-v1", "greedy", 300, {}),  # late tasks dropped
+        ("hetero-load-v1", "greedy", 300, {}),
+    ],
+)
+def test_small_epoch_lane_gives_the_tables_decide_gives(monkeypatch, scenario, policy, duration, over):
+    from mecsim.policies.heuristics import SmallEpochLane
+
+    sizes: list[int] = []
+    servers = SmallEpochLane.servers
+
+    def counted(self, x):
+        sizes.append(len(x.feasible))
+        return servers(self, x)
+
+    monkeypatch.setattr(SmallEpochLane, "servers", counted)
+    fast = _lane_run(scenario, policy, duration, True, **over)
+    assert sizes, "the lane was not used"
+    n_lane = len(sizes)
+    slow = _lane_run(scenario, policy, duration, False, **over)
+    assert len(sizes) == n_lane  # the subclass went through decide
+    assert len(fast.tasks) > 100
+    _same_tables(fast, slow)
+    if scenario == "paper-medium-v1" and not over:
+        assert set(sizes) == {1, 2, 3}  # every size the lane takes was exercised
+
+
+@pytest.mark.parametrize("scenario", ["paper-medium-v1", "mm1-v1", "radio-limited-v1"])
+def test_small_epoch_lane_inputs_are_the_snapshot_values(scenario):
+    # every value the lane sees is the snapshot's, exactly: the tables alone would miss a wrong
+    # value that rarely changes a choice (an upload time is common to all servers of a task)
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+    from mecsim.scenario import load_scenario
+
+    sc = load_scenario(scenario, duration_s=120, warmup_s=0)
+    sim = Simulation(sc, make_policy("greedy"), 2).run()
+    now = float(sim.env.now)
+    n = sim.tasks.n
+    assert sim.all_up and n > 20
+    for k, tid in enumerate(range(0, n - 3, max(n // 12, 1))):
+        ids = list(range(tid, tid + 1 + k % 3))
+        x = sim._lane_inputs(ids, now, 7e6)
+        sim.all_up = False  # the general path (every server is in fact up)
+        try:
+            state = sim.build_state(ids, now, 7e6)
+        finally:
+            sim.all_up = True
+        bw = state.equal_share()
+        assert x.share == bw[0] and len(x.feasible) == len(ids)
+        assert x.feasible == state.feasible.tolist()
+        assert x.service == state.service_s.tolist()
+        assert x.backhaul == state.backhaul_s.tolist()
+        assert x.ret == state.return_s.tolist()
+        assert x.backlog == state.backlog_s.tolist()
+        assert x.queued == state.queued.tolist()
+        assert x.slots == state.slots.tolist()
+        assert x.upload_s() == state.upload_s(bw).tolist()
+
+
+def test_small_epoch_lane_test_catches_a_lane_that_ignores_the_backlog(monkeypatch):
+    # negative control: a lane fed an empty backlog decides otherwise, and the tables show it
+    from mecsim.sim.epoch import EpochMixin
+
+    inputs = EpochMixin._lane_inputs
+
+    def no_backlog(self, ids, now, budget):
+        x = inputs(self, ids, now, budget)
+        x.backlog = [0.0] * len(x.backlog)
+        return x
+
+    slow = _lane_run("paper-medium-v1", "greedy", 600, False)
+    monkeypatch.setattr(EpochMixin, "_lane_inputs", no_backlog)
+    broken = _lane_run("paper-medium-v1", "greedy", 600, True)
+    with pytest.raises(AssertionError):
+        _same_tables(broken, slow)
+
+
+@pytest.mark.parametrize(
+    "scenario, policy, over, has_lane",
+    [
+        ("paper-medium-v1", "greedy", {}, True),
+        ("paper-medium-v1", "least-loaded", {}, True),
+        ("paper-medium-v1", "greedy-ls", {}, False),  # another policy
+        ("paper-medium-v1", "round-robin", {}, False),
+        ("paper-medium-v1", "greedy", {"radio.uplink_mode": "reallocated"}, False),
+        ("residency-v1", "greedy", {}, False),  # the GPU-server model
+    ],
+)
+def test_small_epoch_lane_only_where_it_is_exact(scenario, policy, over, has_lane):
+    from mecsim.engine import Simulation
+    from mecsim.policies import make_policy
+    from mecsim.scenario import load_scenario
+
+    sc = load_scenario(scenario, duration_s=5, warmup_s=0, **over)
+    assert (Simulation(sc, make_policy(policy), 1).run()._lane is not None) == has_lane
+    # another bandwidth rule, or a run driven step by step, goes through decide
+    assert Simulation(sc, make_policy(policy), 1).start()._lane is None
+    if has_lane:
+        assert Simulation(sc, make_policy(policy, bandwidth="sum"), 1).run()._lane is None

@@ -86,6 +86,88 @@ def allocate(
     )
 
 
+def _least_loaded_floats(
+    backlog: list[float],
+    per_slot: list[float],
+    slots: list[int],
+    service: list[list[float]],
+    feasible: list[list[bool]],
+) -> list[int]:
+    """least-loaded's placement on Python lists (``backlog`` and ``per_slot`` are updated): for
+    each task in turn the feasible server with the least ``backlog + 1e-9 per_slot`` (the first
+    on ties; server 0 if none is feasible), which then books the task's service."""
+    out = []
+    for i, feas in enumerate(feasible):
+        best, j = np.inf, 0
+        for k, ok in enumerate(feas):
+            if ok:
+                key = backlog[k] + 1e-9 * per_slot[k]
+                if key < best:
+                    best, j = key, k
+        out.append(j)
+        backlog[j] += service[i][j] / slots[j]
+        per_slot[j] += 1.0 / slots[j]
+    return out
+
+
+def _greedy_floats(
+    up: list[float],
+    bh: list[list[float]],
+    avail: list[float],
+    slots: list[int],
+    service: list[list[float]],
+    ret: list[list[float]],
+    feasible: list[list[bool]],
+) -> list[int]:
+    """greedy's placement on Python lists (``avail`` is updated): for each task in turn the
+    feasible server with the earliest expected completion (the first on ties; server 0 if none
+    is feasible), which then books the task's service."""
+    out = []
+    for i, feas in enumerate(feasible):
+        u, b, sv, rt = up[i], bh[i], service[i], ret[i]
+        best, j = np.inf, 0
+        for k, ok in enumerate(feas):
+            if ok:
+                reach = u + b[k]
+                start = reach if reach > avail[k] else avail[k]
+                done = start + sv[k] + rt[k]
+                if done < best:
+                    best, j = done, k
+        out.append(j)
+        reach = u + b[j]
+        avail[j] = (reach if reach > avail[j] else avail[j]) + sv[j] / slots[j]
+    return out
+
+
+class SmallEpochLane:
+    """How a built-in heuristic decides a small epoch without a snapshot.
+
+    Most epochs hold one to three tasks. For ``greedy`` and ``least-loaded`` with the ``equal``
+    rule the engine then skips building the :class:`~mecsim.state.EpochState`, calling
+    ``decide`` and checking the decision: it hands :meth:`servers` the tasks' rows of the
+    snapshot as Python values (``feasible``, ``service``, ``backhaul``, ``ret``, ``backlog``,
+    ``queued``, ``slots``, ``share``, ``upload_s()``; see
+    :meth:`mecsim.sim.epoch.EpochMixin._lane_inputs`), and ``pick`` places them by the function
+    ``decide`` uses on the same values. Every task gets the equal share. tests/test_fast_paths.py
+    runs scenarios both ways and compares every table. Subclasses and other rules get no lane
+    (the engine then calls ``decide``).
+    """
+
+    __slots__ = ("info", "pick")
+    max_tasks = FLOATS_MAX
+
+    def __init__(self, rule: str, pick: Any) -> None:
+        self.info = {"bandwidth_rule": rule}
+        self.pick = pick
+
+    def servers(self, x: Any) -> list[int]:
+        """The tasks' servers, DEFER for a task with no feasible server (as ``decide``)."""
+        ok = [any(row) for row in x.feasible]
+        if not ((x.ideal_radio or x.share > 0) and any(ok)):
+            return [DEFER] * len(ok)
+        return [j if o else DEFER for j, o in zip(self.pick(x), ok, strict=True)]
+
+
 def _rows(state: EpochState, idx: np.ndarray) -> EpochState:
     """The snapshot restricted to the tasks ``idx`` (for the tasks a bandwidth rule admitted)."""
     rows = {k: getattr(state, k)[idx] for k in _TASK_FIELDS}
@@ -210,22 +292,23 @@ class LeastLoadedPolicy(HeuristicPolicy):
 
     def _choose_floats(self, state: EpochState) -> np.ndarray:
         """:meth:`_choose_arrays` on Python floats (the same operations in the same order)."""
-        backlog = state.backlog_s.tolist()
         slots = state.slots.tolist()
         per_slot = [q / k for q, k in zip(state.queued.tolist(), slots, strict=True)]
-        service = state.service_s.tolist()
-        out = []
-        for i, feas in enumerate(state.feasible.tolist()):
-            best, j = np.inf, 0
-            for k, ok in enumerate(feas):
-                if ok:
-                    key = backlog[k] + 1e-9 * per_slot[k]
-                    if key < best:
-                        best, j = key, k
-            out.append(j)
-            backlog[j] += service[i][j] / slots[j]
-            per_slot[j] += 1.0 / slots[j]
+        out = _least_loaded_floats(
+            state.backlog_s.tolist(), per_slot, slots, state.service_s.tolist(), state.feasible.tolist()
+        )
         return np.array(out, dtype=np.int64)
+
+    def _one_task_lane(self) -> Any:
+        """The engine's lane for small epochs (see :class:`SmallEpochLane`), or None."""
+        if type(self) is LeastLoadedPolicy and self.bandwidth == "equal":
+            return SmallEpochLane(self.bandwidth, self._lane_pick)
+        return None
+
+    @staticmethod
+    def _lane_pick(x: Any) -> list[int]:
+        per_slot = [q / k for q, k in zip(x.queued, x.slots, strict=True)]
+        return _least_loaded_floats(x.backlog, per_slot, x.slots, x.service, x.feasible)
 
     def _choose_arrays(self, state: EpochState) -> np.ndarray:
         backlog = state.backlog_s.astype(float)  # a copy
@@ -254,27 +337,26 @@ class GreedyPolicy(HeuristicPolicy):
     def _choose_floats(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
         """:meth:`_choose_arrays` on Python floats (the same operations in the same order; a
         task with no feasible server still books server 0, as there)."""
-        up = state.upload_s(bw).tolist()
-        bh = state.backhaul_s.tolist()
-        avail = state.backlog_s.tolist()
-        slots = state.slots.tolist()
-        service = state.service_s.tolist()
-        ret = state.return_s.tolist()
-        out = []
-        for i, feas in enumerate(state.feasible.tolist()):
-            u, b, sv, rt = up[i], bh[i], service[i], ret[i]
-            best, j = np.inf, 0
-            for k, ok in enumerate(feas):
-                if ok:
-                    reach = u + b[k]
-                    start = reach if reach > avail[k] else avail[k]
-                    done = start + sv[k] + rt[k]
-                    if done < best:
-                        best, j = done, k
-            out.append(j)
-            reach = u + b[j]
-            avail[j] = (reach if reach > avail[j] else avail[j]) + sv[j] / slots[j]
+        out = _greedy_floats(
+            state.upload_s(bw).tolist(),
+            state.backhaul_s.tolist(),
+            state.backlog_s.tolist(),
+            state.slots.tolist(),
+            state.service_s.tolist(),
+            state.return_s.tolist(),
+            state.feasible.tolist(),
+        )
         return np.array(out, dtype=np.int64)
+
+    def _one_task_lane(self) -> Any:
+        """The engine's lane for small epochs (see :class:`SmallEpochLane`), or None."""
+        if type(self) is GreedyPolicy and self.bandwidth == "equal":
+            return SmallEpochLane(self.bandwidth, self._lane_pick)
+        return None
+
+    @staticmethod
+    def _lane_pick(x: Any) -> list[int]:
+        return _greedy_floats(x.upload_s(), x.backhaul, x.backlog, x.slots, x.service, x.ret, x.feasible)
 
     def _choose_arrays(self, state: EpochState, bw: np.ndarray) -> np.ndarray:
         reach = state.upload_s(bw)[:, None] + state.backhaul_s

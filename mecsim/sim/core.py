@@ -121,6 +121,9 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
             for mname in s.models:
                 self.t_step[j, self.source.model_code[mname]] = gpus[s.gpu].seconds_per_step[mname]
         self.host = np.isfinite(self.t_step)
+        self._t_step_rows = self.t_step.T.tolist()  # per model: seconds per step on each server
+        self._host_rows = self.host.T.tolist()  # per model: which servers host it
+        self._slots_list = [s.slots for s in sc.servers]
         # per-model rows (model x server) for fast snapshot building
         self.t_step_T = np.ascontiguousarray(self.t_step.T)
         self.host_T = np.ascontiguousarray(self.host.T)
@@ -179,6 +182,7 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
         self._stepping = False  # start(): decisions come from apply(), not policy.decide
         self._pending: EpochState | None = None
         self._resume: simpy.Event | None = None
+        self._lane: Any = None  # set at launch
 
     def _bind_views(self) -> None:
         c = self.tasks.cols
@@ -288,6 +292,10 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
         self._started = True
         if hasattr(self.policy, "reset"):
             self.policy.reset(self.streams.get("policy"))
+        # a built-in heuristic may decide one-task epochs without a snapshot (mecsim/sim/epoch.py)
+        lane = getattr(self.policy, "_one_task_lane", None)
+        plain = not (self._stepping or self.gpu_mode or self.uplink is not None)
+        self._lane = lane() if lane is not None and plain else None
         faults = self.sc.faults
         for k, f in enumerate(faults.servers):
             self.env.process(self._server_fault_process(k, f))

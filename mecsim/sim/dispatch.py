@@ -8,7 +8,6 @@ import heapq
 
 import numpy as np
 
-from mecsim.state import EpochState
 from mecsim.traces import DISPATCHED
 
 #: epochs of at most this many tasks record their dispatch with Python floats, larger ones with arrays
@@ -18,9 +17,7 @@ _SCALAR_MAX = 3
 class DispatchMixin:
     """Dispatch of a decision; part of :class:`~mecsim.sim.core.Simulation`."""
 
-    def _dispatch(
-        self, state: EpochState, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray, t: float
-    ) -> None:
+    def _dispatch(self, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray, t: float) -> None:
         c = self.tasks.cols
         gids = tids  # global ids (for the events); tids: buffer rows
         if self._base:

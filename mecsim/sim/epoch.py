@@ -13,6 +13,34 @@ from mecsim.errors import ScenarioError
 from mecsim.state import _OPTIONAL, DEFER, DROP, Decision, EpochState, validate_decision
 
 
+class _FewTasks:
+    """The rows of a few tasks' snapshot as Python values (see :meth:`EpochMixin._lane_inputs`)."""
+
+    __slots__ = (
+        "budget",
+        "share",
+        "ideal_radio",
+        "feasible",
+        "service",
+        "backhaul",
+        "ret",
+        "backlog",
+        "queued",
+        "slots",
+        "bits",
+        "snr",
+    )
+
+    def upload_s(self) -> list[float]:
+        """:meth:`EpochState.upload_s` of the equal shares (the same array operations)."""
+        n = len(self.feasible)
+        if self.ideal_radio:
+            return [0.0] * n
+        b = np.full(n, self.share)
+        r = b * np.log2(1.0 + self.snr / b)
+        return np.divide(self.bits, r, out=np.full_like(r, np.inf), where=r > 0).tolist()
+
+
 class EpochMixin:
     """One scheduling epoch; part of :class:`~mecsim.sim.core.Simulation`."""
 
@@ -139,6 +167,44 @@ class EpochMixin:
         f["return_s"] = (self.bh_lat + o * self.inv_bh_rate + (o / self.dl_rate + self.dl_lat))[None, :]
         return state
 
+    def _lane_inputs(self, ids: list[int], now: float, budget: float) -> _FewTasks:
+        """The rows of the snapshot of a few tasks as Python values, for a built-in heuristic's
+        lane (:class:`mecsim.policies.heuristics.SmallEpochLane`): every value is the one
+        :meth:`build_state` would hold (the same IEEE operations in the same order), and the
+        channel is asked for the gains as the snapshot asks (so fading draws keep their order)."""
+        c = self.tasks.cols
+        base = self._base
+        model, steps, c_in, c_out = c["model"], c["steps"], c["input_bits"], c["output_bits"]
+        lat = self.bh_lat.tolist()
+        inv = self.inv_bh_rate.tolist()
+        dl_rate, dl_lat = self.dl_rate, self.dl_lat
+        x = _FewTasks()
+        x.budget = budget
+        x.share = budget / len(ids)  # EpochState.equal_share
+        x.ideal_radio = ideal = self.sc.radio.ideal
+        x.feasible, x.service, x.backhaul, x.ret = feas, service, backhaul, ret = [], [], [], []
+        for tid in ids:
+            r = tid - base
+            k = int(model[r])
+            st = float(steps[r])
+            b = float(c_in[r])
+            o = float(c_out[r])
+            feas.append(self._host_rows[k])
+            service.append([st * t for t in self._t_step_rows[k]])  # inf where not hosted
+            backhaul.append([a + b * v for a, v in zip(lat, inv, strict=True)])
+            tail = o / dl_rate + dl_lat
+            ret.append([a + o * v + tail for a, v in zip(lat, inv, strict=True)])
+        servers = self.servers
+        x.backlog = [s.backlog(now) for s in servers]
+        x.queued = [s.busy + len(s.queue) + s.transit for s in servers]
+        x.slots = self._slots_list
+        if not ideal:
+            rows = np.array(ids, dtype=np.int64) - base
+            dev = c["device"][rows].astype(np.int64)
+            x.bits = c_in[rows]
+            x.snr = self.tx_power_w[dev] * self.channel.gain_now(dev, now) / self.channel.n0
+        return x
+
     def _run_fields(self) -> dict[str, Any]:
         """The fields of every epoch's state that are fixed for the run, with the optional
         fields' defaults (made on first use)."""
@@ -202,23 +268,34 @@ class EpochMixin:
         n_waiting = len(self.waiting)
         if not ids:
             return
-        state = self.build_state(ids, now, budget)
-        t0 = time.perf_counter()
-        if self._stepping:  # pause here until apply() hands the decision in
-            self._pending = state
-            self._resume = self.env.event()
-            dec = yield self._resume
+        lane = self._lane
+        if lane is not None and len(ids) <= lane.max_tasks and self.all_up:
+            # a built-in heuristic's small epoch: its choice without a snapshot (same values)
+            x = self._lane_inputs(ids, now, budget)
+            t0 = time.perf_counter()
+            srv = np.array(lane.servers(x), dtype=np.int64)
+            wall = time.perf_counter() - t0
+            bw = np.full(len(ids), x.share)
+            info = lane.info
+            idx = np.array(ids, dtype=np.int64)
         else:
-            dec = self.policy.decide(state)
-        wall = time.perf_counter() - t0
+            state = self.build_state(ids, now, budget)
+            t0 = time.perf_counter()
+            if self._stepping:  # pause here until apply() hands the decision in
+                self._pending = state
+                self._resume = self.env.event()
+                dec = yield self._resume
+            else:
+                dec = self.policy.decide(state)
+            wall = time.perf_counter() - t0
+            dec = self._check(dec, state)
+            srv, bw, info = dec.server, dec.bandwidth_hz, dec.info
+            idx = state.task_id
         self.decision_wall_total += wall
-        dec = self._check(dec, state)
-        delay = self._decision_delay(dec.info, len(ids))
+        delay = self._decision_delay(info, len(ids))
         if delay > 0:
             yield self.env.timeout(delay)
         t_dec = self.env.now
-        srv = dec.server
-        idx = state.task_id
         if len(ids) == 1:
             lo = hi = int(srv[0])
         else:
@@ -231,7 +308,7 @@ class EpochMixin:
                 c["epoch"][ids[0] - self._base] = self.epoch_index
             else:
                 c["epoch"][idx - self._base] = self.epoch_index
-            self._dispatch(state, idx, srv, dec.bandwidth_hz, t_dec)
+            self._dispatch(idx, srv, bw, t_dec)
         elif hi == DEFER:  # every task waits (e.g. a central queue with no free slot)
             deferred = list(ids)
             drop_ids = ()
@@ -245,7 +322,7 @@ class EpochMixin:
             go = np.flatnonzero(srv >= 0)
             n_go = len(go)
             if n_go:
-                self._dispatch(state, idx[go], srv[go], dec.bandwidth_hz[go], t_dec)
+                self._dispatch(idx[go], srv[go], bw[go], t_dec)
         if self.waiting[: len(ids)] == ids:  # the usual case: the oldest tasks were decided
             self.waiting = deferred + self.waiting[len(ids) :]
         else:  # some waiting tasks were skipped (channel outage)
@@ -264,7 +341,7 @@ class EpochMixin:
             "decision_wall_s": wall,
             "decision_delay_s": delay,
         }
-        row.update(dec.info)
+        row.update(info)
         self.epoch_rows.append(row)
         self.epoch_index += 1
 
