@@ -210,6 +210,15 @@ class HeuristicPolicy(BasePolicy):
     def choose(self, state: EpochState, bw: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def _small_epoch_lane(self) -> SmallEpochLane | None:
+        """The engine's lane for small epochs (:class:`SmallEpochLane`): for a class that
+        defines ``_lane_pick`` itself (greedy, least-loaded; not their subclasses, which may
+        decide otherwise) with the ``equal`` rule; else None."""
+        pick = type(self).__dict__.get("_lane_pick")
+        if pick is None or self.bandwidth != "equal":
+            return None
+        return SmallEpochLane(self.bandwidth, pick.__func__)
+
     def decide(self, state: EpochState) -> Decision:
         bw = allocate(state, self.bandwidth, self.epoch_s, self.held)
         if state.task_id.shape[0] == 1:  # the usual epoch: the same choice with fewer array calls
@@ -299,12 +308,6 @@ class LeastLoadedPolicy(HeuristicPolicy):
         )
         return np.array(out, dtype=np.int64)
 
-    def _one_task_lane(self) -> Any:
-        """The engine's lane for small epochs (see :class:`SmallEpochLane`), or None."""
-        if type(self) is LeastLoadedPolicy and self.bandwidth == "equal":
-            return SmallEpochLane(self.bandwidth, self._lane_pick)
-        return None
-
     @staticmethod
     def _lane_pick(x: Any) -> list[int]:
         per_slot = [q / k for q, k in zip(x.queued, x.slots, strict=True)]
@@ -347,12 +350,6 @@ class GreedyPolicy(HeuristicPolicy):
             state.feasible.tolist(),
         )
         return np.array(out, dtype=np.int64)
-
-    def _one_task_lane(self) -> Any:
-        """The engine's lane for small epochs (see :class:`SmallEpochLane`), or None."""
-        if type(self) is GreedyPolicy and self.bandwidth == "equal":
-            return SmallEpochLane(self.bandwidth, self._lane_pick)
-        return None
 
     @staticmethod
     def _lane_pick(x: Any) -> list[int]:

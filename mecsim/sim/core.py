@@ -293,7 +293,7 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
         if hasattr(self.policy, "reset"):
             self.policy.reset(self.streams.get("policy"))
         # a built-in heuristic may decide one-task epochs without a snapshot (mecsim/sim/epoch.py)
-        lane = getattr(self.policy, "_one_task_lane", None)
+        lane = getattr(self.policy, "_small_epoch_lane", None)
         plain = not (self._stepping or self.gpu_mode or self.uplink is not None)
         self._lane = lane() if lane is not None and plain else None
         faults = self.sc.faults
