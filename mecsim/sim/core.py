@@ -226,15 +226,18 @@ class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixi
     def _scheduler(self) -> Any:
         env = self.env
         length = self.sc.epoch.length_s
+        radio = not self.sc.radio.ideal  # an ideal radio never asks the channel
         k_epoch = 0
         while True:
             now = env.now
             self._ingest(now)
-            self.channel.forget_before(now)
+            if radio:
+                self.channel.forget_before(now)
             if self.waiting:
                 yield from self._epoch(now)
-            self._tick(env.now)
             now = env.now
+            if self._bar is not None:
+                self._tick(now)
             if self._stream is not None:
                 self._stream_tick(now)
             if length > 0:

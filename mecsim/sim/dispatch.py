@@ -10,7 +10,7 @@ import numpy as np
 
 from mecsim.traces import DISPATCHED
 
-#: epochs of at most this many tasks record their dispatch with Python floats, larger ones with arrays
+#: epochs of at most this many tasks are dispatched on Python values, larger ones with arrays
 _SCALAR_MAX = 3
 
 
@@ -18,6 +18,9 @@ class DispatchMixin:
     """Dispatch of a decision; part of :class:`~mecsim.sim.core.Simulation`."""
 
     def _dispatch(self, tids: np.ndarray, srv: np.ndarray, bw: np.ndarray, t: float) -> None:
+        if self.uplink is None and len(tids) <= _SCALAR_MAX:
+            self._dispatch_few(tids.tolist(), srv.tolist(), bw.tolist(), t)
+            return
         c = self.tasks.cols
         gids = tids  # global ids (for the events); tids: buffer rows
         if self._base:
@@ -27,18 +30,27 @@ class DispatchMixin:
         if self.uplink is not None:  # reallocated: the uplink manager ends the uploads
             self._dispatch_reallocated(gids, tids, dev.astype(np.int64), bits, srv, t)
             return
-        ideal = self.sc.radio.ideal
-        up = None if ideal else self.channel.upload_durations(dev, bits, bw, t)
-        if len(tids) <= _SCALAR_MAX:
-            arrivals = self._record_dispatch_scalar(tids, dev, bits, srv, bw, up, t)
+        up = None if self.sc.radio.ideal else self.channel.upload_durations(dev, bits, bw, t)
+        arrive, expected = self._record_dispatch_arrays(tids, dev, bits, srv, bw, up, t)
+        self._send(gids.tolist(), srv.tolist(), arrive, expected, t)
+
+    def _dispatch_lists(self, gids: list[int], srv: list[int], bw: list[float], t: float) -> None:
+        """:meth:`_dispatch` of tasks given as Python lists (the heuristics' lane)."""
+        if self.uplink is None and len(gids) <= _SCALAR_MAX:
+            self._dispatch_few(gids, srv, bw, t)
         else:
-            arrivals = self._record_dispatch_arrays(tids, dev, bits, srv, bw, up, t)
+            self._dispatch(np.array(gids, dtype=np.int64), np.array(srv, dtype=np.int64), np.array(bw), t)
+
+    def _send(
+        self, gids: list[int], srv: list[int], arrive: list[float], expected: list[float], t: float
+    ) -> None:
+        """The tasks leave for their servers: in transit until they arrive (a SimPy timeout, or
+        at once over ideal links); the servers' rows are logged."""
         env = self.env
         servers = self.servers
         t_end = self.t_end
         now_arrivals = []
-        srv_l = srv.tolist()
-        for tid, j, ta, ex in zip(gids.tolist(), srv_l, *arrivals, strict=True):
+        for tid, j, ta, ex in zip(gids, srv, arrive, expected, strict=True):
             s = servers[j]
             s.transit += 1
             s.transit_work += ex
@@ -49,7 +61,7 @@ class DispatchMixin:
                 continue
             ev = env.timeout(ta - t)
             ev.callbacks.append(lambda _ev, s=s, tid=tid: s.arrive(tid))
-        for j in srv_l if len(srv_l) == 1 else sorted(set(srv_l)):
+        for j in srv if len(srv) == 1 else sorted(set(srv)):
             self.monitor(servers[j])
         for s, tid in now_arrivals:
             s.arrive(tid)
@@ -88,20 +100,19 @@ class DispatchMixin:
         c["state"][rows] = DISPATCHED
         return arrive.tolist(), expected.tolist()
 
-    def _record_dispatch_scalar(
-        self,
-        rows: np.ndarray,
-        dev: np.ndarray,
-        bits: np.ndarray,
-        srv: np.ndarray,
-        bw: np.ndarray,
-        up: np.ndarray | None,
-        t: float,
-    ) -> tuple[list[float], list[float]]:
-        """As :meth:`_record_dispatch_arrays`, task by task with Python floats (cheaper for the
-        one or two tasks of most epochs; the same IEEE operations in the same order, so the
-        same values)."""
+    def _dispatch_few(self, gids: list[int], srv: list[int], bw: list[float], t: float) -> None:
+        """:meth:`_dispatch` of a few tasks, task by task with Python values (cheaper for the
+        one to three tasks of most epochs; the same IEEE operations in the same order as
+        :meth:`_record_dispatch_arrays`, so the same records, and the same events)."""
         c = self.tasks.cols
+        base = self._base
+        rows = [g - base for g in gids] if base else gids
+        dev_c, bits_c = c["device"], c["input_bits"]
+        if self.sc.radio.ideal:
+            up_l = None
+        else:
+            ridx = np.array(rows, dtype=np.int64)
+            up_l = self.channel.upload_durations(dev_c[ridx], bits_c[ridx], np.array(bw), t).tolist()
         model, steps, factor = c["model"], c["steps"], c["service_factor"]
         c_srv, c_bw, c_dec, c_up0, c_up1 = (
             c["server"],
@@ -114,29 +125,26 @@ class DispatchMixin:
         t_step, bh_lat, inv_bh, ptx = self.t_step, self.bh_lat, self.inv_bh_rate, self.tx_power_w
         exp_s, act_s = self.expected_service, self.actual_service
         held = self.held
-        up_l = [0.0] * len(rows) if up is None else up.tolist()
         arrive_l, exp_l = [], []
-        for r, d, nb, j, b, u in zip(
-            rows.tolist(), dev.tolist(), bits.tolist(), srv.tolist(), bw.tolist(), up_l, strict=True
-        ):
-            if up is not None:
+        for r, j, b, u in zip(rows, srv, bw, up_l or [0.0] * len(rows), strict=True):
+            if up_l is not None:
                 heapq.heappush(held, (t + u, b))
                 self.held_bw += b
             ex = int(steps[r]) * float(t_step[j, model[r]])
             exp_s[r] = ex
             act_s[r] = ex * float(factor[r])
-            ta = t + u + float(bh_lat[j]) + nb * float(inv_bh[j])
+            ta = t + u + float(bh_lat[j]) + float(bits_c[r]) * float(inv_bh[j])
             c_srv[r] = j
             c_bw[r] = b
             c_dec[r] = t
             c_up0[r] = t
             c_up1[r] = t + u
             c_arr[r] = ta
-            c_etx[r] += float(ptx[d]) * u
+            c_etx[r] += float(ptx[dev_c[r]]) * u
             c_state[r] = DISPATCHED
             arrive_l.append(ta)
             exp_l.append(ex)
-        return arrive_l, exp_l
+        self._send(gids, srv, arrive_l, exp_l, t)
 
     def _dispatch_reallocated(
         self, gids: np.ndarray, rows: np.ndarray, dev: np.ndarray, bits: np.ndarray, srv: np.ndarray, t: float

@@ -258,6 +258,35 @@ class EpochMixin:
             return classical + _qpu_time(info)
         return classical
 
+    def _carry_out(
+        self, ids: list[int], idx: np.ndarray, srv: np.ndarray, bw: np.ndarray, t_dec: float
+    ) -> tuple[list[int], Any, int]:
+        """Dispatch, drop or defer the epoch's tasks as decided; return (deferred ids, dropped
+        ids, number dispatched)."""
+        c = self.tasks.cols
+        if len(ids) == 1:
+            lo = hi = int(srv[0])
+        else:
+            lo, hi = int(srv.min()), int(srv.max())
+        if lo >= 0:  # the usual case: every task dispatched
+            if len(ids) == 1:
+                c["epoch"][ids[0] - self._base] = self.epoch_index
+            else:
+                c["epoch"][idx - self._base] = self.epoch_index
+            self._dispatch(idx, srv, bw, t_dec)
+            return [], (), len(idx)
+        if hi == DEFER:  # every task waits (e.g. a central queue with no free slot)
+            return list(ids), (), 0
+        deferred = idx[srv == DEFER].tolist()
+        drop_ids = idx[srv == DROP]
+        for tid in drop_ids:
+            self.drop(int(tid), 1, t_dec)
+        c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
+        go = np.flatnonzero(srv >= 0)
+        if len(go):
+            self._dispatch(idx[go], srv[go], bw[go], t_dec)
+        return deferred, drop_ids, len(go)
+
     def _epoch(self, now: float) -> Any:
         """One scheduling epoch (a generator: the decision may take simulated time)."""
         c = self.tasks.cols
@@ -279,11 +308,15 @@ class EpochMixin:
             # a built-in heuristic's small epoch: its choice without a snapshot (same values)
             x = self._lane_inputs(ids, now, budget)
             t0 = time.perf_counter()
-            srv = np.array(lane.servers(x), dtype=np.int64)
+            srv_l = lane.servers(x)
             wall = time.perf_counter() - t0
-            bw = np.full(len(ids), x.share)
             info = lane.info
-            idx = np.array(ids, dtype=np.int64)
+            if min(srv_l) >= 0:  # every task placed (the usual case): dispatched as lists below
+                srv = None
+            else:
+                srv = np.array(srv_l, dtype=np.int64)
+                bw = np.full(len(ids), x.share)
+                idx = np.array(ids, dtype=np.int64)
         else:
             state = self.build_state(ids, now, budget)
             t0 = time.perf_counter()
@@ -302,37 +335,18 @@ class EpochMixin:
         if delay > 0:
             yield self.env.timeout(delay)
         t_dec = self.env.now
-        if len(ids) == 1:
-            lo = hi = int(srv[0])
+        if srv is None:  # the lane placed every task
+            deferred, drop_ids, n_go = [], (), len(ids)
+            col, k, base = c["epoch"], self.epoch_index, self._base
+            for tid in ids:
+                col[tid - base] = k
+            self._dispatch_lists(ids, srv_l, [x.share] * n_go, t_dec)
         else:
-            lo, hi = int(srv.min()), int(srv.max())
-        if lo >= 0:  # the usual case: every task dispatched
-            deferred: list[int] = []
-            drop_ids: Any = ()
-            n_go = len(idx)
-            if len(ids) == 1:
-                c["epoch"][ids[0] - self._base] = self.epoch_index
-            else:
-                c["epoch"][idx - self._base] = self.epoch_index
-            self._dispatch(idx, srv, bw, t_dec)
-        elif hi == DEFER:  # every task waits (e.g. a central queue with no free slot)
-            deferred = list(ids)
-            drop_ids = ()
-            n_go = 0
-        else:
-            deferred = idx[srv == DEFER].tolist()
-            drop_ids = idx[srv == DROP]
-            for tid in drop_ids:
-                self.drop(int(tid), 1, t_dec)
-            c["epoch"][idx[srv != DEFER] - self._base] = self.epoch_index
-            go = np.flatnonzero(srv >= 0)
-            n_go = len(go)
-            if n_go:
-                self._dispatch(idx[go], srv[go], bw[go], t_dec)
+            deferred, drop_ids, n_go = self._carry_out(ids, idx, srv, bw, t_dec)
         if self.waiting[: len(ids)] == ids:  # the usual case: the oldest tasks were decided
             self.waiting = deferred + self.waiting[len(ids) :]
         else:  # some waiting tasks were skipped (channel outage)
-            decided = set(idx.tolist())
+            decided = set(ids)
             self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
         row = {
             "epoch": self.epoch_index,

@@ -40,9 +40,14 @@ class IntakeMixin:
     def _ingest(self, now: float) -> None:
         self._generate_until(now)
         t_arr = self.tasks.cols["t_arrival"]
-        n = self.tasks.n
-        a = self.n_arrived - self._base
-        k = self.n_arrived + int(np.searchsorted(t_arr[a:n], now, side="right"))
+        base = self._base
+        k = self.n_arrived
+        end = base + self.tasks.n
+        stop = min(k + 4, end)
+        while k < stop and t_arr[k - base] <= now:  # the usual few arrivals, one by one
+            k += 1
+        if k == stop < end and t_arr[k - base] <= now:  # many: the rest by bisection (sorted)
+            k += int(t_arr[k - base : end - base].searchsorted(now, side="right"))
         if k > self.n_arrived:
             self.waiting.extend(range(self.n_arrived, k))
             self.n_arrived = k
