@@ -1,9 +1,10 @@
 """The engine's fast paths give exactly what the general code gives.
 
 Each fast path (one-task decision checks, dispatch records written with Python floats, the
-engine's EpochState constructor, greedy's and least-loaded's choice for small epochs, a trajectory's one-time
-distance) is compared with the general path on the same input: the traces of whole runs, the
-choices and the values must be identical, not merely close.
+engine's EpochState constructor, greedy's and least-loaded's choice for small epochs and their lane
+that decides them without a snapshot, a trajectory's one-time distance) is compared with the
+general path on the same input: the traces of whole runs, the choices and the values must be
+identical, not merely close.
 """
 
 from __future__ import annotations
