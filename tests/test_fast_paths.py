@@ -133,14 +133,15 @@ def _small_epoch(seed: int, n: int, m: int, tie: bool) -> EpochState:
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 10**6), n=st.integers(1, 3), m=st.integers(1, 12), tie=st.booleans())
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 8), m=st.integers(1, 12), tie=st.booleans())
 def test_small_epoch_choice_on_floats_is_the_array_choice(seed, n, m, tie):
-    # greedy and least-loaded place epochs of <= FLOATS_MAX tasks on Python floats; they must
+    # greedy and least-loaded place epochs of <= FLOATS_MAX tasks on Python floats, and the
+    # engine's lane places epochs of <= LANE_MAX tasks with the same float functions; they must
     # pick what the array code picks, first minimum on ties and the bookkeeping between the
     # tasks included
-    from mecsim.policies.heuristics import FLOATS_MAX
+    from mecsim.policies.heuristics import FLOATS_MAX, LANE_MAX
 
-    assert n <= FLOATS_MAX
+    assert FLOATS_MAX <= LANE_MAX == 8
     state = _small_epoch(seed, n, m, tie)
     for name in ("greedy", "least-loaded"):
         pol = mecsim.make_policy(name)
@@ -149,7 +150,8 @@ def test_small_epoch_choice_on_floats_is_the_array_choice(seed, n, m, tie):
         arrays = pol._choose_arrays(state, bw) if name == "greedy" else pol._choose_arrays(state)
         assert floats.dtype == arrays.dtype == np.int64
         assert floats.tolist() == arrays.tolist()
-        assert pol.choose(state, bw).tolist() == floats.tolist()  # the path choose() takes
+        if n <= FLOATS_MAX:
+            assert pol.choose(state, bw).tolist() == floats.tolist()  # the path choose() takes
 
 
 def test_small_epoch_choice_test_catches_a_wrong_tie_break():
@@ -291,7 +293,7 @@ def test_small_epoch_lane_gives_the_tables_decide_gives(monkeypatch, scenario, p
     assert len(fast.tasks) > 100
     _same_tables(fast, slow)
     if scenario == "paper-medium-v1" and not over:
-        assert set(sizes) == {1, 2, 3}  # every size the lane takes was exercised
+        assert {1, 2, 3, 4} <= set(sizes)  # small epochs of several sizes went through the lane
 
 
 @pytest.mark.parametrize("scenario", ["paper-medium-v1", "mm1-v1", "radio-limited-v1"])
@@ -307,8 +309,8 @@ def test_small_epoch_lane_inputs_are_the_snapshot_values(scenario):
     now = float(sim.env.now)
     n = sim.tasks.n
     assert sim.all_up and n > 20
-    for k, tid in enumerate(range(0, n - 3, max(n // 12, 1))):
-        ids = list(range(tid, tid + 1 + k % 3))
+    for k, tid in enumerate(range(0, n - 8, max(n // 16, 1))):
+        ids = list(range(tid, tid + 1 + k % 8))  # 1 to LANE_MAX tasks
         x = sim._lane_inputs(ids, now, 7e6)
         sim.all_up = False  # the general path (every server is in fact up)
         try:

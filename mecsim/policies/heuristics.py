@@ -62,6 +62,9 @@ _GPU_FIELDS = ("load_s", "warm", "batch_cap", "batch_factor2", "queued_same")
 #: greedy and least-loaded place epochs of at most this many tasks with Python floats (cheaper
 #: than array calls for a few tasks; tests/test_fast_paths.py compares both exactly)
 FLOATS_MAX = 3
+#: the engine's lane (SmallEpochLane) takes epochs of at most this many tasks: skipping the
+#: snapshot pays for the float loops well beyond FLOATS_MAX
+LANE_MAX = 8
 
 
 def allocate(
@@ -142,19 +145,20 @@ def _greedy_floats(
 class SmallEpochLane:
     """How a built-in heuristic decides a small epoch without a snapshot.
 
-    Most epochs hold one to three tasks. For ``greedy`` and ``least-loaded`` with the ``equal``
-    rule the engine then skips building the :class:`~mecsim.state.EpochState`, calling
-    ``decide`` and checking the decision: it hands :meth:`servers` the tasks' rows of the
-    snapshot as Python values (``feasible``, ``service``, ``backhaul``, ``ret``, ``backlog``,
-    ``queued``, ``slots``, ``share``, ``upload_s()``; see
-    :meth:`mecsim.sim.epoch.EpochMixin._lane_inputs`), and ``pick`` places them by the function
-    ``decide`` uses on the same values. Every task gets the equal share. tests/test_fast_paths.py
+    Most epochs hold a few tasks. For those of at most :data:`LANE_MAX` tasks under ``greedy``
+    or ``least-loaded`` with the ``equal`` rule, the engine skips building the
+    :class:`~mecsim.state.EpochState`, calling ``decide`` and checking the decision: it hands
+    :meth:`servers` the tasks' rows of the snapshot as Python values (``feasible``,
+    ``service``, ``backhaul``, ``ret``, ``backlog``, ``queued``, ``slots``, ``share``,
+    ``upload_s()``; see :meth:`mecsim.sim.epoch.EpochMixin._lane_inputs`), and ``pick`` places
+    them by the function ``decide`` uses on the same values. Every task gets the equal share.
+    tests/test_fast_paths.py
     runs scenarios both ways and compares every table. Subclasses and other rules get no lane
     (the engine then calls ``decide``).
     """
 
     __slots__ = ("info", "pick")
-    max_tasks = FLOATS_MAX
+    max_tasks = LANE_MAX
 
     def __init__(self, rule: str, pick: Any) -> None:
         self.info = {"bandwidth_rule": rule}

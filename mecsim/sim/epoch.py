@@ -1,7 +1,7 @@
 """The epoch step: admit waiting tasks, build the policy's snapshot, get and check the decision,
 then hand it to :mod:`mecsim.sim.dispatch` (bandwidth, upload, backhaul, arrival at the server).
 
-Epochs of at most three tasks under ``greedy`` or ``least-loaded`` (the exact built-in classes,
+Epochs of at most eight tasks under ``greedy`` or ``least-loaded`` (the exact built-in classes,
 ``equal`` rule, every server up) take a lane instead: the snapshot's values as Python lists
 (:meth:`EpochMixin._lane_inputs`) go to the policy's list function, the one its ``decide`` uses
 (:class:`mecsim.policies.heuristics.SmallEpochLane`); no snapshot is built and no check is needed,
