@@ -271,8 +271,9 @@ def _one_task_valid(dec: Decision, state: EpochState) -> bool:
 def validate_decision(dec: Any, state: EpochState, name: str = "policy") -> Decision:
     """Check a policy's answer against the epoch it was given; return it unchanged.
 
-    The one set of rules, used by the engine at every epoch and by
-    :func:`~mecsim.policies.check_policy`: a :class:`Decision` with arrays of shape ``(n,)``;
+    The one set of rules, used by the engine on every decision a policy returns (the small
+    epochs greedy and least-loaded place in the engine's lane, valid by construction, return
+    none) and by :func:`~mecsim.policies.check_policy`: a :class:`Decision` with arrays of shape ``(n,)``;
     server indices in ``0..m-1`` or :data:`DROP` / :data:`DEFER`; dispatched tasks only on
     feasible servers; unless the radio is ideal, each dispatched share finite and at least
     ``min_bandwidth_hz`` and their sum within the budget (relative tolerance 1e-9); ``info``
