@@ -331,9 +331,9 @@ def test_small_epoch_lane_inputs_are_the_snapshot_values(scenario):
 
 def test_small_epoch_lane_test_catches_a_lane_that_ignores_the_backlog(monkeypatch):
     # negative control: a lane fed an empty backlog decides otherwise, and the tables show it
-    from mecsim.sim.epoch import EpochMixin
+    from mecsim.sim.snapshot import SnapshotMixin
 
-    inputs = EpochMixin._lane_inputs
+    inputs = SnapshotMixin._lane_inputs
 
     def no_backlog(self, ids, now, budget):
         x = inputs(self, ids, now, budget)
@@ -341,7 +341,7 @@ def test_small_epoch_lane_test_catches_a_lane_that_ignores_the_backlog(monkeypat
         return x
 
     slow = _lane_run("paper-medium-v1", "greedy", 600, False)
-    monkeypatch.setattr(EpochMixin, "_lane_inputs", no_backlog)
+    monkeypatch.setattr(SnapshotMixin, "_lane_inputs", no_backlog)
     broken = _lane_run("paper-medium-v1", "greedy", 600, True)
     with pytest.raises(AssertionError):
         _same_tables(broken, slow)

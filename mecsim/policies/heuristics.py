@@ -150,11 +150,10 @@ class SmallEpochLane:
     :class:`~mecsim.state.EpochState`, calling ``decide`` and checking the decision: it hands
     :meth:`servers` the tasks' rows of the snapshot as Python values (``feasible``,
     ``service``, ``backhaul``, ``ret``, ``backlog``, ``queued``, ``slots``, ``share``,
-    ``upload_s()``; see :meth:`mecsim.sim.epoch.EpochMixin._lane_inputs`), and ``pick`` places
-    them by the function ``decide`` uses on the same values. Every task gets the equal share.
-    tests/test_fast_paths.py
-    runs scenarios both ways and compares every table. Subclasses and other rules get no lane
-    (the engine then calls ``decide``).
+    ``upload_s()``; see :meth:`mecsim.sim.snapshot.SnapshotMixin._lane_inputs`), and ``pick``
+    places them by the function ``decide`` uses on the same values. Every task gets the equal
+    share. tests/test_fast_paths.py runs scenarios both ways and compares every table.
+    Subclasses and other rules get no lane (the engine then calls ``decide``).
     """
 
     __slots__ = ("info", "pick")

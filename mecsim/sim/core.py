@@ -37,6 +37,7 @@ from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
 from mecsim.sim.intake import IntakeMixin
 from mecsim.sim.server import GPUServer, build_servers
+from mecsim.sim.snapshot import SnapshotMixin
 from mecsim.sim.stepping import SteppingMixin
 from mecsim.sim.stream import StreamMixin
 from mecsim.state import EpochState
@@ -54,7 +55,9 @@ from mecsim.traces import (
 )
 
 
-class Simulation(IntakeMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixin, SteppingMixin):
+class Simulation(
+    IntakeMixin, SnapshotMixin, EpochMixin, DispatchMixin, FaultsMixin, StreamMixin, SteppingMixin
+):
     """One run of a scenario with a policy and a seed.
 
     Args:
