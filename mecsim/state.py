@@ -157,12 +157,7 @@ class EpochState:
 
     def rate_bps(self, bandwidth_hz: np.ndarray) -> np.ndarray:
         """Shannon rate ``b log2(1 + p g / (N0 b))`` of each task for the given shares."""
-        b = np.asarray(bandwidth_hz, dtype=float)
-        if b.shape[0] == 1 and b[0] > 0:  # one task: the same operations, fewer array calls
-            return b * np.log2(1.0 + self.snr_per_hz / b)
-        pos = b > 0
-        x = np.divide(self.snr_per_hz, b, out=np.zeros_like(b), where=pos)
-        return b * np.log2(1.0 + x)
+        return shannon_rate_bps(self.snr_per_hz, bandwidth_hz)
 
     def upload_s(self, bandwidth_hz: np.ndarray) -> np.ndarray:
         """Upload time ``D_i / r_i(b_i)`` on the current (static) channel; 0 with an ideal radio.
@@ -172,10 +167,7 @@ class EpochState:
         """
         if self.ideal_radio:
             return np.zeros(self.n_tasks)
-        r = self.rate_bps(bandwidth_hz)
-        if r.shape[0] == 1 and r[0] > 0:
-            return self.input_bits / r
-        return np.divide(self.input_bits, r, out=np.full_like(r, np.inf), where=r > 0)
+        return upload_time_s(self.input_bits, self.rate_bps(bandwidth_hz))
 
     def equal_share(self) -> np.ndarray:
         """The budget split equally among the epoch's tasks (Hz)."""
@@ -183,6 +175,24 @@ class EpochState:
         if n == 0:
             return np.zeros(0)
         return np.full(n, self.bandwidth_budget_hz / n)
+
+
+def shannon_rate_bps(snr_per_hz: np.ndarray, bandwidth_hz: np.ndarray) -> np.ndarray:
+    """Shannon rate ``b log2(1 + a / b)`` (bit/s) for SNRs at 1 Hz ``a`` and shares ``b``; 0
+    where ``b`` is 0 (:meth:`EpochState.rate_bps`)."""
+    b = np.asarray(bandwidth_hz, dtype=float)
+    if b.shape[0] == 1 and b[0] > 0:  # one task: the same operations, fewer array calls
+        return b * np.log2(1.0 + snr_per_hz / b)
+    x = np.divide(snr_per_hz, b, out=np.zeros_like(b), where=b > 0)
+    return b * np.log2(1.0 + x)
+
+
+def upload_time_s(input_bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
+    """Upload times ``D / r`` (s); inf where the rate is 0 (:meth:`EpochState.upload_s`)."""
+    r = rate_bps
+    if r.shape[0] == 1 and r[0] > 0:
+        return input_bits / r
+    return np.divide(input_bits, r, out=np.full_like(r, np.inf), where=r > 0)
 
 
 #: the fields of :class:`EpochState` with a fixed default (``extra`` gets a new dict each time)

@@ -91,14 +91,15 @@ def allocate(
 
 def _least_loaded_floats(
     backlog: list[float],
-    per_slot: list[float],
+    queued: list[int],
     slots: list[int],
     service: list[list[float]],
     feasible: list[list[bool]],
 ) -> list[int]:
-    """least-loaded's placement on Python lists (``backlog`` and ``per_slot`` are updated): for
-    each task in turn the feasible server with the least ``backlog + 1e-9 per_slot`` (the first
-    on ties; server 0 if none is feasible), which then books the task's service."""
+    """least-loaded's placement on Python lists (``backlog`` is updated): for each task in turn
+    the feasible server with the least ``backlog + 1e-9 queued / slots`` (the first on ties;
+    server 0 if none is feasible), which then books the task's service."""
+    per_slot = [q / k for q, k in zip(queued, slots, strict=True)]
     out = []
     for i, feas in enumerate(feasible):
         best, j = np.inf, 0
@@ -304,17 +305,18 @@ class LeastLoadedPolicy(HeuristicPolicy):
 
     def _choose_floats(self, state: EpochState) -> np.ndarray:
         """:meth:`_choose_arrays` on Python floats (the same operations in the same order)."""
-        slots = state.slots.tolist()
-        per_slot = [q / k for q, k in zip(state.queued.tolist(), slots, strict=True)]
         out = _least_loaded_floats(
-            state.backlog_s.tolist(), per_slot, slots, state.service_s.tolist(), state.feasible.tolist()
+            state.backlog_s.tolist(),
+            state.queued.tolist(),
+            state.slots.tolist(),
+            state.service_s.tolist(),
+            state.feasible.tolist(),
         )
         return np.array(out, dtype=np.int64)
 
     @staticmethod
     def _lane_pick(x: Any) -> list[int]:
-        per_slot = [q / k for q, k in zip(x.queued, x.slots, strict=True)]
-        return _least_loaded_floats(x.backlog, per_slot, x.slots, x.service, x.feasible)
+        return _least_loaded_floats(x.backlog, x.queued, x.slots, x.service, x.feasible)
 
     def _choose_arrays(self, state: EpochState) -> np.ndarray:
         backlog = state.backlog_s.astype(float)  # a copy

@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from mecsim.state import _OPTIONAL, EpochState
+from mecsim.state import _OPTIONAL, EpochState, shannon_rate_bps, upload_time_s
 
 
 class _FewTasks:
-    """The rows of a few tasks' snapshot as Python values (see :meth:`SnapshotMixin._lane_inputs`)."""
+    """The rows of a few tasks' snapshot as Python values (see :meth:`SnapshotMixin._lane_inputs`);
+    the backhaul and return rows and the upload times are computed when read (least-loaded
+    reads none of them)."""
 
     __slots__ = (
         "budget",
@@ -20,23 +22,37 @@ class _FewTasks:
         "ideal_radio",
         "feasible",
         "service",
-        "backhaul",
-        "ret",
         "backlog",
         "queued",
         "slots",
         "bits",
         "snr",
+        "_sizes",
+        "_links",
     )
+
+    @property
+    def backhaul(self) -> list[list[float]]:
+        """:attr:`EpochState.backhaul_s` rows: latency + input bits / rate."""
+        lat, inv, _ = self._links
+        return [[a + b * v for a, v in zip(lat, inv, strict=True)] for b, _ in self._sizes]
+
+    @property
+    def ret(self) -> list[list[float]]:
+        """:attr:`EpochState.return_s` rows: backhaul back, then the downlink."""
+        lat, inv, (dl_rate, dl_lat) = self._links
+        out = []
+        for _, o in self._sizes:
+            tail = o / dl_rate + dl_lat
+            out.append([a + o * v + tail for a, v in zip(lat, inv, strict=True)])
+        return out
 
     def upload_s(self) -> list[float]:
         """:meth:`EpochState.upload_s` of the equal shares (the same array operations)."""
         n = len(self.feasible)
         if self.ideal_radio:
             return [0.0] * n
-        b = np.full(n, self.share)
-        r = b * np.log2(1.0 + self.snr / b)
-        return np.divide(self.bits, r, out=np.full_like(r, np.inf), where=r > 0).tolist()
+        return upload_time_s(self.bits, shannon_rate_bps(self.snr, np.full(n, self.share))).tolist()
 
 
 class SnapshotMixin:
@@ -143,25 +159,20 @@ class SnapshotMixin:
         c = self.tasks.cols
         base = self._base
         model, steps, c_in, c_out = c["model"], c["steps"], c["input_bits"], c["output_bits"]
-        lat = self.bh_lat.tolist()
-        inv = self.inv_bh_rate.tolist()
-        dl_rate, dl_lat = self.dl_rate, self.dl_lat
         x = _FewTasks()
         x.budget = budget
         x.share = budget / len(ids)  # EpochState.equal_share
         x.ideal_radio = ideal = self.sc.radio.ideal
-        x.feasible, x.service, x.backhaul, x.ret = feas, service, backhaul, ret = [], [], [], []
+        x.feasible, x.service, x._sizes = feas, service, sizes = [], [], []
         for tid in ids:
             r = tid - base
             k = int(model[r])
             st = float(steps[r])
-            b = float(c_in[r])
-            o = float(c_out[r])
             feas.append(self._host_rows[k])
             service.append([st * t for t in self._t_step_rows[k]])  # inf where not hosted
-            backhaul.append([a + b * v for a, v in zip(lat, inv, strict=True)])
-            tail = o / dl_rate + dl_lat
-            ret.append([a + o * v + tail for a, v in zip(lat, inv, strict=True)])
+            sizes.append((float(c_in[r]), float(c_out[r])))
+        # the backhaul arrays are replaced while a backhaul fault lasts: read them now
+        x._links = (self.bh_lat.tolist(), self.inv_bh_rate.tolist(), (self.dl_rate, self.dl_lat))
         servers = self.servers
         x.backlog = [s.backlog(now) for s in servers]
         x.queued = [s.busy + len(s.queue) + s.transit for s in servers]
