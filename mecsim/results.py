@@ -392,7 +392,7 @@ def collect(sim: Any) -> Result:
     tasks = tasks_frame(
         cols, sim.model_names, sim.server_names, t_end, adapter_names=getattr(sim, "adapter_names", ())
     )
-    epochs = pd.DataFrame(sim.epoch_rows)
+    epochs = sim.epoch_log.frame()
     servers = servers_frame(sim.server_log.view(), sim.server_names)
     extra = _extra(sim, t_end)
     faults = _fault_extra(sim, tasks, extra)

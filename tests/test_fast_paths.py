@@ -369,3 +369,88 @@ def test_small_epoch_lane_only_where_it_is_exact(scenario, policy, over, has_lan
     assert Simulation(sc, make_policy(policy), 1).start()._lane is None
     if has_lane:
         assert Simulation(sc, make_policy(policy, bandwidth="sum"), 1).run()._lane is None
+
+
+# -- the epochs table built by columns -------------------------------------------------------------
+
+_NUMBER = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_INFO_VALUE = st.one_of(
+    st.integers(-5, 5), st.floats(allow_nan=True), st.none(), st.booleans(), st.text(max_size=3)
+)
+# info keys a policy may add; "t" and "n_dropped" collide with engine columns (info wins)
+_INFO_KEY = st.sampled_from(["solver", "energy", "fallback", "t", "n_dropped"])
+
+
+def _same_kind(v):
+    """Values like v (now and then anything), for info columns of one kind."""
+    if isinstance(v, bool):
+        like = st.booleans()
+    elif isinstance(v, int | float):
+        like = _NUMBER
+    elif isinstance(v, str):
+        like = st.text(max_size=2)
+    else:
+        like = st.none()
+    return st.one_of(like, like, like, _INFO_VALUE)
+
+
+def _rows_frame(log) -> pd.DataFrame:
+    """The oracle: the epochs table as the engine built it before, one dict per epoch."""
+    from mecsim.traces import EPOCH_FIXED
+
+    rows = []
+    for fixed, info in zip(log.fixed, log.info, strict=True):
+        row = dict(zip(EPOCH_FIXED, fixed, strict=True))
+        row.update(info)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(0, 12),
+    int_cols=st.lists(st.booleans(), min_size=11, max_size=11),
+    data=st.data(),
+)
+def test_epoch_log_frame_is_the_frame_of_its_rows(n, int_cols, data):
+    """EpochLog.frame() equals pandas.DataFrame of the dict rows (dtypes and values), whatever
+    mix of ints and floats the engine columns hold and whatever info the policy adds: missing
+    in some epochs, one dict shared by many epochs, a key that overrides an engine column, or an
+    engine column holding something other than a number."""
+    from mecsim.traces import EpochLog
+
+    log = EpochLog()
+    shared = data.draw(st.dictionaries(_INFO_KEY, _INFO_VALUE, max_size=2))
+    odd = data.draw(st.booleans())  # sometimes an engine column holds None or a bool
+    for _ in range(n):
+        fixed = [data.draw(st.integers(0, 10**6) if is_int else _NUMBER) for is_int in int_cols]
+        if odd and data.draw(st.booleans()):
+            fixed[data.draw(st.integers(0, 10))] = data.draw(st.sampled_from([None, True]))
+        how = data.draw(st.sampled_from(["shared", "same keys", "any"]))
+        if how == "shared":
+            info = shared
+        elif how == "same keys":  # the shared dict's keys, each with values of one kind (mostly)
+            info = {k: data.draw(_same_kind(v)) for k, v in shared.items()}
+        else:
+            info = data.draw(st.dictionaries(_INFO_KEY, _INFO_VALUE, max_size=3))
+        log.append(tuple(fixed), info)
+    assert len(log) == n
+    pd.testing.assert_frame_equal(log.frame(), _rows_frame(log), check_exact=True)
+
+
+def test_epoch_log_test_catches_a_frame_that_types_columns_its_own_way():
+    """Negative control: a frame that makes every engine column float64 (wrong for the integer
+    counts) fails the comparison above."""
+    from mecsim.traces import EPOCH_FIXED, EpochLog
+
+    log = EpochLog()
+    for k in range(3):
+        log.append((k, 1.5 * k, 1.5 * k, 1, 1, 1, 0, 0, 1e6, 1e-6, 0.0), {"solver": "greedy"})
+    good = log.frame()
+    pd.testing.assert_frame_equal(good, _rows_frame(log), check_exact=True)
+    bad = good.astype({k: "float64" for k in EPOCH_FIXED})
+    with pytest.raises(AssertionError):
+        pd.testing.assert_frame_equal(bad, _rows_frame(log), check_exact=True)

@@ -135,7 +135,7 @@ def test_memory_is_released_as_the_run_goes(tmp_path):
     total = sim.n_arrived
     assert total > 15_000
     assert sim.tasks.n < 2000 and sim.tasks.cap <= 4096  # rows held at the end
-    assert sim._base > total - 2000 and len(sim.epoch_rows) == 0 and sim.server_log.n == 0
+    assert sim._base > total - 2000 and len(sim.epoch_log) == 0 and sim.server_log.n == 0
     res = collect(sim)
     # n_arrived counts the arrivals inside the event loop; the few tasks that arrive after its
     # last event (before duration_s) are added at the end (2 here)

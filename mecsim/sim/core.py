@@ -32,7 +32,7 @@ from mecsim.arrivals import TaskSource
 from mecsim.radio import Channel
 from mecsim.scenario import Scenario, merged_profiles
 from mecsim.sim.devices import place_devices
-from mecsim.sim.dispatch import DispatchMixin
+from mecsim.sim.dispatch import FEW_COLS, DispatchMixin
 from mecsim.sim.epoch import EpochMixin
 from mecsim.sim.faults import FaultsMixin
 from mecsim.sim.intake import IntakeMixin
@@ -51,6 +51,7 @@ from mecsim.traces import (
     TASK_COLUMNS,
     UPLINK_TASK_COLUMNS,
     Columns,
+    EpochLog,
     TraceWriter,
 )
 
@@ -152,7 +153,7 @@ class Simulation(
             task_cols.update(UPLINK_TASK_COLUMNS)  # shares change during an upload: their mean
         self.tasks = Columns(task_cols, 4096)
         self.server_log = Columns(SERVER_COLUMNS, 4096)
-        self.epoch_rows: list[dict[str, Any]] = []
+        self.epoch_log = EpochLog()
         self.fault_log = Columns(FAULT_COLUMNS, 64)
         self.faulty = bool(sc.faults.servers or sc.faults.channels or sc.faults.backhaul)
         self._degraded: list[Any] = []
@@ -186,12 +187,14 @@ class Simulation(
         self._pending: EpochState | None = None
         self._resume: simpy.Event | None = None
         self._lane: Any = None  # set at launch
+        self._no_delay = sc.epoch.decision_time.mode == "zero"  # decisions take no simulated time
 
     def _bind_views(self) -> None:
         c = self.tasks.cols
         self.T_epoch = c["epoch"]
         self.T_deadline = c["deadline"]
         self.T_service_start = c["t_service_start"]
+        self._few_cols = tuple(c[k] for k in FEW_COLS)
 
     def monitor(self, srv: GPUServer) -> None:
         log = self.server_log

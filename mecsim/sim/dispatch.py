@@ -13,6 +13,24 @@ from mecsim.traces import DISPATCHED
 #: epochs of at most this many tasks are dispatched on Python values, larger ones with arrays
 _SCALAR_MAX = 3
 
+#: the task columns :meth:`DispatchMixin._dispatch_few` reads and writes, in its order (the
+#: simulation keeps them as ``_few_cols``, bound again whenever the buffers are replaced)
+FEW_COLS = (
+    "device",
+    "input_bits",
+    "model",
+    "steps",
+    "service_factor",
+    "server",
+    "bandwidth_hz",
+    "t_decision",
+    "t_upload_start",
+    "t_upload_end",
+    "t_server_arrival",
+    "energy_tx_j",
+    "state",
+)
+
 
 class DispatchMixin:
     """Dispatch of a decision; part of :class:`~mecsim.sim.core.Simulation`."""
@@ -104,24 +122,16 @@ class DispatchMixin:
         """:meth:`_dispatch` of a few tasks, task by task with Python values (cheaper for the
         one to three tasks of most epochs; the same IEEE operations in the same order as
         :meth:`_record_dispatch_arrays`, so the same records, and the same events)."""
-        c = self.tasks.cols
         base = self._base
         rows = [g - base for g in gids] if base else gids
-        dev_c, bits_c = c["device"], c["input_bits"]
+        (dev_c, bits_c, model, steps, factor, c_srv, c_bw, c_dec, c_up0, c_up1, c_arr, c_etx, c_state) = (
+            self._few_cols
+        )
         if self.sc.radio.ideal:
             up_l = None
         else:
             ridx = np.array(rows, dtype=np.int64)
             up_l = self.channel.upload_durations(dev_c[ridx], bits_c[ridx], np.array(bw), t).tolist()
-        model, steps, factor = c["model"], c["steps"], c["service_factor"]
-        c_srv, c_bw, c_dec, c_up0, c_up1 = (
-            c["server"],
-            c["bandwidth_hz"],
-            c["t_decision"],
-            c["t_upload_start"],
-            c["t_upload_end"],
-        )
-        c_arr, c_etx, c_state = c["t_server_arrival"], c["energy_tx_j"], c["state"]
         t_step, bh_lat, inv_bh, ptx = self.t_step, self.bh_lat, self.inv_bh_rate, self.tx_power_w
         exp_s, act_s = self.expected_service, self.actual_service
         held = self.held

@@ -151,7 +151,7 @@ class EpochMixin:
             srv, bw, info = dec.server, dec.bandwidth_hz, dec.info
             idx = state.task_id
         self.decision_wall_total += wall
-        delay = self._decision_delay(info, len(ids))
+        delay = 0.0 if self._no_delay else self._decision_delay(info, len(ids))
         if delay > 0:
             yield self.env.timeout(delay)
         t_dec = self.env.now
@@ -168,21 +168,22 @@ class EpochMixin:
         else:  # some waiting tasks were skipped (channel outage)
             decided = set(ids)
             self.waiting = sorted(deferred + [t for t in self.waiting if t not in decided])
-        row = {
-            "epoch": self.epoch_index,
-            "t": now,
-            "t_decision": t_dec,
-            "n_waiting": n_waiting,
-            "n_decided": len(ids),
-            "n_dispatched": n_go,
-            "n_dropped": len(drop_ids),
-            "n_deferred": len(deferred),
-            "bandwidth_budget_hz": budget,
-            "decision_wall_s": wall,
-            "decision_delay_s": delay,
-        }
-        row.update(info)
-        self.epoch_rows.append(row)
+        self.epoch_log.append(
+            (  # the columns of EPOCH_FIXED, in order
+                self.epoch_index,
+                now,
+                t_dec,
+                n_waiting,
+                len(ids),
+                n_go,
+                len(drop_ids),
+                len(deferred),
+                budget,
+                wall,
+                delay,
+            ),
+            info,
+        )
         self.epoch_index += 1
 
 

@@ -34,18 +34,22 @@ class _FewTasks:
     @property
     def backhaul(self) -> list[list[float]]:
         """:attr:`EpochState.backhaul_s` rows: latency + input bits / rate."""
-        lat, inv, _ = self._links
+        lat, inv, _ = self._link_lists()
         return [[a + b * v for a, v in zip(lat, inv, strict=True)] for b, _ in self._sizes]
 
     @property
     def ret(self) -> list[list[float]]:
         """:attr:`EpochState.return_s` rows: backhaul back, then the downlink."""
-        lat, inv, (dl_rate, dl_lat) = self._links
+        lat, inv, (dl_rate, dl_lat) = self._link_lists()
         out = []
         for _, o in self._sizes:
             tail = o / dl_rate + dl_lat
             out.append([a + o * v + tail for a, v in zip(lat, inv, strict=True)])
         return out
+
+    def _link_lists(self) -> tuple[list[float], list[float], tuple[float, float]]:
+        lat, inv, dl = self._links
+        return lat.tolist(), inv.tolist(), dl
 
     def upload_s(self) -> list[float]:
         """:meth:`EpochState.upload_s` of the equal shares (the same array operations)."""
@@ -171,8 +175,9 @@ class SnapshotMixin:
             feas.append(self._host_rows[k])
             service.append([st * t for t in self._t_step_rows[k]])  # inf where not hosted
             sizes.append((float(c_in[r]), float(c_out[r])))
-        # the backhaul arrays are replaced while a backhaul fault lasts: read them now
-        x._links = (self.bh_lat.tolist(), self.inv_bh_rate.tolist(), (self.dl_rate, self.dl_lat))
+        # the backhaul arrays are replaced (not changed) while a backhaul fault lasts: these are
+        # the epoch's, and are read as lists only by a policy that asks (greedy, not least-loaded)
+        x._links = (self.bh_lat, self.inv_bh_rate, (self.dl_rate, self.dl_lat))
         servers = self.servers
         x.backlog = [s.backlog(now) for s in servers]
         x.queued = [s.busy + len(s.queue) + s.transit for s in servers]

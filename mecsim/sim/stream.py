@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mecsim.traces import DROPPED, SERVED, TraceWriter, faults_frame, servers_frame, tasks_frame
+from mecsim.traces import DROPPED, SERVED, EpochLog, TraceWriter, faults_frame, servers_frame, tasks_frame
 
 
 @contextlib.contextmanager
@@ -47,10 +47,10 @@ class StreamMixin:
             with _sigint_deferred():
                 st.write_servers(servers_frame(self.server_log.view(), self.server_names))
                 self.server_log.n = 0  # monitor() writes every field of a row
-        if len(self.epoch_rows) >= st.epoch_chunk:
+        if len(self.epoch_log) >= st.epoch_chunk:
             with _sigint_deferred():
-                st.write_epochs(self.epoch_rows)
-                self.epoch_rows = []
+                st.write_epochs(self.epoch_log)
+                self.epoch_log = EpochLog()
 
     def _flush_tasks(self, now: float) -> None:
         """Write the longest prefix of final task rows if it has ``chunk_rows`` rows, and drop it
@@ -128,8 +128,8 @@ class StreamMixin:
             )
             st.write_servers(servers_frame(self.server_log.view(), self.server_names))
             self.server_log.n = 0
-            st.write_epochs(self.epoch_rows)
-            self.epoch_rows = []
+            st.write_epochs(self.epoch_log)
+            self.epoch_log = EpochLog()
             if self.gpu_mode and self.sc.service.residency.enabled:  # small: written once
                 from mecsim.traces import atomic_write, loads_frame
 
