@@ -45,6 +45,31 @@ def test_engine_benchmark_profile_lists_the_top_ten():
     assert any("sim/epoch.py" in r for r in rows)  # the engine's epoch step is in the top ten
 
 
+def test_simpy_floor_prints_its_ratios_and_is_an_mm1():
+    """The yardstick for the mm1-v1 target runs, and is a real M/M/1: its mean sojourn matches
+    1 / (mu - lambda) (lambda 0.5, mu 1: 2 s; 40,000 customers, the standard error at rho 0.5 is
+    about 1%, so 5% is a safe bound). Negative control: the same check on a server twice as
+    fast fails."""
+    out = _run(str(BENCH / "simpy_floor.py"), "--rounds", "1", "--n", "2000")
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-2:]
+    assert all(re.search(r"/ bare SimPy M/M/1 = [0-9.]+$", line) for line in last), last
+    sys.path.insert(0, str(BENCH))
+    try:
+        from simpy_floor import floor_mm1
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def mean_sojourn(mu: float) -> float:
+        rec: dict = {}
+        floor_mm1(40000, lam=0.5, mu=mu, seed=7, tables=False, keep=rec)
+        assert (rec["state"] == 2).all()  # every task served
+        return float((rec["t_service_end"] - rec["t_arrival"]).mean())
+
+    assert abs(mean_sojourn(1.0) / 2.0 - 1) < 0.05
+    assert abs(mean_sojourn(2.0) / 2.0 - 1) > 0.05  # 1 / (2 - 0.5) = 0.67 s
+
+
 def test_trace_digests_agree_between_processes_and_see_a_change(tmp_path):
     ref = tmp_path / "digests.json"
     only = ("--only", "mm1-v1")
