@@ -454,3 +454,29 @@ def test_epoch_log_test_catches_a_frame_that_types_columns_its_own_way():
     bad = good.astype({k: "float64" for k in EPOCH_FIXED})
     with pytest.raises(AssertionError):
         pd.testing.assert_frame_equal(bad, _rows_frame(log), check_exact=True)
+
+
+class _CountingPolicy:
+    """least-loaded's choice, with one info dict that it updates and returns at every epoch."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        from mecsim.policies.heuristics import LeastLoadedPolicy
+
+        self.inner = LeastLoadedPolicy()
+        self.info = {"calls": 0}
+
+    def decide(self, state):
+        dec = self.inner.decide(state)
+        self.info["calls"] += 1
+        return Decision(dec.bandwidth_hz, dec.server, self.info)
+
+
+def test_epochs_table_keeps_each_epochs_info_when_a_policy_reuses_its_dict():
+    """The epochs table records info as it was at each epoch (as the rows of dicts did), not
+    the last value of a dict the policy keeps updating."""
+    res = mecsim.simulate("mm1-v1", policy=_CountingPolicy(), seed=1, duration_s=200, warmup_s=0)
+    calls = res.epochs["calls"].to_numpy()
+    assert len(calls) > 10
+    assert np.array_equal(calls, np.arange(1, len(calls) + 1))

@@ -148,7 +148,8 @@ class EpochMixin:
                 dec = self.policy.decide(state)
             wall = time.perf_counter() - t0
             dec = self._check(dec, state)
-            srv, bw, info = dec.server, dec.bandwidth_hz, dec.info
+            # the epochs table keeps this epoch's info: a copy, since a policy may reuse its dict
+            srv, bw, info = dec.server, dec.bandwidth_hz, dict(dec.info)
             idx = state.task_id
         self.decision_wall_total += wall
         delay = 0.0 if self._no_delay else self._decision_delay(info, len(ids))
